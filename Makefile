@@ -1,0 +1,32 @@
+# The two set-up commands of the README: `make train` and `make test`. Both create .venv
+# (Python 3.11) on first use and skip the install while pyproject.toml is unchanged.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: install train test bench tensorboard clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+train: install
+	$(BIN)/ganlab train $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: install
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir outputs
+
+clean:
+	rm -rf outputs multirun .pytest_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,72 @@
+"""Value checks on the composed config, run before anything is built.
+
+Rules go by key name, so a size or rate in any group (and in groups added later) is covered:
+a bad value stops the run with the key, the value and the fix, not a traceback from torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ganlab.errors import ConfigError
+
+# key name -> (lowest allowed, whether the lowest is allowed, an example of a good value)
+POSITIVE = {"batch_size": 64, "lr": 2e-4, "steps": 2000, "epochs": 10, "resolution": 32, "latent_dim": 100,
+            "width": 64, "n_critic": 1, "g_steps": 1, "log_every": 25, "sample_every": 250,
+            "ckpt_every": 250, "sample_count": 64}
+NON_NEGATIVE = {"snapshot_every": 1000, "keep_last": 3, "weight_decay": 0.0, "num_workers": 2}
+FRACTIONS = {"ema_decay": 0.999, "dropout": 0.3}  # in [0, 1)
+INTEGERS = {"batch_size", "steps", "resolution", "latent_dim", "width", "n_critic", "g_steps", "log_every",
+            "sample_every", "ckpt_every", "sample_count", "snapshot_every", "keep_last", "num_workers"}
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first out-of-range size, rate or interval anywhere in `cfg`."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for path, value in _leaves(plain, ""):
+        name = path.rsplit(".", 1)[-1]
+        if value is None or name not in POSITIVE | NON_NEGATIVE | FRACTIONS:
+            continue
+        example = (POSITIVE | NON_NEGATIVE | FRACTIONS)[name]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (name in INTEGERS and not isinstance(value, int)):
+            kind = "an integer" if name in INTEGERS else "a number"
+            raise ConfigError(f"{path}={value!r} must be {kind}; set e.g. {path}={example}.")
+        if name in POSITIVE and value <= 0:
+            raise ConfigError(f"{path}={value!r} must be positive; set e.g. {path}={example}.")
+        if name in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{path}={value!r} must be zero or more; set e.g. {path}={example}.")
+        if name in FRACTIONS and not 0 <= value < 1:
+            raise ConfigError(f"{path}={value!r} must be in [0, 1); set e.g. {path}={example} (0 turns it off).")
+
+
+def _leaves(node: Any, path: str):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _leaves(value, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` is CUDA when present, else CPU; an unavailable device is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA device is visible; use device=auto or device=cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name} but only {torch.cuda.device_count()} CUDA device(s) exist; "
+                          "use device=cuda:0.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device=mps but MPS is not available here; use device=auto or device=cpu.")
+    return device

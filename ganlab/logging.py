@@ -1,0 +1,75 @@
+"""One writer for a run's scalars and images: TensorBoard, `metrics.jsonl`, PNGs and the progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True):
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.samples_dir = run_dir / "samples"
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        if start_step:
+            # A resumed run repeats the steps after its checkpoint: drop what was logged for them.
+            _truncate_jsonl(self.metrics_path, start_step)
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if start_step else None)
+        self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress, dynamic_ncols=True,
+                        unit="step", desc="train")
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": step, **{k: _json_number(v) for k, v in values.items()}}) + "\n")
+        shown = {k.split("/")[-1] if k.startswith("loss/") else k: v for k, v in values.items()
+                 if k.startswith("loss/") or k == "perf/images_per_s"}
+        self.bar.set_postfix({k.replace("perf/", ""): f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+
+    def images(self, step: int, name: str, images: torch.Tensor, nrow: int = 8) -> Path:
+        """Save a grid of images in [0, 1] as a PNG and to TensorBoard; returns the PNG path."""
+        grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
+        stem = f"step_{step:06d}" if name == "samples" else f"{name}_step_{step:06d}"
+        path = self.samples_dir / f"{stem}.png"
+        save_image(grid, path)
+        self.writer.add_image(name, grid, step)
+        return path
+
+    def advance(self, steps: int = 1) -> None:
+        self.bar.update(steps)
+
+    def message(self, text: str) -> None:
+        self.bar.write(text)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()
+
+
+def _json_number(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+def _truncate_jsonl(path: Path, last_step: int) -> None:
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's `metrics.jsonl` (for scripts and tests)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,246 @@
+"""The generic training loop: run the objective's phases, step optimizers, and keep the run safe.
+
+It knows phases, networks and optimizers by name only; which GAN (or VAE) it trains, and how a
+loss is computed, is the objective's business. Maintenance (logging, sample grids, checkpoints,
+the NaN guard, Ctrl-C/SIGTERM) happens between steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from ganlab import checkpoint
+from ganlab.errors import TrainingDiverged
+from ganlab.logging import RunLogger
+from ganlab.objectives.base import Objective
+
+
+@dataclass
+class Schedule:
+    """How long to train and how often to do maintenance, counted in steps (all phases once)."""
+
+    steps: int
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 500
+    snapshot_every: int = 0  # periodic checkpoints/step_XXXXXX.pt beside last.pt; 0 = none
+    keep_last: int = 3  # how many periodic checkpoints to keep
+    ema_decay: float = 0.0  # EMA of the objective's ema_networks (the generator); 0 = off
+    sample_count: int = 64  # size of the fixed sample batch
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; `last.pt` was saved. `signum` tells which."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"interrupted by signal {signum} at step {step}")
+        self.signum, self.step = signum, step
+
+
+class Meter:
+    """Sums of the per-step statistics since the last log, kept as tensors to avoid GPU syncs."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {key: (self.sums[key] / self.counts[key]).item() for key in self.sums}
+
+    def first_non_finite(self) -> str | None:
+        return next((key for key, value in self.sums.items() if not torch.isfinite(value).all()), None)
+
+    def reset(self) -> None:
+        self.sums, self.counts = {}, {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self.counts = dict(state["counts"])
+
+
+def train_only(networks: dict[str, nn.Module], trained: str) -> None:
+    """Gradients on for the network being trained only: the others' are neither computed nor kept."""
+    for name, net in networks.items():
+        net.requires_grad_(name == trained)
+
+
+@contextmanager
+def evaluating(networks: dict[str, nn.Module]) -> Iterator[None]:
+    modes = {name: net.training for name, net in networks.items()}
+    for net in networks.values():
+        net.eval()
+    try:
+        yield
+    finally:
+        for name, net in networks.items():
+            net.train(modes[name])
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, live: nn.Module, decay: float) -> None:
+    for ema_p, live_p in zip(ema.parameters(), live.parameters()):
+        ema_p.lerp_(live_p, 1.0 - decay)
+    for ema_b, live_b in zip(ema.buffers(), live.buffers()):  # BatchNorm statistics are copied
+        ema_b.copy_(live_b)
+
+
+class Loop:
+    def __init__(self, objective: Objective, optimizers: dict[str, torch.optim.Optimizer], batches,
+                 schedule: Schedule, logger: RunLogger, run_dir: Path, device: torch.device,
+                 batch_size: int, config: dict[str, Any]):
+        self.objective, self.optimizers, self.batches = objective, optimizers, batches
+        self.schedule, self.logger, self.device = schedule, logger, device
+        self.batch_size, self.config = batch_size, config
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.networks = objective.networks
+        self.ema = {name: copy.deepcopy(self.networks[name]).requires_grad_(False)
+                    for name in objective.ema_networks} if schedule.ema_decay > 0 else {}
+        self.fixed = objective.fixed_inputs(schedule.sample_count, device)
+        self.step = 0
+        self.meter = Meter()
+        self._stop_signal: int | None = None
+
+    # --- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": checkpoint.FORMAT_VERSION,
+            "step": self.step,
+            "networks": {name: net.state_dict() for name, net in self.networks.items()},
+            "ema": {name: net.state_dict() for name, net in self.ema.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "fixed": {name: t.cpu() for name, t in self.fixed.items()},
+            "batches": self.batches.state_dict(),
+            "meter": self.meter.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "config": self.config,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, net in self.networks.items():
+            net.load_state_dict(state["networks"][name])
+        for name, net in self.ema.items():
+            net.load_state_dict(state["ema"].get(name) or state["networks"][name])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.fixed = {name: t.to(self.device) for name, t in state["fixed"].items()}
+        self.batches.load_state_dict(state["batches"])
+        self.meter.load_state_dict(state["meter"], self.device)
+        checkpoint.set_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+    # --- training --------------------------------------------------------------------------
+    def run(self) -> int:
+        """Train from `self.step` to `schedule.steps`; returns the last step done."""
+        with self._signals_saved():
+            self._clock, self._images = time.perf_counter(), 0
+            while self.step < self.schedule.steps:
+                self._train_step()
+                self.step += 1
+                self.logger.advance()
+                self._maintain()
+                if self._stop_signal is not None:
+                    self._save_last()
+                    raise Interrupted(self._stop_signal, self.step)
+        return self.step
+
+    def _train_step(self) -> None:
+        batch = None
+        for phase in self.objective.phases:
+            for _ in range(phase.repeats):
+                if phase.uses_data or batch is None:
+                    batch = next(self.batches)
+                    self._images += self.batch_size
+                optimizer = self.optimizers[phase.network]
+                train_only(self.networks, phase.network)
+                optimizer.zero_grad(set_to_none=True)
+                loss, stats = self.objective.loss(phase.name, batch)
+                loss.backward()
+                optimizer.step()
+                self.objective.after_step(phase.name)
+                self.meter.add({f"loss/{phase.name}": loss, **{f"{phase.name}/{k}": v for k, v in stats.items()}})
+        for name, ema in self.ema.items():
+            update_ema(ema, self.networks[name], self.schedule.ema_decay)
+
+    # --- maintenance -----------------------------------------------------------------------
+    def _due(self, every: int) -> bool:
+        return self.step == self.schedule.steps or (every > 0 and self.step % every == 0)
+
+    def _maintain(self) -> None:
+        s = self.schedule
+        if self._due(s.log_every):
+            self._log()
+        if self._due(s.sample_every):
+            self._sample()
+        if self._due(s.ckpt_every):
+            self._save_last()
+        if s.snapshot_every > 0 and self.step % s.snapshot_every == 0:
+            self._guard_finite()
+            checkpoint.save_periodic(self.state_dict(), self.ckpt_dir, self.step, s.keep_last)
+
+    def _log(self) -> None:
+        self._guard_finite()
+        values = self.meter.means()
+        self.meter.reset()
+        for name, opt in self.optimizers.items():
+            values[f"lr/{name}"] = opt.param_groups[0]["lr"]
+        elapsed = time.perf_counter() - self._clock
+        values["perf/images_per_s"] = self._images / elapsed if elapsed > 0 else 0.0
+        self._clock, self._images = time.perf_counter(), 0
+        self.logger.scalars(self.step, values)
+
+    def _sample(self) -> None:
+        networks = {**self.networks, **self.ema}
+        with evaluating(networks):
+            shown = self.objective.snapshots(self.fixed, networks)
+        for name, images in shown.items():
+            self.logger.images(self.step, name, images)
+
+    def _save_last(self) -> None:
+        self._guard_finite()
+        checkpoint.save_atomic(self.state_dict(), self.ckpt_dir / checkpoint.LAST)
+        self.logger.flush()
+
+    def _guard_finite(self) -> None:
+        bad = self.meter.first_non_finite()
+        if bad is not None:
+            raise TrainingDiverged(
+                f"{bad} became NaN or infinite at or before step {self.step}. The last good checkpoint "
+                f"({self.ckpt_dir / checkpoint.LAST}) was kept. Lower optimizer.lr, or pick a more stable "
+                "loss (e.g. loss=hinge or loss=wgan_gp); resume=true continues from the checkpoint.")
+
+    @contextmanager
+    def _signals_saved(self) -> Iterator[None]:
+        """SIGINT / SIGTERM finish the current step, save last.pt, then raise Interrupted."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, _frame):
+            self._stop_signal = signum
+            self.logger.message(f"signal {signum}: finishing step {self.step + 1}, then saving checkpoints/last.pt")
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

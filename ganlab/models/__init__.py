@@ -1,0 +1,1 @@
+"""Networks, one family per module. Discriminators return raw logits."""

@@ -1,0 +1,72 @@
+"""Building blocks shared by the network families: normalisation, spectral norm, dropout options.
+
+Discriminator variants of the reports (DCGAN, SNGAN, SNGAN with dropout, no-BatchNorm critics)
+are the same network with different options here, not separate classes.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ganlab.errors import ConfigError
+
+NORMS = ("none", "batch", "layer", "instance")
+
+
+def norm_layer(kind: str, channels: int, key: str = "norm") -> nn.Module:
+    """A 2-d normalisation layer by name; 'layer' normalises over (C, H, W) per sample."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    raise ConfigError(f"{key}={kind!r} is not a normalisation; use one of {', '.join(NORMS)}.")
+
+
+def maybe_spectral(layer: nn.Module, enabled: bool) -> nn.Module:
+    return nn.utils.parametrizations.spectral_norm(layer) if enabled else layer
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al.'s init: conv weights N(0, 0.02), norm scales N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        weight = getattr(module, "parametrizations", None)
+        target = weight.weight.original if weight is not None else module.weight
+        nn.init.normal_(target, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.InstanceNorm2d)) and module.affine:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def apply_init(network: nn.Module, init: str, key: str = "init") -> None:
+    if init == "dcgan":
+        network.apply(dcgan_init)
+    elif init != "default":
+        raise ConfigError(f"{key}={init!r} is not known; use 'dcgan' (N(0, 0.02)) or 'default' (PyTorch's).")
+
+
+def count_parameters(network: nn.Module) -> int:
+    return sum(p.numel() for p in network.parameters())
+
+
+def check_positive(**values: float) -> None:
+    """Constructor arguments that are sizes or rates: each must be a positive number."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"model {name}={value!r} must be a positive number; set it to e.g. 64.")
+
+
+def pyramid(resolution: int, key: str = "dataset.resolution") -> tuple[int, int]:
+    """Split a resolution into base * 2**doublings with a 4..7 px base (28 = 7*4, 32 = 4*8, 96 = 6*16)."""
+    for doublings in range(8, 0, -1):
+        base, rest = divmod(resolution, 2 ** doublings)
+        if rest == 0 and 4 <= base <= 7:
+            return base, doublings
+    raise ConfigError(f"{key}={resolution}: the DCGAN family builds images of base * 2**n px with a base of "
+                      "4 to 7 and n >= 1 (e.g. 28, 32, 64, 96). Pick such a resolution.")
+

@@ -1,0 +1,58 @@
+"""What the training loop knows about an objective, and nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimisation phase: `network` is trained (and its optimizer stepped) `repeats` times.
+
+    A phase that `uses_data` draws a fresh batch each repeat; one that does not reuses the last
+    batch (a GAN's G phase needs only its size and labels).
+    """
+
+    name: str
+    network: str
+    repeats: int = 1
+    uses_data: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ConfigError(f"phase {self.name} repeats={self.repeats!r}: it must be a positive integer "
+                              "(schedule.n_critic / schedule.g_steps).")
+
+
+class Objective:
+    """Base class. Subclasses set `networks`, `phases` and implement `loss` and `snapshots`."""
+
+    networks: dict[str, nn.Module]
+    phases: list[Phase]
+    #: networks whose exponential moving average the loop keeps (and passes back to `snapshots`)
+    ema_networks: tuple[str, ...] = ()
+
+    def loss(self, phase: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The scalar to minimise for `phase`, and detached statistics to log beside it."""
+        raise NotImplementedError
+
+    def after_step(self, phase: str) -> None:
+        """Called after the optimizer step of `phase`: a place for constraints such as clipping."""
+
+    def fixed_inputs(self, count: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """Inputs drawn once and reused for every snapshot, so grids are comparable over time."""
+        return {}
+
+    @torch.no_grad()
+    def snapshots(self, fixed: dict[str, torch.Tensor], networks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+        """Named image batches in [0, 1] to show (sample grids); `networks` may hold EMA copies."""
+        return {}
+
+    def batches_per_step(self) -> int:
+        """Data batches one step draws: what converts `schedule.epochs` into steps."""
+        return sum(p.repeats for p in self.phases if p.uses_data) or 1

@@ -1,0 +1,104 @@
+"""`train(cfg, run_dir)`: the one place that reads the whole config. It builds and wires, nothing else."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from ganlab import checkpoint
+from ganlab.build import allowed_prefixes, build, check_targets, to_plain
+from ganlab.checks import check_values, pick_device
+from ganlab.errors import ConfigError
+from ganlab.logging import RunLogger
+from ganlab.loop import Loop, Schedule
+from ganlab.models.blocks import count_parameters
+
+log = logging.getLogger("ganlab")
+
+
+def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
+    """Train the configured objective, writing everything under `run_dir`; returns the finished loop."""
+    run_dir = Path(run_dir)
+    # --- check everything that can be checked before any work -----------------------------
+    prefixes = allowed_prefixes(cfg.get("allowed_targets") or [])
+    check_targets(cfg, prefixes)
+    check_values(cfg)
+    device = pick_device(str(cfg.device))
+    resume_state = _resume_state(cfg.resume, run_dir)
+
+    # --- build -----------------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data = build(cfg.dataset, "dataset", prefixes)
+    networks = {name: build(node, f"model.{name}", prefixes, **asdict(data.facts)).to(device)
+                for name, node in cfg.model.items() if name != "objective" and _is_buildable(node)}
+    _write_summary(networks, run_dir)
+    objective = build(cfg.model.objective, "model.objective", prefixes, **networks)
+    optimizers = {name: _build_optimizer(cfg.optimizer, name, net, prefixes)
+                  for name, net in objective.networks.items()}
+    schedule = _schedule(cfg.schedule, data.batches_per_epoch, objective.batches_per_step())
+
+    # --- run -------------------------------------------------------------------------------
+    start = int(resume_state["step"]) if resume_state else 0
+    logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)))
+    loop = Loop(objective, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir,
+                device, batch_size=data.batch_size, config=to_plain(cfg))
+    try:
+        if resume_state:
+            _restore(loop, resume_state)
+            log.info("resumed from step %d of %d", start, schedule.steps)
+        loop.run()
+    finally:
+        logger.close()
+    return loop
+
+
+def _is_buildable(node: Any) -> bool:
+    return isinstance(node, DictConfig) and "_target_" in node
+
+
+def _resume_state(resume: Any, run_dir: Path) -> dict[str, Any] | None:
+    if resume in (False, None, "false", ""):
+        return None
+    path = run_dir / "checkpoints" / checkpoint.LAST if resume in (True, "true") else Path(str(resume))
+    return checkpoint.load(path)
+
+
+def _restore(loop: Loop, state: dict[str, Any]) -> None:
+    try:
+        loop.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"resume: the checkpoint does not fit the configured model or optimizer ({first}). "
+                          "Resume with the same model/optimizer settings as the run that wrote it.") from None
+
+
+def _build_optimizer(node: DictConfig, network: str, module: torch.nn.Module, prefixes) -> torch.optim.Optimizer:
+    """The shared optimizer settings, updated by `per_network.<network>` when given."""
+    settings = {k: v for k, v in node.items() if k != "per_network"}
+    settings.update((node.get("per_network") or {}).get(network) or {})
+    return build(DictConfig(settings), f"optimizer ({network})", prefixes, module.parameters())
+
+
+def _schedule(node: DictConfig, batches_per_epoch: int, batches_per_step: int) -> Schedule:
+    settings = {f.name: node[f.name] for f in fields(Schedule) if f.name in node}
+    if node.get("epochs"):
+        settings["steps"] = max(1, math.ceil(node.epochs * batches_per_epoch / batches_per_step))
+    return Schedule(**settings)
+
+
+def _write_summary(networks: dict[str, torch.nn.Module], run_dir: Path) -> None:
+    """One line per network with its parameter count (printed and saved), then the architectures."""
+    lines = [f"{name:<14} {count_parameters(net):>12,} params  ({type(net).__name__})" for name, net in networks.items()]
+    for line in lines:
+        log.info(line)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n\n" + "\n\n".join(f"{name}: {net}" for name, net in networks.items()) + "\n"
+    (run_dir / "model_summary.txt").write_text(text, encoding="utf-8")
