@@ -6,10 +6,11 @@ a bad value stops the run with the key, the value and the fix, not a traceback f
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from ganlab.errors import ConfigError
 
@@ -25,8 +26,7 @@ INTEGERS = {"batch_size", "steps", "resolution", "latent_dim", "width", "n_criti
 
 def check_values(cfg: DictConfig) -> None:
     """Raise ConfigError for the first out-of-range size, rate or interval anywhere in `cfg`."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    for path, value in _leaves(plain, ""):
+    for path, value in _leaves(cfg, ""):
         name = path.rsplit(".", 1)[-1]
         if value is None or name not in POSITIVE | NON_NEGATIVE | FRACTIONS:
             continue
@@ -44,14 +44,22 @@ def check_values(cfg: DictConfig) -> None:
 
 
 def _leaves(node: Any, path: str):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _leaves(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _leaves(value, f"{path}[{i}]")
+    """(dotted key, resolved value) pairs; a plain `${other.key}` reference is reported at its source."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            if not _is_reference(node, key):
+                yield from _leaves(node[key], f"{path}.{key}" if path else str(key))
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            if not _is_reference(node, i):
+                yield from _leaves(node[i], f"{path}[{i}]")
     else:
         yield path, node
+
+
+def _is_reference(container: DictConfig | ListConfig, key: Any) -> bool:
+    raw = container._get_node(key)._value()
+    return isinstance(raw, str) and re.fullmatch(r"\$\{[^:{}]+\}", raw) is not None
 
 
 def pick_device(name: str) -> torch.device:

@@ -10,7 +10,7 @@ from ganlab.paths import config_dir, config_groups
 USAGE = """usage: ganlab <command> [overrides...]
 
 Commands:
-  train     compose configs/ with the overrides and train (Hydra: -m sweeps, --cfg job, --help)
+  train          compose configs/ with the overrides and train (Hydra: -m sweeps, --cfg job, --help)
 
 Config groups (pick one with group=option):
 {groups}
@@ -29,7 +29,7 @@ EXIT_CONFIG, EXIT_DIVERGED = 2, 3
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
-        groups = "\n".join(f"  {group:<11} {', '.join(options) or '(none yet)'}"
+        groups = "\n".join(f"  {group:<14} {', '.join(options) or '(none yet)'}"
                            for group, options in config_groups().items())
         print(USAGE.format(groups=groups))
         return

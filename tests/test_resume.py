@@ -1,0 +1,95 @@
+"""Exact resume: a run stopped at step N and resumed logs the same losses as an uninterrupted one."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import compose_config, run_cli
+from ganlab.errors import ConfigError
+from ganlab.logging import read_metrics
+from ganlab.train import train
+
+LOSS_KEYS = ("loss/D", "loss/G", "D/real_logit", "D/fake_logit")
+# log_every=3 does not divide the stop step 5: the partial averaging window must survive the resume.
+COMMON = ["schedule.log_every=3", "schedule.ckpt_every=5", "schedule.sample_every=5", "schedule.ema_decay=0.5",
+          "model.discriminator.dropout=0.2"]
+
+
+def losses(run_dir):
+    return [(row["step"], *[row[k] for k in LOSS_KEYS]) for row in read_metrics(run_dir)]
+
+
+def test_killed_run_resumed_from_its_checkpoint_logs_the_same_losses(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    train(compose_config([*COMMON, "schedule.steps=12", "schedule.snapshot_every=5"]), whole)
+    # A run killed after step 7: its last checkpoint is from step 5, its logs already reach step 6.
+    shutil.copytree(whole, killed)
+    shutil.copy(whole / "checkpoints" / "step_000005.pt", killed / "checkpoints" / "last.pt")
+    resumed = train(compose_config([*COMMON, "schedule.steps=12", "resume=true"]), killed)
+    assert resumed.step == 12
+    assert losses(killed) == losses(whole)  # bit-for-bit on CPU, the step-6 row not duplicated
+    a = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
+    for part in ("networks", "ema"):
+        for name, tensor in a[part]["generator"].items():
+            assert torch.equal(tensor, b[part]["generator"][name]), (part, name)
+    assert a["batches"] == b["batches"]
+
+
+def test_resume_from_a_checkpoint_path_into_a_new_run(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    train(compose_config([*COMMON, "schedule.steps=5"]), first)
+    loop = train(compose_config([*COMMON, "schedule.steps=7", f"resume={first}/checkpoints/last.pt"]), second)
+    assert loop.step == 7
+    assert [r["step"] for r in read_metrics(second)] == [6, 7]
+
+
+def test_resume_true_without_a_checkpoint_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="hydra.run.dir"):
+        train(compose_config(["resume=true"]), tmp_path)
+
+
+def test_resume_with_a_different_model_is_a_config_error(tmp_path):
+    train(compose_config(["schedule.steps=2"]), tmp_path)
+    with pytest.raises(ConfigError, match="does not fit the configured model"):
+        train(compose_config(["schedule.steps=4", "resume=true", "model.generator.width=4"]), tmp_path)
+
+
+def test_cli_resume_reuses_the_runs_overrides(tmp_path):
+    run_dir = tmp_path / "run"
+    shrunk = ["device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",
+              "model.generator.width=8", "model.discriminator.width=8", "schedule.log_every=1"]
+    assert run_cli("train", *shrunk, "schedule.steps=2", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    # Only the new length is given: width 8 etc. come from the run's .hydra/overrides.yaml.
+    result = run_cli("train", "resume=true", "schedule.steps=3", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_last_checkpoint_and_exits_cleanly(tmp_path, sig):
+    run_dir = tmp_path / "run"
+    args = ["device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",
+            "model.generator.width=8", "model.discriminator.width=8", "schedule.steps=100000",
+            "schedule.log_every=1", "schedule.ckpt_every=100000", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "ganlab", "train", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, stderr
+    assert "Traceback" not in stderr
+    assert "resume=true" in stderr
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert 3 <= state["step"] < 100000
+    assert state["step"] == read_metrics(run_dir)[-1]["step"]
