@@ -54,3 +54,16 @@ def test_unknown_command_is_a_short_error(tmp_path):
     result = run_cli("trian", cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown command 'trian'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_multirun_sweep_gives_each_job_its_own_run_directory(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("train", "-m", "loss=bce,hinge", "device=cpu", "progress=false", "dataset.resolution=8",
+                     "dataset.batch_size=8", "model.generator.width=4", "model.discriminator.width=4",
+                     "schedule.steps=2", "schedule.log_every=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["0", "1"]
+    for job, loss in zip(jobs, ("NonSaturatingLoss", "HingeLoss")):
+        assert (sweep / job / "checkpoints" / "last.pt").is_file()
+        assert loss in (sweep / job / ".hydra" / "config.yaml").read_text()

@@ -1,0 +1,77 @@
+"""`dataset=mnist`: torchvision's MNIST, read from `root/MNIST/raw`, held in memory.
+
+torchvision's `datasets.MNIST` insists on all four uncompressed files, so the files of the one
+split asked for are read with torchvision's own IDX readers, gzipped (as downloaded) or not.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision import datasets
+from torchvision.datasets.mnist import read_image_file, read_label_file
+
+from ganlab.data.memory import InMemoryImages
+from ganlab.errors import ConfigError
+
+SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def load_mnist(root: str = "data", split: str = "train", download: bool = False, resolution: int = 28,
+               batch_size: int = 64, value_range: str = "tanh") -> InMemoryImages:
+    """MNIST digits (1x28x28, labels 0..9), resized to `resolution` px."""
+    return load_idx_images(datasets.MNIST, "mnist", root, split, download, resolution, batch_size, value_range)
+
+
+def load_idx_images(dataset_class: type, config_name: str, root: str, split: str, download: bool,
+                    resolution: int, batch_size: int, value_range: str) -> InMemoryImages:
+    """Any torchvision data set stored as IDX files under `root/<ClassName>/raw`."""
+    if split not in SPLIT_PREFIX:
+        raise ConfigError(f"dataset.split={split!r} is not known for {config_name}; use 'train' or 'test'.")
+    raw = Path(root).expanduser() / dataset_class.__name__ / "raw"
+    stems = [f"{SPLIT_PREFIX[split]}-images-idx3-ubyte", f"{SPLIT_PREFIX[split]}-labels-idx1-ubyte"]
+    if not all(_find_idx(raw, s) for s in stems):
+        if not download:
+            raise ConfigError(
+                f"{config_name} ({split} split) was not found: looked for {', '.join(s + '[.gz]' for s in stems)} "
+                f"in {raw.resolve()}. Put the files there, point dataset.root at the folder that holds "
+                f"{dataset_class.__name__}/raw, or set dataset.download=true to fetch them.")
+        dataset_class(str(Path(root).expanduser()), train=split == "train", download=True)
+    images = _read_idx(_find_idx(raw, stems[0]), read_image_file).unsqueeze(1)
+    labels = _read_idx(_find_idx(raw, stems[1]), read_label_file).long()
+    if labels.shape[0] != images.shape[0]:
+        raise ConfigError(f"{raw}: {stems[0]} holds {images.shape[0]} images but {stems[1]} holds "
+                          f"{labels.shape[0]} labels; one file is truncated or from another data set.")
+    if images.shape[-1] != resolution:
+        images = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear",
+                               antialias=True, align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    class_names = tuple(getattr(dataset_class, "classes", ())) or tuple(str(i) for i in range(10))
+    return InMemoryImages(images.contiguous(), labels, batch_size=batch_size, value_range=value_range,
+                          class_names=class_names, name=config_name)
+
+
+def _find_idx(raw: Path, stem: str) -> Path | None:
+    for path in (raw / stem, raw / f"{stem}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _read_idx(path: Path, reader) -> torch.Tensor:
+    """Read with torchvision's IDX reader; a .gz file is unpacked to a temporary file first."""
+    try:
+        if path.suffix != ".gz":
+            return reader(str(path))
+        with tempfile.TemporaryDirectory() as tmp, gzip.open(path, "rb") as src:
+            unpacked = Path(tmp) / path.stem
+            with open(unpacked, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            return reader(str(unpacked))
+    except (OSError, AssertionError, RuntimeError, EOFError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a readable IDX file ({exc or type(exc).__name__}); "
+                          "delete it and download it again (dataset.download=true).") from None
