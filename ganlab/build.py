@@ -76,7 +76,7 @@ def build(node: DictConfig, key: str, prefixes: tuple[str, ...], /, *args: Any, 
     accepted = _accepted_keywords(target)
     kwargs = {k: v for k, v in facts.items() if (accepted is None or k in accepted) and k not in node}
     try:
-        return hydra.utils.instantiate(node, *args, **kwargs)
+        return hydra.utils.instantiate(node, *args, _convert_="all", **kwargs)
     except hydra.errors.InstantiationException as exc:
         cause = exc.__cause__ or exc
         if isinstance(cause, ConfigError):

@@ -25,11 +25,13 @@ class RunLogger:
         self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress, dynamic_ncols=True,
                         unit="step", desc="train")
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
+    def scalars(self, step: int, values: dict[str, float], progress: bool = True) -> None:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
         with open(self.metrics_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, **{k: _json_number(v) for k, v in values.items()}}) + "\n")
+        if not progress:
+            return
         shown = {k.split("/")[-1] if k.startswith("loss/") else k: v for k, v in values.items()
                  if k.startswith("loss/") or k == "perf/images_per_s"}
         self.bar.set_postfix({k.replace("perf/", ""): f"{v:.3g}" for k, v in shown.items()}, refresh=False)

@@ -14,13 +14,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from ganlab import checkpoint
-from ganlab.errors import TrainingDiverged
+from ganlab.errors import ConfigError, TrainingDiverged
 from ganlab.logging import RunLogger
 from ganlab.objectives.base import Objective
 
@@ -37,6 +37,25 @@ class Schedule:
     keep_last: int = 3  # how many periodic checkpoints to keep
     ema_decay: float = 0.0  # EMA of the objective's ema_networks (the generator); 0 = off
     sample_count: int = 64  # size of the fixed sample batch
+    lr_decay: str = "none"  # none, or linear: to 0 at the last step, from lr_decay_start * steps on
+    lr_decay_start: float = 0.0
+    adaptive: dict[str, Any] | None = None  # {phase, rival, margin, max_extra}: see configs/schedule
+
+    def __post_init__(self):
+        if self.lr_decay not in ("none", "linear"):
+            raise ConfigError(f"schedule.lr_decay={self.lr_decay!r} is not known; use none or linear.")
+        if not 0 <= self.lr_decay_start < 1:
+            raise ConfigError(f"schedule.lr_decay_start={self.lr_decay_start} must be in [0, 1); "
+                              "it is the fraction of steps trained at the full rate.")
+        if self.adaptive and self.adaptive.get("phase") is None:
+            self.adaptive = None
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of every base learning rate at `step` (0-based, before the step runs)."""
+        start = self.lr_decay_start * self.steps
+        if self.lr_decay == "none" or step < start:
+            return 1.0
+        return max(0.0, 1.0 - (step - start) / max(1.0, self.steps - start))
 
 
 class Interrupted(Exception):
@@ -96,6 +115,17 @@ def evaluating(networks: dict[str, nn.Module]) -> Iterator[None]:
 
 
 @torch.no_grad()
+def sample_diagnostics(samples: torch.Tensor, diagnose=None) -> dict[str, float]:
+    """Mode-collapse signals on the fixed sample batch: mean pairwise distance between samples
+    (it falls towards 0 as G collapses), plus the data set's own measure (modes covered) if any."""
+    flat = samples.flatten(1).float()
+    values = {"diagnostics/diversity": torch.pdist(flat).mean().item() if flat.shape[0] > 1 else 0.0}
+    if diagnose is not None:
+        values.update({f"diagnostics/{k}": v for k, v in diagnose(samples).items()})
+    return values
+
+
+@torch.no_grad()
 def update_ema(ema: nn.Module, live: nn.Module, decay: float) -> None:
     for ema_p, live_p in zip(ema.parameters(), live.parameters()):
         ema_p.lerp_(live_p, 1.0 - decay)
@@ -106,18 +136,28 @@ def update_ema(ema: nn.Module, live: nn.Module, decay: float) -> None:
 class Loop:
     def __init__(self, objective: Objective, optimizers: dict[str, torch.optim.Optimizer], batches,
                  schedule: Schedule, logger: RunLogger, run_dir: Path, device: torch.device,
-                 batch_size: int, config: dict[str, Any]):
+                 batch_size: int, config: dict[str, Any],
+                 diagnose: Callable[[torch.Tensor], dict[str, float]] | None = None):
         self.objective, self.optimizers, self.batches = objective, optimizers, batches
         self.schedule, self.logger, self.device = schedule, logger, device
-        self.batch_size, self.config = batch_size, config
+        self.batch_size, self.config, self.diagnose = batch_size, config, diagnose
         self.ckpt_dir = run_dir / "checkpoints"
         self.networks = objective.networks
         self.ema = {name: copy.deepcopy(self.networks[name]).requires_grad_(False)
                     for name in objective.ema_networks} if schedule.ema_decay > 0 else {}
-        self.fixed = objective.fixed_inputs(schedule.sample_count, device)
+        self.fixed = objective.fixed_inputs(schedule.sample_count, device, batches.example(schedule.sample_count))
         self.step = 0
         self.meter = Meter()
         self._stop_signal: int | None = None
+        for optimizer in optimizers.values():
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        if schedule.adaptive:
+            names = {p.name for p in objective.phases}
+            for role in ("phase", "rival"):
+                if schedule.adaptive.get(role) not in names:
+                    raise ConfigError(f"schedule.adaptive.{role}={schedule.adaptive.get(role)!r} is not a phase of "
+                                      f"this objective; its phases are {sorted(names)} (or set phase: null).")
 
     # --- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -163,22 +203,48 @@ class Loop:
         return self.step
 
     def _train_step(self) -> None:
-        batch = None
+        self._set_learning_rates()
+        batch, last_loss = None, {}
         for phase in self.objective.phases:
             for _ in range(phase.repeats):
-                if phase.uses_data or batch is None:
-                    batch = next(self.batches)
-                    self._images += self.batch_size
-                optimizer = self.optimizers[phase.network]
-                train_only(self.networks, phase.network)
-                optimizer.zero_grad(set_to_none=True)
-                loss, stats = self.objective.loss(phase.name, batch)
-                loss.backward()
-                optimizer.step()
-                self.objective.after_step(phase.name)
-                self.meter.add({f"loss/{phase.name}": loss, **{f"{phase.name}/{k}": v for k, v in stats.items()}})
+                batch = next(self.batches) if phase.uses_data or batch is None else batch
+                last_loss[phase.name] = self._update(phase, batch)
+            extra = 0
+            while self._wants_extra(phase.name, last_loss, extra):
+                batch = next(self.batches) if phase.uses_data else batch
+                last_loss[phase.name] = self._update(phase, batch)
+                extra += 1
+            if self.schedule.adaptive and self.schedule.adaptive["phase"] == phase.name:
+                self.meter.add({f"schedule/extra_{phase.name}": torch.tensor(float(extra))})
         for name, ema in self.ema.items():
             update_ema(ema, self.networks[name], self.schedule.ema_decay)
+
+    def _update(self, phase, batch) -> torch.Tensor:
+        """One optimizer step of `phase` on `batch`; returns the detached loss."""
+        if phase.uses_data:
+            self._images += self.batch_size
+        optimizer = self.optimizers[phase.network]
+        train_only(self.networks, phase.network)
+        optimizer.zero_grad(set_to_none=True)
+        loss, stats = self.objective.loss(phase.name, batch)
+        loss.backward()
+        optimizer.step()
+        self.objective.after_step(phase.name)
+        self.meter.add({f"loss/{phase.name}": loss, **{f"{phase.name}/{k}": v for k, v in stats.items()}})
+        return loss.detach()
+
+    def _wants_extra(self, phase: str, last_loss: dict[str, torch.Tensor], extra: int) -> bool:
+        """The adaptive rule: another update of `phase` while its loss exceeds the rival's by the margin."""
+        rule = self.schedule.adaptive
+        if not rule or rule["phase"] != phase or extra >= rule["max_extra"] or rule["rival"] not in last_loss:
+            return False
+        return (last_loss[phase] - last_loss[rule["rival"]]).item() > rule["margin"]
+
+    def _set_learning_rates(self) -> None:
+        factor = self.schedule.lr_factor(self.step)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
 
     # --- maintenance -----------------------------------------------------------------------
     def _due(self, every: int) -> bool:
@@ -186,19 +252,20 @@ class Loop:
 
     def _maintain(self) -> None:
         s = self.schedule
+        diagnostics = self._sample() if self._due(s.sample_every) else {}
         if self._due(s.log_every):
-            self._log()
-        if self._due(s.sample_every):
-            self._sample()
+            self._log(diagnostics)
+        elif diagnostics:
+            self.logger.scalars(self.step, diagnostics, progress=False)
         if self._due(s.ckpt_every):
             self._save_last()
         if s.snapshot_every > 0 and self.step % s.snapshot_every == 0:
             self._guard_finite()
             checkpoint.save_periodic(self.state_dict(), self.ckpt_dir, self.step, s.keep_last)
 
-    def _log(self) -> None:
+    def _log(self, extra: dict[str, float]) -> None:
         self._guard_finite()
-        values = self.meter.means()
+        values = {**self.meter.means(), **extra}
         self.meter.reset()
         for name, opt in self.optimizers.items():
             values[f"lr/{name}"] = opt.param_groups[0]["lr"]
@@ -207,12 +274,15 @@ class Loop:
         self._clock, self._images = time.perf_counter(), 0
         self.logger.scalars(self.step, values)
 
-    def _sample(self) -> None:
+    def _sample(self) -> dict[str, float]:
+        """Save the snapshot grids; returns the diagnostics of the fixed samples."""
         networks = {**self.networks, **self.ema}
         with evaluating(networks):
             shown = self.objective.snapshots(self.fixed, networks)
-        for name, images in shown.items():
-            self.logger.images(self.step, name, images)
+            samples = self.objective.samples(self.fixed, networks)
+        for name, (images, columns) in shown.items():
+            self.logger.images(self.step, name, images, nrow=columns)
+        return sample_diagnostics(samples, self.diagnose) if samples is not None else {}
 
     def _save_last(self) -> None:
         self._guard_finite()

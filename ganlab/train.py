@@ -49,7 +49,8 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
     start = int(resume_state["step"]) if resume_state else 0
     logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)))
     loop = Loop(objective, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir,
-                device, batch_size=data.batch_size, config=to_plain(cfg))
+                device, batch_size=data.batch_size, config=to_plain(cfg),
+                diagnose=getattr(data, "mode_coverage", None))
     try:
         if resume_state:
             _restore(loop, resume_state)

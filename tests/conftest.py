@@ -13,15 +13,11 @@ from hydra.core.global_hydra import GlobalHydra
 
 from ganlab.paths import config_dir
 
-# A DCGAN small enough for a CPU test: 16 px digits, narrow networks, tiny batches, few steps.
+# Small enough for a CPU test: tiny batches, few steps, narrow networks.
 SHRINK = [
     "device=cpu",
     "progress=false",
-    "dataset.resolution=16",
     "dataset.batch_size=16",
-    "model.generator.width=8",
-    "model.generator.latent_dim=16",
-    "model.discriminator.width=8",
     "schedule.steps=8",
     "schedule.log_every=2",
     "schedule.sample_every=4",
@@ -29,13 +25,42 @@ SHRINK = [
     "schedule.snapshot_every=0",
     "schedule.sample_count=16",
 ]
+TINY_DCGAN = ["model.generator.width=8", "model.generator.latent_dim=16", "model.discriminator.width=8"]
+TINY_BACKBONES = ["model.generator.backbone.width=8", "model.generator.latent_dim=16",
+                  "model.discriminator.backbone.width=8"]
+TINY_MODELS = {
+    "dcgan": TINY_DCGAN,
+    "sngan": TINY_DCGAN,
+    "mlp": ["model.generator.hidden=[32]", "model.generator.latent_dim=8", "model.discriminator.hidden=[32]"],
+    "wgan_conv": ["model.generator.width=8", "model.generator.latent_dim=8", "model.discriminator.width=8"],
+    "resnet": ["model.generator.width=8", "model.generator.latent_dim=16", "model.discriminator.width=8"],
+    "convstack": [],  # its default layers are the Fashion-MNIST report's; already small
+    "cgan": TINY_BACKBONES,
+    "acgan": TINY_BACKBONES,
+}
+# Resolution per model when the data is images: what each builds cheaply.
+TINY_RESOLUTION = {"convstack": 28}
+
+
+def _choice(overrides, group: str, default: str) -> str:
+    picked = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{group}=")]
+    return picked[-1] if picked else default
+
+
+def shrink_overrides(overrides) -> list[str]:
+    """SHRINK plus the tiny sizes of the chosen model and dataset (given overrides still win)."""
+    if any(o.startswith("experiment=") for o in overrides):
+        return list(SHRINK)
+    model, dataset = _choice(overrides, "model", "dcgan"), _choice(overrides, "dataset", "digits")
+    data = [] if dataset in ("ring", "grid") else [f"dataset.resolution={TINY_RESOLUTION.get(model, 16)}"]
+    return [*SHRINK, *data, *TINY_MODELS.get(model, [])]
 
 
 def compose_config(overrides: list[str] = (), shrink: bool = True):
     """The real composed config (as `ganlab train` builds it), shrunk unless asked not to."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose("config", overrides=[*(SHRINK if shrink else []), *overrides])
+        return compose("config", overrides=[*(shrink_overrides(overrides) if shrink else []), *overrides])
 
 
 @pytest.fixture

@@ -48,8 +48,8 @@ def test_allowed_targets_extends_the_list():
 
 
 def test_a_refused_target_stops_training_before_any_work(tmp_path):
-    cfg = compose_config(["loss._target_=os.system", f"+loss.command=touch {tmp_path}/pwned"])
-    with pytest.raises(ConfigError, match="loss._target_"):
+    cfg = compose_config(["loss.adversarial._target_=os.system", f"+loss.adversarial.command=touch {tmp_path}/pwned"])
+    with pytest.raises(ConfigError, match="loss.adversarial._target_"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "pwned").exists()
     assert not (tmp_path / "run").exists()

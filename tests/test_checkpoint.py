@@ -26,11 +26,11 @@ def test_checkpoint_holds_everything_an_exact_resume_needs(last_checkpoint):
     assert set(state["ema"]) == {"generator"}
     assert set(state["optimizers"]) == {"generator", "discriminator"}
     assert state["optimizers"]["generator"]["state"], "Adam moments must be saved"
-    assert state["fixed"]["noise"].shape == (16, 16, 1, 1)
+    assert state["fixed"]["noise"].shape == (16, 16)
     assert state["rng"]["torch"].dtype == torch.uint8
     assert state["batches"] == {"epoch": 0, "position": 64}
     assert state["config"]["schedule"]["steps"] == 4
-    assert state["config"]["model"]["objective"]["loss"]["_target_"] == "ganlab.losses.NonSaturatingLoss"
+    assert state["config"]["loss"]["adversarial"]["_target_"] == "ganlab.losses.NonSaturatingLoss"
 
 
 def test_load_refuses_a_pickle_that_would_run_code(tmp_path):

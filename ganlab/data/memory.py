@@ -15,12 +15,19 @@ from ganlab.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataFacts:
-    """What a model needs to know about its data; passed to network constructors by name."""
+    """What a model needs to know about its data; passed to network constructors by name.
 
-    resolution: int
-    channels: int
+    `shape` is one sample's shape: (C, H, W) for images, (2,) for the 2-d toys. Labels are class
+    indices when `num_classes` > 0, or 0/1 attribute vectors when `num_attributes` > 0.
+    """
+
+    shape: tuple[int, ...]
+    resolution: int = 0
+    channels: int = 0
     num_classes: int = 0
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    num_attributes: int = 0
+    attribute_names: tuple[str, ...] = field(default_factory=tuple)
 
 
 class InMemoryImages:
@@ -41,8 +48,8 @@ class InMemoryImages:
         self.batch_size = batch_size
         self.value_range = value_range
         num_classes = len(class_names) if class_names else 0
-        self.facts = DataFacts(resolution=images.shape[-1], channels=images.shape[1],
-                               num_classes=num_classes, class_names=tuple(class_names))
+        self.facts = DataFacts(shape=tuple(images.shape[1:]), resolution=images.shape[-1],
+                               channels=images.shape[1], num_classes=num_classes, class_names=tuple(class_names))
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -92,6 +99,10 @@ class IndexBatches:
         index = self._order[self.position:self.position + size]
         self.position += size
         return {"image": self.data.to_float(self.images[index]), "label": self.labels[index]}
+
+    def example(self, count: int) -> dict[str, torch.Tensor]:
+        """The data set's first `count` samples, drawn without moving the iterator."""
+        return {"image": self.data.to_float(self.images[:count]), "label": self.labels[:count]}
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}

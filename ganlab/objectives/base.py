@@ -44,13 +44,23 @@ class Objective:
     def after_step(self, phase: str) -> None:
         """Called after the optimizer step of `phase`: a place for constraints such as clipping."""
 
-    def fixed_inputs(self, count: int, device: torch.device) -> dict[str, torch.Tensor]:
-        """Inputs drawn once and reused for every snapshot, so grids are comparable over time."""
+    def fixed_inputs(self, count: int, device: torch.device,
+                     example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Inputs drawn once and reused for every snapshot, so grids are comparable over time.
+
+        `example` is the data set's first `count` samples (labels for conditional grids, say).
+        """
         return {}
 
     @torch.no_grad()
-    def snapshots(self, fixed: dict[str, torch.Tensor], networks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
-        """Named image batches in [0, 1] to show (sample grids); `networks` may hold EMA copies."""
+    def samples(self, fixed: dict[str, torch.Tensor], networks: dict[str, nn.Module]) -> torch.Tensor | None:
+        """The generated batch behind the snapshots (for diagnostics); None if there is none."""
+        return None
+
+    @torch.no_grad()
+    def snapshots(self, fixed: dict[str, torch.Tensor],
+                  networks: dict[str, nn.Module]) -> dict[str, tuple[torch.Tensor, int]]:
+        """Named (image batch in [0, 1], grid columns) to show; `networks` may hold EMA copies."""
         return {}
 
     def batches_per_step(self) -> int:

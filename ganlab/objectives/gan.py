@@ -1,21 +1,36 @@
-"""The unconditional GAN objective: a D phase (repeated `n_critic` times), then a G phase."""
+"""GAN objectives: a D phase (repeated `n_critic` times), then a G phase (`g_steps` times).
+
+`GANObjective` is unconditional; `ConditionalGANObjective` passes labels to G and D (cGAN);
+`ACGANObjective` passes labels to G and trains an auxiliary class head on D. Fakes are
+conditioned on the labels of the real batch, so they follow the data's label distribution.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ganlab.errors import ConfigError
 from ganlab.losses import AdversarialLoss
 from ganlab.objectives.base import Objective, Phase
+from ganlab.plots import scatter_image
 
 
 class GANObjective(Objective):
     ema_networks = ("generator",)
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
-                 n_critic: int = 1, g_steps: int = 1):
+                 n_critic: int = 1, g_steps: int = 1, penalties: dict[str, Any] | None = None,
+                 constraints: dict[str, Any] | None = None):
         self.networks = {"generator": generator, "discriminator": discriminator}
         self.adversarial = loss
+        self.penalties = dict(penalties or {})
+        self.constraints = dict(constraints or {})
+        for regulariser in (*self.penalties.values(), *self.constraints.values()):
+            regulariser.check(discriminator)
         self.phases = [Phase("D", "discriminator", n_critic), Phase("G", "generator", g_steps, uses_data=False)]
 
     @property
@@ -26,23 +41,124 @@ class GANObjective(Objective):
     def discriminator(self) -> nn.Module:
         return self.networks["discriminator"]
 
+    # --- how G and D are called; the conditional objectives override these ----------------
+    def generate(self, generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return generator(noise)
+
+    def discriminate(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(real/fake logits, auxiliary logits or None)."""
+        return self.discriminator(images), None
+
+    def auxiliary_loss(self, logits: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    # --- phases ---------------------------------------------------------------------------
     def noise(self, count: int, device: torch.device) -> torch.Tensor:
         return torch.randn(count, *self.generator.latent_shape, device=device)
 
     def loss(self, phase, batch):
-        real = batch["image"]
-        fake = self.generator(self.noise(real.shape[0], real.device))
+        real, labels = batch["image"], batch["label"]
+        fake = self.generate(self.generator, self.noise(real.shape[0], real.device), labels)
         if phase == "D":
-            real_logits = self.discriminator(real)
-            fake_logits = self.discriminator(fake.detach())  # D's step must not reach into G
-            loss = self.adversarial.d_loss(real_logits, fake_logits)
-            return loss, {"real_logit": real_logits.detach().mean(), "fake_logit": fake_logits.detach().mean()}
-        return self.adversarial.g_loss(self.discriminator(fake)), {}
+            return self._d_loss(real, fake.detach(), labels)  # detached: D's step must not reach into G
+        fake_logits, fake_aux = self.discriminate(fake, labels)
+        loss = self.adversarial.g_loss(fake_logits)
+        aux = self.auxiliary_loss(fake_aux, labels)
+        return (loss, {}) if aux is None else (loss + aux, {"aux_loss": aux.detach()})
 
-    def fixed_inputs(self, count, device):
-        return {"noise": self.noise(count, device)}
+    def _d_loss(self, real, fake, labels):
+        real_logits, real_aux = self.discriminate(real, labels)
+        fake_logits, fake_aux = self.discriminate(fake, labels)
+        loss = self.adversarial.d_loss(real_logits, fake_logits)
+        stats = {"real_logit": real_logits.detach().mean(), "fake_logit": fake_logits.detach().mean()}
+        for name, penalty in self.penalties.items():
+            value = penalty(lambda x: self.discriminate(x, labels)[0], real, fake)
+            loss = loss + value
+            stats[name] = value.detach()
+        aux = self.auxiliary_loss(real_aux, labels)
+        if aux is not None:
+            aux = aux + self.auxiliary_loss(fake_aux, labels)
+            loss = loss + aux
+            stats["aux_loss"] = aux.detach()
+            if real_aux is not None and labels.dtype == torch.long:
+                stats["aux_accuracy"] = (real_aux.argmax(1) == labels).float().mean()
+        return loss, stats
+
+    def after_step(self, phase):
+        if phase == "D":
+            for constraint in self.constraints.values():
+                constraint(self.discriminator)
+
+    # --- fixed samples --------------------------------------------------------------------
+    def fixed_inputs(self, count, device, example):
+        fixed = {"noise": self.noise(count, device)}
+        if example["image"].ndim == 2:  # points: show the real ones beside the fakes
+            fixed["reference"] = example["image"].to(device)
+        return fixed
+
+    @torch.no_grad()
+    def samples(self, fixed, networks):
+        return self.generate(networks["generator"], fixed["noise"], fixed.get("labels"))
 
     @torch.no_grad()
     def snapshots(self, fixed, networks):
-        images = networks["generator"](fixed["noise"])
-        return {"samples": (images.clamp(-1, 1) + 1) / 2}
+        samples = self.samples(fixed, networks)
+        if samples.ndim == 2:  # 2-d points: a scatter plot
+            return {"samples": (scatter_image(samples, fixed.get("reference"))[None], 1)}
+        return {"samples": ((samples.clamp(-1, 1) + 1) / 2, self.grid_columns(fixed))}
+
+    def grid_columns(self, fixed: dict[str, torch.Tensor]) -> int:
+        return 8
+
+
+class ConditionalGANObjective(GANObjective):
+    """cGAN: G(z, y) and D(x, y). Grids show one class per column."""
+
+    def generate(self, generator, noise, labels):
+        return generator(noise, labels)
+
+    def discriminate(self, images, labels):
+        return self.discriminator(images, labels), None
+
+    def fixed_inputs(self, count, device, example):
+        fixed = super().fixed_inputs(count, device, example)
+        fixed["labels"] = fixed_labels(count, self.generator.condition_dim, example["label"]).to(device)
+        return fixed
+
+    def grid_columns(self, fixed):
+        return min(self.generator.condition_dim, 10) if fixed["labels"].dtype == torch.long else 8
+
+
+class ACGANObjective(ConditionalGANObjective):
+    """ACGAN: G(z, y); D(x) -> (logit, class logits). `aux_loss`: ce (classes), bce or mse (attributes)."""
+
+    def __init__(self, *args, aux_loss: str = "ce", aux_weight: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        if aux_loss not in ("ce", "bce", "mse"):
+            raise ConfigError(f"model.objective.aux_loss={aux_loss!r} is not known; use ce (one class per image), "
+                              "bce or mse (multi-label attributes; the faces report uses mse).")
+        self.aux_kind, self.aux_weight = aux_loss, aux_weight
+
+    def discriminate(self, images, labels):
+        return self.discriminator(images)
+
+    def auxiliary_loss(self, logits, labels):
+        if self.aux_kind == "ce":
+            if labels.dtype != torch.long:
+                raise ConfigError("model.objective.aux_loss=ce needs one class per image, but the data has "
+                                  "attribute vectors; use aux_loss=bce or aux_loss=mse.")
+            loss = F.cross_entropy(logits, labels)
+        elif self.aux_kind == "bce":
+            loss = F.binary_cross_entropy_with_logits(logits, labels.float())
+        else:
+            loss = F.mse_loss(torch.sigmoid(logits), labels.float())
+        return self.aux_weight * loss
+
+
+def fixed_labels(count: int, condition_dim: int, example_labels: torch.Tensor) -> torch.Tensor:
+    """Class k in column k (as far as 10 columns go); for attribute data, the first real attribute rows."""
+    if example_labels.dtype != torch.long:
+        repeats = -(-count // example_labels.shape[0])
+        return example_labels.repeat(repeats, 1)[:count]
+    columns = min(condition_dim, 10)
+    return torch.arange(count) % columns

@@ -1,0 +1,54 @@
+"""`model=mlp`: fully-connected G and D (the reports' FC GAN / FC WGAN) for any data shape."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ganlab.models.blocks import check_positive, maybe_spectral
+
+
+class MLPGenerator(nn.Module):
+    """z -> hidden layers -> one sample of `shape`; tanh output for images, linear for points."""
+
+    def __init__(self, shape: tuple[int, ...], latent_dim: int = 64, hidden: list[int] = (256, 256),
+                 batch_norm: bool = False, leaky_slope: float = 0.2):
+        super().__init__()
+        check_positive(latent_dim=latent_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        self.shape = tuple(shape)
+        self.latent_shape = (latent_dim,)
+        layers: list[nn.Module] = []
+        features = latent_dim
+        for size in hidden:
+            layers += [nn.Linear(features, size), nn.BatchNorm1d(size) if batch_norm else nn.Identity(),
+                       nn.LeakyReLU(leaky_slope, inplace=True)]
+            features = size
+        layers.append(nn.Linear(features, math.prod(self.shape)))
+        if len(self.shape) == 3:  # images live in [-1, 1]
+            layers.append(nn.Tanh())
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z.flatten(1)).view(z.shape[0], *self.shape)
+
+
+class MLPDiscriminator(nn.Module):
+    def __init__(self, shape: tuple[int, ...], hidden: list[int] = (256, 256), leaky_slope: float = 0.2,
+                 dropout: float = 0.0, spectral_norm: bool = False, outputs: int = 1):
+        super().__init__()
+        check_positive(outputs=outputs, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        self.norm = "none"
+        layers: list[nn.Module] = [nn.Flatten()]
+        features = math.prod(shape)
+        for size in hidden:
+            layers += [maybe_spectral(nn.Linear(features, size), spectral_norm), nn.LeakyReLU(leaky_slope, inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            features = size
+        layers.append(maybe_spectral(nn.Linear(features, outputs), spectral_norm))
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x)

@@ -1,0 +1,52 @@
+"""Regularisers beside the adversarial loss: penalties add to D's loss, constraints act after its step."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ganlab.errors import ConfigError
+
+
+def has_batch_norm(network: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in network.modules())
+
+
+class GradientPenalty:
+    """WGAN-GP (Gulrajani et al.): weight * E[(||grad D(x_hat)||_2 - 1)^2] on real/fake interpolates."""
+
+    def __init__(self, weight: float = 10.0, target: float = 1.0):
+        self.weight, self.target = weight, target
+
+    def check(self, discriminator: nn.Module) -> None:
+        if has_batch_norm(discriminator):
+            raise ConfigError(
+                "loss=wgan_gp penalises each sample's gradient, but the discriminator uses BatchNorm, which "
+                "mixes samples in a batch and invalidates the penalty. Set model.discriminator.norm=layer "
+                "(or none / instance), or pick a loss without a gradient penalty.")
+
+    def __call__(self, critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
+                 fake: torch.Tensor) -> torch.Tensor:
+        mix = torch.rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device)
+        interpolates = (mix * real + (1 - mix) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(interpolates).sum(), interpolates, create_graph=True)
+        return self.weight * (grad.flatten(1).norm(dim=1) - self.target).pow(2).mean()
+
+
+class WeightClipping:
+    """The original WGAN's Lipschitz constraint: clamp every D parameter to [-clip, clip] after its step."""
+
+    def __init__(self, clip: float = 0.01):
+        if clip <= 0:
+            raise ConfigError(f"loss.constraints.weight_clipping.clip={clip} must be positive; the WGAN paper uses 0.01.")
+        self.clip = clip
+
+    def check(self, discriminator: nn.Module) -> None:
+        pass
+
+    @torch.no_grad()
+    def __call__(self, discriminator: nn.Module) -> None:
+        for parameter in discriminator.parameters():
+            parameter.clamp_(-self.clip, self.clip)

@@ -1,0 +1,27 @@
+"""Pictures made without a plotting library: 2-d scatter plots as image tensors."""
+
+from __future__ import annotations
+
+import torch
+
+
+def scatter_image(points: torch.Tensor, reference: torch.Tensor | None = None, size: int = 256,
+                  extent: float | None = None) -> torch.Tensor:
+    """An RGB image (3, size, size) in [0, 1]: `reference` points grey, `points` red, on white."""
+    points = points.detach().float().cpu()
+    reference = reference.detach().float().cpu() if reference is not None else None
+    if extent is None:
+        pool = points if reference is None else torch.cat([points, reference])
+        extent = float(pool.abs().max().clamp(min=1e-3)) * 1.1
+    image = torch.ones(3, size, size)
+    for cloud, color in ((reference, (0.6, 0.6, 0.6)), (points, (0.85, 0.1, 0.1))):
+        if cloud is None:
+            continue
+        pixels = ((cloud / extent + 1) / 2 * (size - 1)).round().long()
+        pixels = pixels[(pixels >= 1).all(1) & (pixels <= size - 2).all(1)]
+        for dx in (-1, 0, 1):  # 3x3 dots
+            for dy in (-1, 0, 1):
+                cols, rows = pixels[:, 0] + dx, size - 1 - (pixels[:, 1] + dy)
+                for channel, value in enumerate(color):
+                    image[channel, rows, cols] = value
+    return image
