@@ -26,8 +26,8 @@ SHRINK = [
     "schedule.sample_count=16",
 ]
 TINY_DCGAN = ["model.generator.width=8", "model.generator.latent_dim=16", "model.discriminator.width=8"]
-TINY_BACKBONES = ["model.generator.backbone.width=8", "model.generator.latent_dim=16",
-                  "model.discriminator.backbone.width=8"]
+TINY_BACKBONES = ["+model.generator.backbone.width=8", "model.generator.latent_dim=16",
+                  "+model.discriminator.backbone.width=8"]
 TINY_MODELS = {
     "dcgan": TINY_DCGAN,
     "sngan": TINY_DCGAN,

@@ -6,7 +6,7 @@ a batch a single gather plus a scale to [-1, 1]: no workers, no per-item Python,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -45,11 +45,17 @@ class InMemoryImages:
                               "or 'unit' ([0, 1], for a BCE reconstruction loss).")
         self.images = images
         self.labels = labels if labels is not None else torch.zeros(images.shape[0], dtype=torch.long)
+        self.name = name
         self.batch_size = batch_size
         self.value_range = value_range
         num_classes = len(class_names) if class_names else 0
         self.facts = DataFacts(shape=tuple(images.shape[1:]), resolution=images.shape[-1],
                                channels=images.shape[1], num_classes=num_classes, class_names=tuple(class_names))
+
+    def set_attributes(self, names: tuple[str, ...]) -> None:
+        """Labels are 0/1 attribute vectors with these names (multi-label data such as CelebA)."""
+        self.facts = replace(self.facts, num_classes=0, class_names=(), num_attributes=len(names),
+                             attribute_names=tuple(names))
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -28,6 +28,13 @@ def load_mnist(root: str = "data", split: str = "train", download: bool = False,
     return load_idx_images(datasets.MNIST, "mnist", root, split, download, resolution, batch_size, value_range)
 
 
+def load_fashion_mnist(root: str = "data", split: str = "train", download: bool = False, resolution: int = 28,
+                       batch_size: int = 64, value_range: str = "tanh") -> InMemoryImages:
+    """Fashion-MNIST (1x28x28, 10 clothing classes), read like MNIST from `root/FashionMNIST/raw`."""
+    return load_idx_images(datasets.FashionMNIST, "fashion_mnist", root, split, download, resolution, batch_size,
+                           value_range)
+
+
 def load_idx_images(dataset_class: type, config_name: str, root: str, split: str, download: bool,
                     resolution: int, batch_size: int, value_range: str) -> InMemoryImages:
     """Any torchvision data set stored as IDX files under `root/<ClassName>/raw`."""

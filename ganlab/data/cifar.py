@@ -1,0 +1,55 @@
+"""`dataset=cifar10`: the official pickle batches (torchvision's layout) or class folders of images.
+
+    <root>/cifar-10-batches-py/{data_batch_1..5, test_batch}   as downloaded by torchvision
+    <root>/<split>/<class>/*.jpg|png                           e.g. ../shared/data/cifar10/test/...
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganlab.data.folder import load_folder
+from ganlab.data.memory import InMemoryImages
+from ganlab.errors import ConfigError
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+
+
+def load_cifar10(root: str = "data", split: str = "train", download: bool = False, resolution: int = 32,
+                 batch_size: int = 64, workers: int | None = None, value_range: str = "tanh") -> InMemoryImages:
+    if split not in BATCHES:
+        raise ConfigError(f"dataset.split={split!r} is not known for cifar10; use train or test.")
+    root_path = Path(root).expanduser()
+    pickled = root_path / "cifar-10-batches-py"
+    if (root_path / split).is_dir() and not all((pickled / b).is_file() for b in BATCHES[split]):
+        return load_folder(str(root_path / split), resolution, batch_size, "folders", workers=workers,
+                           value_range=value_range, name="cifar10")
+    if not all((pickled / b).is_file() for b in BATCHES[split]):
+        if not download:
+            raise ConfigError(f"cifar10 ({split} split) was not found: looked for {', '.join(BATCHES[split])} in "
+                              f"{pickled.resolve()} and for class folders in {(root_path / split).resolve()}. Point "
+                              "dataset.root there, or set dataset.download=true.")
+        from torchvision import datasets
+
+        datasets.CIFAR10(str(root_path), train=split == "train", download=True)
+    images, labels = [], []
+    for name in BATCHES[split]:
+        try:
+            with open(pickled / name, "rb") as handle:
+                entry = pickle.load(handle, encoding="latin1")
+            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
+            raise ConfigError(f"{pickled / name} is not a CIFAR-10 batch file ({exc}); download it again.") from None
+    tensor = torch.from_numpy(np.concatenate(images))
+    if resolution != 32:
+        tensor = F.interpolate(tensor.float(), size=(resolution, resolution), mode="bilinear",
+                               antialias=True).round().clamp(0, 255).to(torch.uint8)
+    return InMemoryImages(tensor, torch.tensor(labels), batch_size=batch_size, value_range=value_range,
+                          class_names=CLASSES, name="cifar10")
