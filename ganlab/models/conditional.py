@@ -26,6 +26,14 @@ def condition_vector(labels: torch.Tensor, condition_dim: int) -> torch.Tensor:
     return labels.float()
 
 
+def join_condition(inputs: torch.Tensor, labels: torch.Tensor, condition_dim: int) -> torch.Tensor:
+    """Concatenate the condition to `inputs` along dim 1; for (N, C, H, W) inputs as constant maps."""
+    condition = condition_vector(labels, condition_dim)
+    if inputs.ndim == 4:
+        condition = condition[:, :, None, None].expand(-1, -1, *inputs.shape[2:])
+    return torch.cat([inputs, condition], dim=1)
+
+
 def condition_dim_of(num_classes: int, num_attributes: int, model: str) -> int:
     if num_attributes:
         return num_attributes
@@ -55,10 +63,7 @@ class ConditionalGenerator(nn.Module):
         self.latent_shape = (latent_dim, *self.net.latent_shape[1:])
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        condition = condition_vector(labels, self.condition_dim)
-        if z.ndim == 4:  # spatial latent: the condition becomes constant maps
-            condition = condition[:, :, None, None].expand(-1, -1, *z.shape[2:])
-        return self.net(torch.cat([z.view(z.shape[0], *self.latent_shape), condition], dim=1))
+        return self.net(join_condition(z.view(z.shape[0], *self.latent_shape), labels, self.condition_dim))
 
 
 class ConditionalDiscriminator(nn.Module):
@@ -76,10 +81,7 @@ class ConditionalDiscriminator(nn.Module):
         self.norm = getattr(self.net, "norm", "none")
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        condition = condition_vector(labels, self.condition_dim)
-        if x.ndim == 4:
-            condition = condition[:, :, None, None].expand(-1, -1, *x.shape[2:])
-        return self.net(torch.cat([x, condition], dim=1))
+        return self.net(join_condition(x, labels, self.condition_dim))
 
 
 class AuxiliaryClassifierDiscriminator(nn.Module):
