@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ganlab.errors import ConfigError
 
@@ -47,6 +47,10 @@ def _leaves(node: Any, path: str):
     """(dotted key, resolved value) pairs; a plain `${other.key}` reference is reported at its source."""
     if isinstance(node, DictConfig):
         for key in node.keys():
+            if OmegaConf.is_missing(node, key):
+                child = f"{path}.{key}" if path else str(key)
+                raise ConfigError(f"{child} is required and has no value; set it on the command line, "
+                                  f"e.g. {child}=/path/to/images.")
             if not _is_reference(node, key):
                 yield from _leaves(node[key], f"{path}.{key}" if path else str(key))
     elif isinstance(node, ListConfig):

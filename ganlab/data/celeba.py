@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ganlab.data.folder import cached_decode
-from ganlab.data.memory import InMemoryImages
+from ganlab.data.folder import ImageFiles, image_set
+from ganlab.data.memory import with_attributes
 from ganlab.errors import ConfigError
 
 SPLITS = {"train": "0", "valid": "1", "test": "2", "all": None}
@@ -23,8 +23,8 @@ SPLITS = {"train": "0", "valid": "1", "test": "2", "all": None}
 
 def load_celeba(root: str = "data", split: str = "train", attributes: list[str] | None = None,
                 resolution: int = 64, batch_size: int = 64, crop: int = 140, download: bool = False,
-                cache: bool = False, cache_dir: str = "data/.cache", workers: int | None = None,
-                value_range: str = "tanh") -> InMemoryImages:
+                in_memory: str | bool = "auto", memory_limit_gb: float = 4.0, cache: bool = False,
+                cache_dir: str = "data/.cache", workers: int | None = None, value_range: str = "tanh"):
     base = Path(root).expanduser() / "celeba"
     if split not in SPLITS:
         raise ConfigError(f"dataset.split={split!r} is not known for celeba; use train, valid, test or all.")
@@ -50,10 +50,10 @@ def load_celeba(root: str = "data", split: str = "train", attributes: list[str] 
         raise ConfigError(f"celeba has no images in split {split!r} per {needed[2]}.")
     columns = [names.index(a) for a in chosen]
     targets = torch.tensor([[table[f][c] for c in columns] for f in files], dtype=torch.float32)
-    images = cached_decode([needed[0] / f for f in files], resolution, crop, cache, cache_dir, workers)
-    data = InMemoryImages(images, targets, batch_size=batch_size, value_range=value_range, name="celeba")
-    data.set_attributes(tuple(chosen))
-    return data
+    images = ImageFiles([needed[0] / f for f in files], resolution, crop, 3, targets)
+    data = image_set(images, batch_size=batch_size, in_memory=in_memory, memory_limit_gb=memory_limit_gb,
+                     cache=cache, cache_dir=cache_dir, workers=workers, value_range=value_range, name="celeba")
+    return with_attributes(data, tuple(chosen))
 
 
 def _read_attributes(path: Path) -> tuple[list[str], dict[str, list[float]]]:

@@ -1,9 +1,12 @@
-"""Image folders (`dataset=anime`, `dataset=folder`) and CelebA, decoded once and held in memory.
+"""Image folders (`dataset=anime`, `dataset=folder`), shared by CelebA and CIFAR-10 class folders.
 
-Decoding is the slow part of a folder data set, so it happens once, in parallel (DataLoader
-workers), straight to uint8 at the training resolution; `cache=true` also saves the decoded
-tensor beside nothing but the cache folder, so the next run skips the JPEG decoding entirely.
-Grayscale, RGBA and palette images are converted to RGB; an unreadable file is named.
+Two paths, picked by `in_memory` (auto: by the decoded size against `memory_limit_gb`):
+* in memory: every file is decoded once, in parallel (DataLoader workers), straight to uint8 at
+  the training resolution, then batched by index like MNIST; `cache=true` also saves the decoded
+  tensor under `cache_dir`, so the next run skips JPEG decoding entirely;
+* streaming, for sets too big for memory: a DataLoader with workers, pinned memory and persistent
+  workers decodes each batch as it goes, in a seeded per-epoch order (resume continues exactly).
+Grayscale, RGBA and palette images are converted; unreadable files are named before training.
 """
 
 from __future__ import annotations
@@ -14,63 +17,81 @@ from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
-from ganlab.data.memory import InMemoryImages
+from ganlab.data.memory import DataFacts, InMemoryImages, epoch_order
 from ganlab.errors import ConfigError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
-class _DecodeFiles(Dataset):
-    def __init__(self, paths: list[Path], resolution: int, crop: int | None):
-        self.paths, self.resolution, self.crop = paths, resolution, crop
+class ImageFiles(Dataset):
+    """Decode, convert, center-crop and resize one file to uint8 (C, R, R); a bad file gives (None, path)."""
+
+    def __init__(self, paths: list[Path], resolution: int, crop: int | None = None, channels: int = 3,
+                 labels: torch.Tensor | None = None):
+        if channels not in (1, 3):
+            raise ConfigError(f"dataset.channels={channels} is not supported; use 3 (RGB) or 1 (grayscale).")
+        self.paths, self.resolution, self.crop, self.channels = paths, resolution, crop, channels
+        self.labels = labels if labels is not None else torch.zeros(len(paths), dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        path = self.paths[index]
+    def decode(self, index: int) -> torch.Tensor | None:
         try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise ConfigError(f"image file {path} could not be read ({exc}); delete or replace it.") from None
+            with Image.open(self.paths[index]) as image:
+                image = image.convert("RGB" if self.channels == 3 else "L")
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            return None
         side = self.crop or min(image.size)
         image = TF.center_crop(image, [side, side])
-        image = TF.resize(image, [self.resolution, self.resolution], antialias=True)
-        return TF.pil_to_tensor(image)
+        return TF.pil_to_tensor(TF.resize(image, [self.resolution, self.resolution], antialias=True))
+
+    def __getitem__(self, index: int):
+        image = self.decode(index)
+        if image is None:  # keep the batch's shape; the caller reports the file
+            return torch.zeros(self.channels, self.resolution, self.resolution, dtype=torch.uint8), self.labels[index], -1 - index
+        return image, self.labels[index], index
 
 
-def decode_images(paths: list[Path], resolution: int, crop: int | None = None, workers: int | None = None) -> torch.Tensor:
-    """Decode, convert to RGB, center-crop (to `crop` px, else the short side) and resize, in parallel."""
-    workers = min(8, os.cpu_count() or 1) if workers is None else workers
-    loader = DataLoader(_DecodeFiles(paths, resolution, crop), batch_size=256, num_workers=workers,
-                        persistent_workers=False)
-    try:
-        return torch.cat(list(loader)) if paths else torch.empty(0, 3, resolution, resolution, dtype=torch.uint8)
-    except Exception as exc:  # a worker re-raises our ConfigError wrapped; unwrap its message
-        message = str(exc)
-        if "could not be read" in message:
-            line = next(l for l in message.splitlines() if "could not be read" in l)
-            raise ConfigError(line.split("ConfigError: ")[-1].strip()) from None
-        raise
+def unreadable(paths: list[Path], bad: list[int]) -> ConfigError:
+    shown = ", ".join(str(paths[i]) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return ConfigError(f"{len(bad)} image file(s) could not be decoded: {shown}. They are corrupt, truncated or "
+                       "not images; delete or replace them.")
 
 
-def cached_decode(paths: list[Path], resolution: int, crop: int | None, cache: bool, cache_dir: str,
-                  workers: int | None) -> torch.Tensor:
-    """`decode_images`, memoised on disk under `cache_dir` keyed by the file list and the settings."""
+def default_workers(workers: int | None) -> int:
+    return min(8, os.cpu_count() or 1) if workers is None else workers
+
+
+def decode_all(files: ImageFiles, workers: int | None = None) -> torch.Tensor:
+    """Every file decoded to one uint8 tensor, in parallel; unreadable files stop with their names."""
+    if len(files) == 0:
+        return torch.empty(0, files.channels, files.resolution, files.resolution, dtype=torch.uint8)
+    loader = DataLoader(files, batch_size=128, num_workers=default_workers(workers))
+    images, bad = [], []
+    for batch, _, index in loader:
+        images.append(batch)
+        bad += [-1 - i for i in index.tolist() if i < 0]
+    if bad:
+        raise unreadable(files.paths, bad)
+    return torch.cat(images)
+
+
+def cached_decode(files: ImageFiles, cache: bool, cache_dir: str, workers: int | None) -> torch.Tensor:
+    """`decode_all`, memoised on disk under `cache_dir`, keyed by the files (and their mtimes) and the size."""
     if not cache:
-        return decode_images(paths, resolution, crop, workers)
-    key = hashlib.sha1("\n".join(f"{p}:{p.stat().st_mtime_ns}" for p in paths).encode()
-                       + f"{resolution}:{crop}".encode()).hexdigest()[:16]
-    path = Path(cache_dir).expanduser() / f"images-{resolution}px-{key}.pt"
+        return decode_all(files, workers)
+    listing = "\n".join(f"{p}:{p.stat().st_mtime_ns}" for p in files.paths)
+    key = hashlib.sha1(f"{listing}|{files.resolution}|{files.crop}|{files.channels}".encode()).hexdigest()[:16]
+    path = Path(cache_dir).expanduser() / f"images-{files.resolution}px-{key}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
-    images = decode_images(paths, resolution, crop, workers)
+    images = decode_all(files, workers)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     torch.save(images, tmp)
     os.replace(tmp, path)
     return images
@@ -86,29 +107,131 @@ def list_images(root: Path, key: str = "dataset.root") -> list[Path]:
     return files
 
 
+def image_set(files: ImageFiles, *, batch_size: int, class_names=(), in_memory: str | bool = "auto",
+              memory_limit_gb: float = 4.0, cache: bool = False, cache_dir: str = "data/.cache",
+              workers: int | None = None, value_range: str = "tanh", name: str = "folder"):
+    """An in-memory set, or a streaming one when the decoded images would not fit `memory_limit_gb`."""
+    if in_memory not in ("auto", True, False):
+        raise ConfigError(f"dataset.in_memory={in_memory!r} is not known; use auto, true or false.")
+    size_gb = len(files) * files.channels * files.resolution ** 2 / 1e9
+    if in_memory is True or (in_memory == "auto" and size_gb <= memory_limit_gb):
+        images = cached_decode(files, cache, cache_dir, workers)
+        return InMemoryImages(images, files.labels, batch_size=batch_size, class_names=class_names,
+                              value_range=value_range, name=name)
+    return StreamingImages(files, batch_size=batch_size, class_names=class_names, workers=workers,
+                           value_range=value_range, name=name)
+
+
 def load_folder(root: str, resolution: int = 64, batch_size: int = 64, labels: str = "auto",
-                crop: int | None = None, cache: bool = False, cache_dir: str = "data/.cache",
-                workers: int | None = None, value_range: str = "tanh", name: str = "folder") -> InMemoryImages:
-    """Every image under `root` (flat or nested). `labels`: auto (class subfolders, when there are
-    several), folders, or none."""
+                crop: int | None = None, channels: int = 3, in_memory: str | bool = "auto",
+                memory_limit_gb: float = 4.0, cache: bool = False, cache_dir: str = "data/.cache",
+                workers: int | None = None, value_range: str = "tanh", name: str = "folder"):
+    """Every image under `root` (flat or nested). `labels`: auto (class subfolders, when every image
+    sits in one and there are several), folders, or none."""
     root_path = Path(root).expanduser()
-    files = list_images(root_path)
+    paths = list_images(root_path)
     if labels not in ("auto", "folders", "none"):
         raise ConfigError(f"dataset.labels={labels!r} is not known; use auto, folders or none.")
-    classes = sorted({p.relative_to(root_path).parts[0] for p in files if len(p.relative_to(root_path).parts) > 1})
-    use_folders = labels == "folders" or (labels == "auto" and len(classes) > 1
-                                          and all(len(p.relative_to(root_path).parts) > 1 for p in files))
-    images = cached_decode(files, resolution, crop, cache, cache_dir, workers)
-    targets = None
-    if use_folders:
-        index = {c: i for i, c in enumerate(classes)}
-        targets = torch.tensor([index[p.relative_to(root_path).parts[0]] for p in files])
-    return InMemoryImages(images, targets, batch_size=batch_size, value_range=value_range,
-                          class_names=tuple(classes) if use_folders else (), name=name)
+    parts = [p.relative_to(root_path).parts for p in paths]
+    classes = sorted({part[0] for part in parts if len(part) > 1})
+    nested = all(len(part) > 1 for part in parts)
+    if labels == "folders" and not nested:
+        raise ConfigError(f"dataset.labels=folders but {root_path} has images outside class subfolders; "
+                          "move them into <root>/<class>/ or use labels=none.")
+    use_folders = labels == "folders" or (labels == "auto" and nested and len(classes) > 1)
+    targets = torch.tensor([classes.index(part[0]) for part in parts]) if use_folders else None
+    files = ImageFiles(paths, resolution, crop, channels, targets)
+    return image_set(files, batch_size=batch_size, class_names=tuple(classes) if use_folders else (),
+                     in_memory=in_memory, memory_limit_gb=memory_limit_gb, cache=cache, cache_dir=cache_dir,
+                     workers=workers, value_range=value_range, name=name)
 
 
 def load_anime(root: str = "data/anime", resolution: int = 64, batch_size: int = 64, crop: int | None = None,
-               cache: bool = False, cache_dir: str = "data/.cache", workers: int | None = None,
-               value_range: str = "tanh") -> InMemoryImages:
+               in_memory: str | bool = "auto", memory_limit_gb: float = 4.0, cache: bool = False,
+               cache_dir: str = "data/.cache", workers: int | None = None, value_range: str = "tanh"):
     """Anime face crops (the anime report's Crypko faces, Kaggle's anime faces): one unlabeled folder."""
-    return load_folder(root, resolution, batch_size, "none", crop, cache, cache_dir, workers, value_range, "anime")
+    return load_folder(root, resolution, batch_size, "none", crop, 3, in_memory, memory_limit_gb, cache, cache_dir,
+                       workers, value_range, "anime")
+
+
+class _EpochSampler(Sampler[int]):
+    """Yields the current epoch's order from `start` on; the owner sets both before each pass."""
+
+    def __init__(self):
+        self.order, self.start = torch.arange(0), 0
+
+    def __iter__(self):
+        return iter(self.order[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return len(self.order) - self.start
+
+
+class StreamingImages:
+    """Decodes batches on the fly in DataLoader workers (pinned memory, persistent workers)."""
+
+    def __init__(self, files: ImageFiles, *, batch_size: int, class_names=(), workers: int | None = None,
+                 value_range: str = "tanh", name: str = "folder"):
+        if batch_size > len(files):
+            raise ConfigError(f"dataset.batch_size={batch_size} is larger than the {len(files)} images of {name}; "
+                              f"set dataset.batch_size to at most {len(files)}.")
+        self.files, self.batch_size, self.workers, self.name = files, batch_size, default_workers(workers), name
+        self.value_range = value_range
+        self.facts = DataFacts(shape=(files.channels, files.resolution, files.resolution),
+                               resolution=files.resolution, channels=files.channels,
+                               num_classes=len(class_names), class_names=tuple(class_names))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self) // self.batch_size
+
+    def batches(self, device: torch.device, seed: int) -> "StreamingBatches":
+        return StreamingBatches(self, device, seed)
+
+    def to_float(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        return x.mul_(2.0).sub_(1.0) if self.value_range == "tanh" else x
+
+
+class StreamingBatches:
+    def __init__(self, data: StreamingImages, device: torch.device, seed: int):
+        self.data, self.device, self.seed = data, device, seed
+        self.sampler = _EpochSampler()
+        self.loader = DataLoader(data.files, batch_size=data.batch_size, sampler=self.sampler, drop_last=True,
+                                 num_workers=data.workers, pin_memory=device.type == "cuda",
+                                 persistent_workers=data.workers > 0)
+        self.epoch, self.position, self._iterator = 0, 0, None
+
+    def _start_pass(self) -> None:
+        self.sampler.order = epoch_order(len(self.data), self.seed, self.epoch)
+        self.sampler.start = self.position * self.data.batch_size
+        self._iterator = iter(self.loader)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if self.position >= self.data.batches_per_epoch:
+            self.epoch, self.position, self._iterator = self.epoch + 1, 0, None
+        if self._iterator is None:
+            self._start_pass()
+        images, labels, index = next(self._iterator)
+        if (index < 0).any():
+            raise unreadable(self.data.files.paths, [-1 - i for i in index.tolist() if i < 0])
+        self.position += 1
+        images = images.to(self.device, non_blocking=True)
+        return {"image": self.data.to_float(images), "label": labels.to(self.device, non_blocking=True)}
+
+    def example(self, count: int) -> dict[str, torch.Tensor]:
+        items = [self.data.files[i] for i in range(min(count, len(self.data)))]
+        images = torch.stack([item[0] for item in items]).to(self.device)
+        return {"image": self.data.to_float(images), "label": torch.stack([item[1] for item in items]).to(self.device)}
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position, self._iterator = int(state["epoch"]), int(state["position"]), None

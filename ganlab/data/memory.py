@@ -30,6 +30,13 @@ class DataFacts:
     attribute_names: tuple[str, ...] = field(default_factory=tuple)
 
 
+def with_attributes(data, names: tuple[str, ...]):
+    """Mark `data`'s labels as 0/1 attribute vectors with these names (multi-label, as CelebA)."""
+    data.facts = replace(data.facts, num_classes=0, class_names=(), num_attributes=len(names),
+                         attribute_names=tuple(names))
+    return data
+
+
 class InMemoryImages:
     """uint8 images (N, C, H, W) and integer labels; batches come out as floats in [-1, 1] or [0, 1]."""
 
@@ -52,11 +59,6 @@ class InMemoryImages:
         self.facts = DataFacts(shape=tuple(images.shape[1:]), resolution=images.shape[-1],
                                channels=images.shape[1], num_classes=num_classes, class_names=tuple(class_names))
 
-    def set_attributes(self, names: tuple[str, ...]) -> None:
-        """Labels are 0/1 attribute vectors with these names (multi-label data such as CelebA)."""
-        self.facts = replace(self.facts, num_classes=0, class_names=(), num_attributes=len(names),
-                             attribute_names=tuple(names))
-
     def __len__(self) -> int:
         return self.images.shape[0]
 
@@ -70,6 +72,12 @@ class InMemoryImages:
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float().div_(255.0)
         return x.mul_(2.0).sub_(1.0) if self.value_range == "tanh" else x
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of one epoch, a function of (seed, epoch) alone, so resumes are exact."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(size, generator=generator)
 
 
 class IndexBatches:
@@ -90,8 +98,7 @@ class IndexBatches:
         self._order = self._epoch_order()
 
     def _epoch_order(self) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(len(self.data), generator=generator).to(self.device)
+        return epoch_order(len(self.data), self.seed, self.epoch).to(self.device)
 
     def __iter__(self) -> "IndexBatches":
         return self
