@@ -50,7 +50,7 @@ def _leaves(node: Any, path: str):
             if OmegaConf.is_missing(node, key):
                 child = f"{path}.{key}" if path else str(key)
                 raise ConfigError(f"{child} is required and has no value; set it on the command line, "
-                                  f"e.g. {child}=/path/to/images.")
+                                  f"e.g. {child}=<value> (a path, for a file or folder).")
             if not _is_reference(node, key):
                 yield from _leaves(node[key], f"{path}.{key}" if path else str(key))
     elif isinstance(node, ListConfig):

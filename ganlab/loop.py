@@ -40,6 +40,7 @@ class Schedule:
     lr_decay: str = "none"  # none, or linear: to 0 at the last step, from lr_decay_start * steps on
     lr_decay_start: float = 0.0
     adaptive: dict[str, Any] | None = None  # {phase, rival, margin, max_extra}: see configs/schedule
+    eval_every: int = 0  # evaluate on held-out data every N steps (and at the end); 0 = at the end only
 
     def __post_init__(self):
         if self.lr_decay not in ("none", "linear"):
@@ -137,10 +138,12 @@ class Loop:
     def __init__(self, objective: Objective, optimizers: dict[str, torch.optim.Optimizer], batches,
                  schedule: Schedule, logger: RunLogger, run_dir: Path, device: torch.device,
                  batch_size: int, config: dict[str, Any],
-                 diagnose: Callable[[torch.Tensor], dict[str, float]] | None = None):
+                 diagnose: Callable[[torch.Tensor], dict[str, float]] | None = None,
+                 evaluation_batches: Callable[[], Iterator[dict[str, torch.Tensor]]] | None = None):
         self.objective, self.optimizers, self.batches = objective, optimizers, batches
         self.schedule, self.logger, self.device = schedule, logger, device
         self.batch_size, self.config, self.diagnose = batch_size, config, diagnose
+        self.evaluation_batches = evaluation_batches
         self.ckpt_dir = run_dir / "checkpoints"
         self.networks = objective.networks
         self.ema = {name: copy.deepcopy(self.networks[name]).requires_grad_(False)
@@ -204,6 +207,7 @@ class Loop:
 
     def _train_step(self) -> None:
         self._set_learning_rates()
+        self.objective.begin_step(self.step)
         batch, last_loss = None, {}
         for phase in self.objective.phases:
             for _ in range(phase.repeats):
@@ -252,11 +256,13 @@ class Loop:
 
     def _maintain(self) -> None:
         s = self.schedule
-        diagnostics = self._sample() if self._due(s.sample_every) else {}
+        extra = self._sample() if self._due(s.sample_every) else {}
+        if self.evaluation_batches is not None and self._due(s.eval_every):
+            extra.update(self._evaluate())
         if self._due(s.log_every):
-            self._log(diagnostics)
-        elif diagnostics:
-            self.logger.scalars(self.step, diagnostics, progress=False)
+            self._log(extra)
+        elif extra:
+            self.logger.scalars(self.step, extra, progress=False)
         if self._due(s.ckpt_every):
             self._save_last()
         if s.snapshot_every > 0 and self.step % s.snapshot_every == 0:
@@ -283,6 +289,16 @@ class Loop:
         for name, (images, columns) in shown.items():
             self.logger.images(self.step, name, images, nrow=columns)
         return sample_diagnostics(samples, self.diagnose) if samples is not None else {}
+
+    def _evaluate(self) -> dict[str, float]:
+        """The objective's held-out evaluation; returns its scalars as eval/<name>."""
+        networks = {**self.networks, **self.ema}
+        with evaluating(networks):
+            scalars, images = self.objective.evaluate(self.evaluation_batches, networks,
+                                                      final=self.step == self.schedule.steps)
+        for name, (grid, columns) in images.items():
+            self.logger.images(self.step, name, grid, nrow=columns)
+        return {f"eval/{k}": v for k, v in scalars.items()}
 
     def _save_last(self) -> None:
         self._guard_finite()

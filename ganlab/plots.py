@@ -25,3 +25,30 @@ def scatter_image(points: torch.Tensor, reference: torch.Tensor | None = None, s
                 for channel, value in enumerate(color):
                     image[channel, rows, cols] = value
     return image
+
+
+def labelled_scatter(points: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...] = (),
+                     title: str = "") -> torch.Tensor:
+    """A matplotlib scatter of 2-d points coloured by integer label, with a legend, as (3, H, W) in [0, 1]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    points, labels = points.detach().cpu().numpy(), labels.detach().cpu().numpy()
+    figure, axes = plt.subplots(figsize=(6, 6), dpi=100)
+    colours = plt.get_cmap("tab10" if labels.max(initial=0) < 10 else "tab20")
+    for value in np.unique(labels):
+        chosen = labels == value
+        name = names[value] if value < len(names) else str(value)
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=4, color=colours(int(value) % colours.N), label=name)
+    axes.legend(markerscale=3, fontsize=7, loc="best")
+    axes.set_title(title)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    figure.tight_layout()
+    figure.canvas.draw()
+    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 255

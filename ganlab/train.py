@@ -40,17 +40,20 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
     networks = {name: build(node, f"model.{name}", prefixes, **asdict(data.facts)).to(device)
                 for name, node in cfg.model.items() if name != "objective" and _is_buildable(node)}
     _write_summary(networks, run_dir)
-    objective = build(cfg.model.objective, "model.objective", prefixes, **networks)
+    objective = build(cfg.model.objective, "model.objective", prefixes, **networks, **asdict(data.facts))
+    _check_value_range(objective, data)
     optimizers = {name: _build_optimizer(cfg.optimizer, name, net, prefixes)
                   for name, net in objective.networks.items()}
     schedule = _schedule(cfg.schedule, data.batches_per_epoch, objective.batches_per_step())
+    held_out = _held_out(cfg.dataset, data, prefixes) if objective.wants_evaluation else None
 
     # --- run -------------------------------------------------------------------------------
     start = int(resume_state["step"]) if resume_state else 0
     logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)))
     loop = Loop(objective, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir,
                 device, batch_size=data.batch_size, config=to_plain(cfg),
-                diagnose=getattr(data, "mode_coverage", None))
+                diagnose=getattr(data, "mode_coverage", None),
+                evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None)
     try:
         if resume_state:
             _restore(loop, resume_state)
@@ -92,7 +95,29 @@ def _schedule(node: DictConfig, batches_per_epoch: int, batches_per_step: int) -
     settings = {f.name: node[f.name] for f in fields(Schedule) if f.name in node}
     if node.get("epochs"):
         settings["steps"] = max(1, math.ceil(node.epochs * batches_per_epoch / batches_per_step))
+    if settings.get("eval_every") is None:  # default: once per epoch
+        settings["eval_every"] = max(1, batches_per_epoch // batches_per_step)
     return Schedule(**settings)
+
+
+def _check_value_range(objective, data) -> None:
+    wanted, given = objective.value_range, getattr(data, "value_range", None)
+    if wanted and given and wanted != given:
+        raise ConfigError(f"dataset.value_range={given} but this model needs {wanted} "
+                          f"({'[0, 1]' if wanted == 'unit' else '[-1, 1]'} pixels); set dataset.value_range={wanted}.")
+
+
+def _held_out(node: DictConfig, data, prefixes):
+    """The test split for evaluation: the same data set with split=test, when it has one."""
+    if node.get("split") in (None, "test"):
+        if node.get("split") is None:
+            log.info("evaluation uses the training data: dataset %s has no test split", node._target_)
+        return data
+    try:
+        return build(DictConfig({**node, "split": "test"}), "dataset (test split)", prefixes)
+    except ConfigError as exc:
+        log.warning("no test split (%s); evaluation uses the training data", str(exc).split(";")[0])
+        return data
 
 
 def _write_summary(networks: dict[str, torch.nn.Module], run_dir: Path) -> None:

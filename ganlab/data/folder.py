@@ -122,14 +122,33 @@ def image_set(files: ImageFiles, *, batch_size: int, class_names=(), in_memory: 
                            value_range=value_range, name=name)
 
 
+def split_files(paths: list[Path], root: Path, split: str, test_fraction: float) -> list[Path]:
+    """A fixed hold-out: a file is in the test split when a hash of its relative path says so, so
+    the split does not move when files are added or removed."""
+    if split == "all":
+        return paths
+    if split not in ("train", "test"):
+        raise ConfigError(f"dataset.split={split!r} is not known for a folder; use all, train or test.")
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"dataset.test_fraction={test_fraction} must be between 0 and 1, e.g. 0.1.")
+    def is_test(path: Path) -> bool:
+        digest = hashlib.sha1(path.relative_to(root).as_posix().encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2 ** 32 < test_fraction
+    chosen = [p for p in paths if is_test(p) == (split == "test")]
+    if not chosen:
+        raise ConfigError(f"dataset.split={split} of {root} is empty; lower or raise dataset.test_fraction.")
+    return chosen
+
+
 def load_folder(root: str, resolution: int = 64, batch_size: int = 64, labels: str = "auto",
                 crop: int | None = None, channels: int = 3, in_memory: str | bool = "auto",
                 memory_limit_gb: float = 4.0, cache: bool = False, cache_dir: str = "data/.cache",
-                workers: int | None = None, value_range: str = "tanh", name: str = "folder"):
+                workers: int | None = None, value_range: str = "tanh", name: str = "folder",
+                split: str = "all", test_fraction: float = 0.1):
     """Every image under `root` (flat or nested). `labels`: auto (class subfolders, when every image
-    sits in one and there are several), folders, or none."""
+    sits in one and there are several), folders, or none. `split`: all, or a fixed train/test hold-out."""
     root_path = Path(root).expanduser()
-    paths = list_images(root_path)
+    paths = split_files(list_images(root_path), root_path, split, test_fraction)
     if labels not in ("auto", "folders", "none"):
         raise ConfigError(f"dataset.labels={labels!r} is not known; use auto, folders or none.")
     parts = [p.relative_to(root_path).parts for p in paths]
@@ -148,10 +167,11 @@ def load_folder(root: str, resolution: int = 64, batch_size: int = 64, labels: s
 
 def load_anime(root: str = "data/anime", resolution: int = 64, batch_size: int = 64, crop: int | None = None,
                in_memory: str | bool = "auto", memory_limit_gb: float = 4.0, cache: bool = False,
-               cache_dir: str = "data/.cache", workers: int | None = None, value_range: str = "tanh"):
+               cache_dir: str = "data/.cache", workers: int | None = None, value_range: str = "tanh",
+               split: str = "all", test_fraction: float = 0.1):
     """Anime face crops (the anime report's Crypko faces, Kaggle's anime faces): one unlabeled folder."""
     return load_folder(root, resolution, batch_size, "none", crop, 3, in_memory, memory_limit_gb, cache, cache_dir,
-                       workers, value_range, "anime")
+                       workers, value_range, "anime", split, test_fraction)
 
 
 class _EpochSampler(Sampler[int]):
@@ -190,6 +210,13 @@ class StreamingImages:
 
     def batches(self, device: torch.device, seed: int) -> "StreamingBatches":
         return StreamingBatches(self, device, seed)
+
+    def ordered_batches(self, device: torch.device, batch_size: int = 256):
+        """One pass over the whole set in order (for evaluation)."""
+        for images, labels, index in DataLoader(self.files, batch_size=batch_size, num_workers=self.workers):
+            if (index < 0).any():
+                raise unreadable(self.files.paths, [-1 - i for i in index.tolist() if i < 0])
+            yield {"image": self.to_float(images.to(device)), "label": labels.to(device)}
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float().div_(255.0)

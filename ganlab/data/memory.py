@@ -66,6 +66,12 @@ class InMemoryImages:
     def batches_per_epoch(self) -> int:
         return len(self) // self.batch_size
 
+    def ordered_batches(self, device: torch.device, batch_size: int = 256):
+        """One pass over the whole set in order (for evaluation)."""
+        for start in range(0, len(self), batch_size):
+            yield {"image": self.to_float(self.images[start:start + batch_size].to(device)),
+                   "label": self.labels[start:start + batch_size].to(device)}
+
     def batches(self, device: torch.device, seed: int) -> "IndexBatches":
         return IndexBatches(self, device, seed)
 

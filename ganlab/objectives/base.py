@@ -36,6 +36,13 @@ class Objective:
     phases: list[Phase]
     #: networks whose exponential moving average the loop keeps (and passes back to `snapshots`)
     ema_networks: tuple[str, ...] = ()
+    #: the pixel range the objective needs ("tanh": [-1, 1], "unit": [0, 1]), or None for any
+    value_range: str | None = None
+    #: whether `evaluate` uses held-out data (then the runner builds the test split)
+    wants_evaluation: bool = False
+
+    def begin_step(self, step: int) -> None:
+        """Called before each step with the number of steps done (for warm-ups and annealing)."""
 
     def loss(self, phase: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The scalar to minimise for `phase`, and detached statistics to log beside it."""
@@ -62,6 +69,12 @@ class Objective:
                   networks: dict[str, nn.Module]) -> dict[str, tuple[torch.Tensor, int]]:
         """Named (image batch in [0, 1], grid columns) to show; `networks` may hold EMA copies."""
         return {}
+
+    def evaluate(self, batches, networks: dict[str, nn.Module],
+                 final: bool) -> tuple[dict[str, float], dict[str, tuple[torch.Tensor, int]]]:
+        """Scalars (logged as eval/<name>) and images on held-out data; `batches()` iterates it once.
+        `final` is true at the end of training (for costly extras such as t-SNE)."""
+        return {}, {}
 
     def batches_per_step(self) -> int:
         """Data batches one step draws: what converts `schedule.epochs` into steps."""

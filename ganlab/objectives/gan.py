@@ -132,8 +132,10 @@ class ConditionalGANObjective(GANObjective):
 class ACGANObjective(ConditionalGANObjective):
     """ACGAN: G(z, y); D(x) -> (logit, class logits). `aux_loss`: ce (classes), bce or mse (attributes)."""
 
-    def __init__(self, *args, aux_loss: str = "ce", aux_weight: float = 1.0, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
+                 n_critic: int = 1, g_steps: int = 1, penalties: dict[str, Any] | None = None,
+                 constraints: dict[str, Any] | None = None, aux_loss: str = "ce", aux_weight: float = 1.0):
+        super().__init__(generator, discriminator, loss, n_critic, g_steps, penalties, constraints)
         if aux_loss not in ("ce", "bce", "mse"):
             raise ConfigError(f"model.objective.aux_loss={aux_loss!r} is not known; use ce (one class per image), "
                               "bce or mse (multi-label attributes; the faces report uses mse).")

@@ -1,0 +1,38 @@
+"""Starting a network's layers from another run's checkpoint (a classifier's layers into a VAE encoder)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganlab import checkpoint
+from ganlab.errors import ConfigError
+
+
+def init_from_checkpoint(target: nn.Module, path: str, source_prefix: str, key: str) -> list[str]:
+    """Copy the tensors under `source_prefix` of the checkpoint's network that has them into `target`.
+
+    Every parameter and buffer of `target` must find a tensor of the same name and shape; nothing
+    else is touched. Returns the copied names. A mismatch is a ConfigError naming the layers.
+    """
+    state = checkpoint.load(path)
+    sources = {name: {k[len(source_prefix):]: v for k, v in weights.items() if k.startswith(source_prefix)}
+               for name, weights in state["networks"].items()}
+    source_name, source = max(sources.items(), key=lambda item: len(item[1]))
+    if not source:
+        raise ConfigError(f"{key}={path}: no network in that checkpoint has layers under '{source_prefix}'; "
+                          f"it holds {sorted(state['networks'])}. Use a classifier_mlp checkpoint.")
+    wanted = target.state_dict()
+    missing = sorted(set(wanted) - set(source))
+    if missing:
+        raise ConfigError(f"{key}={path}: the encoder's layers {missing} have no counterpart in the checkpoint's "
+                          f"{source_name}.{source_prefix}* (it has {sorted(source)}). Use the same hidden sizes.")
+    wrong = [f"{n}: encoder {tuple(wanted[n].shape)} vs checkpoint {tuple(source[n].shape)}"
+             for n in sorted(wanted) if wanted[n].shape != source[n].shape]
+    if wrong:
+        raise ConfigError(f"{key}={path}: layer shapes differ ({'; '.join(wrong)}). Train the classifier with "
+                          "the VAE's input size and hidden sizes.")
+    with torch.no_grad():
+        for name, tensor in target.state_dict().items():
+            tensor.copy_(source[name])
+    return sorted(wanted)
