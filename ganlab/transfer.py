@@ -23,11 +23,12 @@ def init_from_checkpoint(target: nn.Module, path: str, source_prefix: str, key: 
         raise ConfigError(f"{key}={path}: no network in that checkpoint has layers under '{source_prefix}'; "
                           f"it holds {sorted(state['networks'])}. Use a classifier_mlp checkpoint.")
     wanted = target.state_dict()
-    missing = sorted(set(wanted) - set(source))
+    missing = sorted(source_prefix + n for n in set(wanted) - set(source))
     if missing:
         raise ConfigError(f"{key}={path}: the encoder's layers {missing} have no counterpart in the checkpoint's "
-                          f"{source_name}.{source_prefix}* (it has {sorted(source)}). Use the same hidden sizes.")
-    wrong = [f"{n}: encoder {tuple(wanted[n].shape)} vs checkpoint {tuple(source[n].shape)}"
+                          f"{source_name}.{source_prefix}* (it has {sorted(source_prefix + n for n in source)}). "
+                          "Use the same hidden sizes.")
+    wrong = [f"{source_prefix}{n}: encoder {tuple(wanted[n].shape)} vs checkpoint {tuple(source[n].shape)}"
              for n in sorted(wanted) if wanted[n].shape != source[n].shape]
     if wrong:
         raise ConfigError(f"{key}={path}: layer shapes differ ({'; '.join(wrong)}). Train the classifier with "

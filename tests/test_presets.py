@@ -110,20 +110,56 @@ def test_anime_baseline_matches_the_reports_code():
     assert len(layers(dropout, nn.Dropout)) == 4
 
 
+def test_fashion_vae_and_classifier_match_the_printed_networks():
+    cfg = compose_config(["experiment=fashion_vae_mlp_z2"], shrink=False)
+    vae = build(cfg.model.vae, "model.vae", allowed_prefixes(), **MNIST.__dict__)
+    linear = [(m.in_features, m.out_features) for m in layers(vae, nn.Linear)]
+    assert linear == [(784, 500), (500, 2), (500, 2), (2, 500), (500, 784)]
+    assert {m.negative_slope for m in layers(vae, nn.LeakyReLU)} == {0.01}
+    assert not layers(vae, nn.Sigmoid)
+    cfg = compose_config(["experiment=fashion_classifier_mlp"], shrink=False)
+    classifier = build(cfg.model.classifier, "model.classifier", allowed_prefixes(), **MNIST.__dict__)
+    assert [(m.in_features, m.out_features) for m in layers(classifier, nn.Linear)] == [(784, 500), (500, 10)]
+
+
+def test_celeba_vae_conv_matches_the_printed_network():
+    cfg = compose_config(["experiment=celeba_vae_conv"], shrink=False)
+    vae = build(cfg.model.vae, "model.vae", allowed_prefixes(), **RGB64.__dict__)
+    convs = [(m.in_channels, m.out_channels, m.kernel_size[0], m.padding[0]) for m in layers(vae, nn.Conv2d)]
+    assert convs == [(3, 128, 3, 1), (128, 128, 3, 1), (128, 256, 5, 2), (256, 256, 5, 2), (256, 512, 5, 2),
+                     (512, 512, 5, 2)]
+    assert [(m.in_features, m.out_features) for m in layers(vae, nn.Linear)] == [(32768, 128), (32768, 128),
+                                                                                  (128, 32768)]
+    deconvs = [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0]) for m in layers(vae, nn.ConvTranspose2d)]
+    assert deconvs == [(512, 512, 4, 2), (512, 512, 4, 2), (512, 3, 4, 2)]
+    assert len(layers(vae, nn.MaxPool2d)) == 3 and len(layers(vae, nn.Sigmoid)) == 1
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     return make_all(tmp_path_factory.mktemp("data"))
 
 
+def shrunk_preset(preset: str, data_root, extra=()):
+    return compose_config([f"experiment={preset}", f"dataset.root={data_root}" + ("/anime" if "anime" in preset else ""),
+                           "dataset.batch_size=8", "schedule.epochs=null", "schedule.steps=2",
+                           "schedule.log_every=1", "schedule.sample_every=2", "schedule.sample_count=8", *extra])
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_end_to_end_shrunk(tmp_path, data_root, preset):
-    cfg = compose_config([f"experiment={preset}", f"dataset.root={data_root}" + ("/anime" if "anime" in preset else ""),
-                          "dataset.batch_size=8", "schedule.epochs=null", "schedule.steps=2",
-                          "schedule.log_every=1", "schedule.sample_every=2", "schedule.sample_count=8"])
-    loop = train(cfg, tmp_path)
+    extra = []
+    if preset == "fashion_vae_from_classifier":  # needs the classifier preset's checkpoint
+        train(shrunk_preset("fashion_classifier_mlp", data_root), tmp_path / "classifier")
+        extra = [f"model.encoder_init={tmp_path}/classifier/checkpoints/last.pt"]
+    loop = train(shrunk_preset(preset, data_root, extra), tmp_path / "run")
     assert loop.step == 2
-    assert [r["step"] for r in read_metrics(tmp_path) if "loss/D" in r] == [1, 2]
-    assert (tmp_path / "samples" / "step_000002.png").is_file()
+    phase = loop.objective.phases[0].name
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if f"loss/{phase}" in r] == [1, 2]
+    if "classifier" not in preset:
+        assert (tmp_path / "run" / "samples" / "step_000002.png").is_file()
+    if loop.objective.wants_evaluation:
+        assert any(k.startswith("eval/") for k in read_metrics(tmp_path / "run")[-1])
 
 
 def test_headline_command_sngan_on_anime_folder(tmp_path, data_root):

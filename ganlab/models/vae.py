@@ -43,7 +43,7 @@ class VAE(nn.Module):
 
 class MLPVAE(VAE):
     def __init__(self, shape: tuple[int, ...], latent_dim: int = 2, hidden: list[int] = (500,),
-                 leaky_slope: float = 0.01, encoder_init: str | None = None):
+                 leaky_slope: float = 0.01, output: str = "sigmoid", encoder_init: str | None = None):
         super().__init__()
         check_positive(latent_dim=latent_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         self.shape, self.latent_dim = tuple(shape), latent_dim
@@ -59,7 +59,11 @@ class MLPVAE(VAE):
         for size in reversed(hidden):
             decoder += [nn.Linear(features, size), nn.LeakyReLU(leaky_slope, inplace=True)]
             features = size
-        self.decoder = nn.Sequential(*decoder, nn.Linear(features, math.prod(self.shape)), nn.Sigmoid())
+        if output not in ("sigmoid", "none"):
+            raise ConfigError(f"model.vae.output={output!r} is not known; use sigmoid or none (the report's "
+                              "decoder ends in its Linear layer).")
+        self.decoder = nn.Sequential(*decoder, nn.Linear(features, math.prod(self.shape)),
+                                     nn.Sigmoid() if output == "sigmoid" else nn.Identity())
         self.start_encoder_from(encoder_init)
 
 

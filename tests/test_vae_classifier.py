@@ -1,0 +1,120 @@
+"""VAEs and classifiers: ELBO terms by hand, gradients through the sampling, training lowers the
+loss, evaluation writes its numbers and plots, and classifier-to-encoder transfer copies exactly."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import SHRINK, compose_config, run_cli
+from fake_data import make_mnist
+from idx_files import digit_like, write_idx_split
+from ganlab.errors import ConfigError
+from ganlab.logging import read_metrics
+from ganlab.models.vae import MLPVAE
+from ganlab.objectives.vae import kl_divergence, reconstruction_loss
+from ganlab.train import train
+
+VAE_SMALL = ["model=vae_mlp", "dataset.resolution=8", "model.vae.hidden=[32]", "model.vae.latent_dim=4",
+             "dataset.split=train", "optimizer.lr=3e-3", "model.objective.tsne_points=200"]
+CLASSIFIER_SMALL = ["model=classifier_mlp", "dataset.resolution=8", "model.classifier.hidden=[32]",
+                    "dataset.split=train", "optimizer.lr=3e-3"]
+
+
+def test_kl_matches_the_closed_form():
+    mu = torch.tensor([[0.5, -1.0], [0.0, 2.0]])
+    logvar = torch.tensor([[0.0, math.log(4.0)], [math.log(0.25), 0.0]])
+    per_dim = [[0.5 * (0.25), 0.5 * (4 + 1 - 1 - math.log(4))], [0.5 * (0.25 - 1 - math.log(0.25)), 0.5 * 4]]
+    assert kl_divergence(mu, logvar, "sum").item() == pytest.approx((sum(per_dim[0]) + sum(per_dim[1])) / 2)
+    assert kl_divergence(mu, logvar, "mean").item() == pytest.approx(sum(map(sum, per_dim)) / 4)
+
+
+def test_reconstruction_reductions():
+    recon = torch.tensor([[[[0.2, 0.8]]], [[[0.5, 0.5]]]])
+    target = torch.tensor([[[[0.0, 1.0]]], [[[1.0, 0.0]]]])
+    squared = [0.04 + 0.04, 0.25 + 0.25]
+    assert reconstruction_loss(recon, target, "mse", "mean").item() == pytest.approx(sum(squared) / 4)
+    assert reconstruction_loss(recon, target, "mse", "sum").item() == pytest.approx(sum(squared) / 2)
+    bce = -(math.log(0.8) + math.log(0.8) + math.log(0.5) + math.log(0.5))
+    assert reconstruction_loss(recon, target, "bce", "sum").item() == pytest.approx(bce / 2, rel=1e-5)
+
+
+def test_reparameterisation_lets_gradients_reach_the_encoder():
+    torch.manual_seed(0)
+    vae = MLPVAE((1, 4, 4), latent_dim=3, hidden=[8])
+    recon, mu, logvar = vae(torch.rand(5, 1, 4, 4))
+    recon.sum().backward()
+    for layer in (vae.hidden[1], vae.mu, vae.logvar):
+        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+
+def test_vae_training_lowers_its_loss_and_evaluates(tmp_path):
+    cfg = compose_config([*VAE_SMALL, "schedule.steps=60", "schedule.log_every=10", "schedule.sample_every=60",
+                          "model.objective.beta=0.01", "schedule.eval_every=30"])
+    train(cfg, tmp_path)
+    rows = [r for r in read_metrics(tmp_path) if "loss/VAE" in r]
+    assert rows[-1]["loss/VAE"] < rows[0]["loss/VAE"]
+    assert {"VAE/reconstruction", "VAE/kl", "VAE/beta"} <= set(rows[0])
+    evals = [r for r in read_metrics(tmp_path) if "eval/mse" in r]
+    assert [r["step"] for r in evals] == [30, 60]
+    assert 0 < evals[-1]["eval/mse"] < 0.25  # test MSE on [0, 1] pixels
+    for png in ("step_000060.png", "reconstructions_step_000060.png", "tsne_step_000060.png"):
+        assert (tmp_path / "samples" / png).is_file(), png
+
+
+def test_kl_warmup_ramps_beta(tmp_path):
+    cfg = compose_config([*VAE_SMALL, "schedule.steps=4", "schedule.log_every=1", "model.objective.beta=0.5",
+                          "model.objective.kl_warmup_steps=4"])
+    train(cfg, tmp_path)
+    betas = [r["VAE/beta"] for r in read_metrics(tmp_path) if "VAE/beta" in r]
+    assert betas == pytest.approx([0.125, 0.25, 0.375, 0.5])
+
+
+def test_classifier_training_lowers_its_loss_and_reports_test_accuracy(tmp_path):
+    cfg = compose_config([*CLASSIFIER_SMALL, "schedule.steps=60", "schedule.log_every=10"])
+    train(cfg, tmp_path)
+    rows = read_metrics(tmp_path)
+    losses = [r["loss/C"] for r in rows if "loss/C" in r]
+    assert losses[-1] < losses[0]
+    assert rows[-1]["step"] == 60 and rows[-1]["eval/accuracy"] > 0.5  # 10 classes: chance is 0.1
+
+
+def test_encoder_transfer_copies_the_classifier_layer_and_nothing_else(tmp_path):
+    train(compose_config([*CLASSIFIER_SMALL, "schedule.steps=5"]), tmp_path / "classifier")
+    path = tmp_path / "classifier" / "checkpoints" / "last.pt"
+    trained = torch.load(path, weights_only=True)["networks"]["classifier"]
+    torch.manual_seed(0)
+    fresh = MLPVAE((1, 8, 8), latent_dim=4, hidden=[32])
+    torch.manual_seed(0)
+    started = MLPVAE((1, 8, 8), latent_dim=4, hidden=[32], encoder_init=str(path))
+    assert torch.equal(started.hidden[1].weight, trained["hidden.1.weight"])
+    assert torch.equal(started.hidden[1].bias, trained["hidden.1.bias"])
+    assert not torch.equal(fresh.hidden[1].weight, started.hidden[1].weight)
+    untouched = {k: v for k, v in started.state_dict().items() if not k.startswith("hidden.")}
+    for name, tensor in untouched.items():
+        assert torch.equal(tensor, fresh.state_dict()[name]), name
+
+
+def test_encoder_transfer_mismatch_names_the_layers(tmp_path):
+    train(compose_config([*CLASSIFIER_SMALL, "schedule.steps=2"]), tmp_path / "classifier")
+    path = str(tmp_path / "classifier" / "checkpoints" / "last.pt")
+    with pytest.raises(ConfigError, match=r"hidden.1.weight: encoder \(16, 64\) vs checkpoint \(32, 64\)"):
+        MLPVAE((1, 8, 8), latent_dim=4, hidden=[16], encoder_init=path)
+    with pytest.raises(ConfigError, match=r"encoder's layers \['hidden.3.bias', 'hidden.3.weight'\]"):
+        MLPVAE((1, 8, 8), latent_dim=4, hidden=[32, 32], encoder_init=path)
+
+
+def test_vae_refuses_data_in_minus_one_to_one(tmp_path):
+    with pytest.raises(ConfigError, match="dataset.value_range=tanh but this model needs unit"):
+        train(compose_config([*VAE_SMALL, "dataset.value_range=tanh"]), tmp_path)
+
+
+def test_model_vae_mlp_on_mnist_just_works(tmp_path):
+    root = make_mnist(tmp_path / "data")
+    images, labels = digit_like(20, seed=1)
+    write_idx_split(root / "MNIST" / "raw", "test", images, labels, gz=False)
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "model=vae_mlp", "dataset=mnist", f"dataset.root={root}", *SHRINK,
+                     "schedule.steps=3", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "eval/mse" in read_metrics(run_dir)[-1]
