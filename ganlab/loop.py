@@ -148,7 +148,7 @@ class Loop:
         self.networks = objective.networks
         self.ema = {name: copy.deepcopy(self.networks[name]).requires_grad_(False)
                     for name in objective.ema_networks} if schedule.ema_decay > 0 else {}
-        self.fixed = objective.fixed_inputs(schedule.sample_count, device, batches.example(schedule.sample_count))
+        self.fixed = objective.fixed_inputs(schedule.sample_count, device, self._example(schedule.sample_count))
         self.step = 0
         self.meter = Meter()
         self._stop_signal: int | None = None
@@ -161,6 +161,14 @@ class Loop:
                 if schedule.adaptive.get(role) not in names:
                     raise ConfigError(f"schedule.adaptive.{role}={schedule.adaptive.get(role)!r} is not a phase of "
                                       f"this objective; its phases are {sorted(names)} (or set phase: null).")
+
+    def _example(self, count: int) -> dict[str, torch.Tensor]:
+        """Real samples for the fixed inputs: held-out ones when there are (VAE reconstructions show
+        test images), else the training set's first."""
+        if self.evaluation_batches is None:
+            return self.batches.example(count)
+        batch = next(iter(self.evaluation_batches()))
+        return {key: value[:count] for key, value in batch.items()}
 
     # --- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
