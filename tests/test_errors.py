@@ -22,6 +22,7 @@ from ganlab.train import train
     ("device=toaster", "device='toaster' is not a device"),
     ("model.discriminator.norm=group", "model.discriminator.norm='group' is not a normalisation"),
     ("dataset=folder", "dataset.root is required and has no value"),
+    ("dataset=ring", "this model builds images, but the dataset gives points"),
 ])
 def test_bad_values_are_named_with_a_fix(tmp_path, override, expected):
     with pytest.raises(ConfigError) as info:

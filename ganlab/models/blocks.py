@@ -63,6 +63,9 @@ def check_positive(**values: float) -> None:
 
 def pyramid(resolution: int, key: str = "dataset.resolution") -> tuple[int, int]:
     """Split a resolution into base * 2**doublings with a 4..7 px base (28 = 7*4, 32 = 4*8, 96 = 6*16)."""
+    if resolution <= 0:
+        raise ConfigError("this model builds images, but the dataset gives points, not images; use model=mlp "
+                          "for the 2-d toys (ring, grid), or an image dataset.")
     for doublings in range(8, 0, -1):
         base, rest = divmod(resolution, 2 ** doublings)
         if rest == 0 and 4 <= base <= 7:
