@@ -118,7 +118,7 @@ def evaluating(networks: dict[str, nn.Module]) -> Iterator[None]:
 @torch.no_grad()
 def sample_diagnostics(samples: torch.Tensor, diagnose=None) -> dict[str, float]:
     """Mode-collapse signals on the fixed sample batch: mean pairwise distance between samples
-    (it falls towards 0 as G collapses), plus the data set's own measure (modes covered) if any."""
+    (it falls towards 0 as G collapses), plus the run's judges (toy modes, a classifier) if any."""
     flat = samples.flatten(1).float()
     values = {"diagnostics/diversity": torch.pdist(flat).mean().item() if flat.shape[0] > 1 else 0.0}
     if diagnose is not None:

@@ -16,6 +16,7 @@ from ganlab.build import allowed_prefixes, build, check_targets, to_plain
 from ganlab.checks import check_values, pick_device
 from ganlab.errors import ConfigError
 from ganlab.logging import RunLogger
+from ganlab.metrics import ClassifierMetrics
 from ganlab.loop import Loop, Schedule
 from ganlab.models.blocks import count_parameters
 
@@ -46,13 +47,14 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
                   for name, net in objective.networks.items()}
     schedule = _schedule(cfg.schedule, data.batches_per_epoch, objective.batches_per_step())
     held_out = _held_out(cfg.dataset, data, prefixes) if objective.wants_evaluation else None
+    diagnose = _diagnostics(cfg.get("metrics") or {}, data, prefixes, device)
 
     # --- run -------------------------------------------------------------------------------
     start = int(resume_state["step"]) if resume_state else 0
     logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)))
     loop = Loop(objective, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir,
                 device, batch_size=data.batch_size, config=to_plain(cfg),
-                diagnose=getattr(data, "mode_coverage", None),
+                diagnose=diagnose,
                 evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None)
     try:
         if resume_state:
@@ -98,6 +100,18 @@ def _schedule(node: DictConfig, batches_per_epoch: int, batches_per_step: int) -
     if settings.get("eval_every") is None:  # default: once per epoch
         settings["eval_every"] = max(1, batches_per_epoch // batches_per_step)
     return Schedule(**settings)
+
+
+def _diagnostics(metrics: DictConfig, data, prefixes, device):
+    """Measures of generated samples: the data set's own (modes of the toys) and classifier-based ones."""
+    judges = [getattr(data, "mode_coverage", None)]
+    if metrics.get("classifier"):
+        judges.append(ClassifierMetrics(str(metrics.classifier), data.facts, prefixes,
+                                        getattr(data, "value_range", "tanh"), device))
+    judges = [judge for judge in judges if judge is not None]
+    if not judges:
+        return None
+    return lambda samples: {k: v for judge in judges for k, v in judge(samples).items()}
 
 
 def _check_value_range(objective, data) -> None:

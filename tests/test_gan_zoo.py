@@ -79,6 +79,27 @@ def test_spectral_norm_bounds_the_largest_singular_value():
             assert sigma.item() == pytest.approx(1.0, abs=0.05)
 
 
+def test_per_network_optimizer_settings(tmp_path):
+    cfg = compose_config(["schedule.steps=1", "schedule.log_every=1", "optimizer.lr=2e-4",
+                          "+optimizer.per_network.discriminator.lr=4e-4",
+                          "+optimizer.per_network.generator.betas=[0.0,0.9]"])
+    loop = train(cfg, tmp_path)
+    d, g = loop.optimizers["discriminator"].param_groups[0], loop.optimizers["generator"].param_groups[0]
+    assert (d["lr"], g["lr"]) == (4e-4, 2e-4)
+    assert tuple(g["betas"]) == (0.0, 0.9) and tuple(d["betas"]) == (0.5, 0.999)
+    row = read_metrics(tmp_path)[-1]
+    assert (row["lr/discriminator"], row["lr/generator"]) == (4e-4, 2e-4)
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_resnet_shapes(resolution):
+    from ganlab.models.resnet import ResNetDiscriminator, ResNetGenerator
+
+    g, d = ResNetGenerator(resolution, 3, width=8), ResNetDiscriminator(resolution, 3, width=8, spectral_norm=True)
+    images = g(torch.randn(2, 128))
+    assert images.shape == (2, 3, resolution, resolution) and d(images).shape == (2, 1)
+
+
 def test_adaptive_rule_adds_generator_updates(tmp_path):
     cfg = compose_config(["schedule.steps=3", "schedule.log_every=3", "schedule.adaptive.phase=G",
                           "schedule.adaptive.margin=-100", "schedule.adaptive.max_extra=2"])

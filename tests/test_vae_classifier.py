@@ -118,3 +118,24 @@ def test_model_vae_mlp_on_mnist_just_works(tmp_path):
                      "schedule.steps=3", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "eval/mse" in read_metrics(run_dir)[-1]
+
+
+def test_classifier_metrics_judge_generated_digits(tmp_path):
+    train(compose_config([*CLASSIFIER_SMALL, "dataset.resolution=16", "schedule.steps=100"]), tmp_path / "classifier")
+    path = tmp_path / "classifier" / "checkpoints" / "last.pt"
+    cfg = compose_config(["schedule.steps=2", "schedule.sample_every=2", "schedule.log_every=2",
+                          f"metrics.classifier={path}"])
+    loop = train(cfg, tmp_path / "gan")
+    row = read_metrics(tmp_path / "gan")[-1]
+    assert 1 <= row["diagnostics/classes_covered"] <= 10
+    assert 0 <= row["diagnostics/class_entropy"] <= 1 and row["diagnostics/classifier_score"] >= 1
+    # real digits look more like distinct classes to the judge than 2-step GAN samples do
+    judge_real = loop.diagnose(loop.batches.example(200)["image"])
+    assert judge_real["classes_covered"] == 10
+    assert judge_real["classifier_score"] > row["diagnostics/classifier_score"]
+
+
+def test_classifier_metrics_refuse_a_gan_checkpoint(tmp_path):
+    train(compose_config(["schedule.steps=1"]), tmp_path / "gan")
+    with pytest.raises(ConfigError, match="is not a classifier run's checkpoint"):
+        train(compose_config([f"metrics.classifier={tmp_path}/gan/checkpoints/last.pt"]), tmp_path / "again")
