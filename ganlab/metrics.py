@@ -48,5 +48,5 @@ class ClassifierMetrics:
         marginal = probs.mean(0, keepdim=True)
         kl = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(1).mean()
         return {"classes_covered": float((histogram > 0).sum()),
-                "class_entropy": float(-(present * present.log()).sum() / math.log(classes)),
+                "class_entropy": max(0.0, float(-(present * present.log()).sum() / math.log(classes))),
                 "classifier_score": float(kl.exp())}
