@@ -12,7 +12,6 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,40 +22,7 @@ from ganlab import checkpoint
 from ganlab.errors import ConfigError, TrainingDiverged
 from ganlab.logging import RunLogger
 from ganlab.objectives.base import Objective
-
-
-@dataclass
-class Schedule:
-    """How long to train and how often to do maintenance, counted in steps (all phases once)."""
-
-    steps: int
-    log_every: int = 50
-    sample_every: int = 500
-    ckpt_every: int = 500
-    snapshot_every: int = 0  # periodic checkpoints/step_XXXXXX.pt beside last.pt; 0 = none
-    keep_last: int = 3  # how many periodic checkpoints to keep
-    ema_decay: float = 0.0  # EMA of the objective's ema_networks (the generator); 0 = off
-    sample_count: int = 64  # size of the fixed sample batch
-    lr_decay: str = "none"  # none, or linear: to 0 at the last step, from lr_decay_start * steps on
-    lr_decay_start: float = 0.0
-    adaptive: dict[str, Any] | None = None  # {phase, rival, margin, max_extra}: see configs/schedule
-    eval_every: int = 0  # evaluate on held-out data every N steps (and at the end); 0 = at the end only
-
-    def __post_init__(self):
-        if self.lr_decay not in ("none", "linear"):
-            raise ConfigError(f"schedule.lr_decay={self.lr_decay!r} is not known; use none or linear.")
-        if not 0 <= self.lr_decay_start < 1:
-            raise ConfigError(f"schedule.lr_decay_start={self.lr_decay_start} must be in [0, 1); "
-                              "it is the fraction of steps trained at the full rate.")
-        if self.adaptive and self.adaptive.get("phase") is None:
-            self.adaptive = None
-
-    def lr_factor(self, step: int) -> float:
-        """Multiplier of every base learning rate at `step` (0-based, before the step runs)."""
-        start = self.lr_decay_start * self.steps
-        if self.lr_decay == "none" or step < start:
-            return 1.0
-        return max(0.0, 1.0 - (step - start) / max(1.0, self.steps - start))
+from ganlab.schedule import Schedule
 
 
 class Interrupted(Exception):

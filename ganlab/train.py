@@ -16,8 +16,9 @@ from ganlab.build import allowed_prefixes, build, check_targets, to_plain
 from ganlab.checks import check_values, pick_device
 from ganlab.errors import ConfigError
 from ganlab.logging import RunLogger
+from ganlab.loop import Loop
 from ganlab.metrics import ClassifierMetrics
-from ganlab.loop import Loop, Schedule
+from ganlab.schedule import Schedule
 from ganlab.models.blocks import count_parameters
 
 log = logging.getLogger("ganlab")
