@@ -93,3 +93,15 @@ def test_signal_saves_last_checkpoint_and_exits_cleanly(tmp_path, sig):
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert 3 <= state["step"] < 100000
     assert state["step"] == read_metrics(run_dir)[-1]["step"]
+
+
+def test_vae_resume_is_exact_too(tmp_path):
+    vae = ["model=vae_mlp", "dataset.resolution=8", "model.vae.hidden=[16]", "model.vae.latent_dim=3",
+           "dataset.split=train", "model.objective.tsne_points=50", "schedule.log_every=3", "schedule.eval_every=4",
+           "schedule.steps=8", "schedule.snapshot_every=4", "model.objective.kl_warmup_steps=6"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    train(compose_config(vae), whole)
+    shutil.copytree(whole, killed)
+    shutil.copy(whole / "checkpoints" / "step_000004.pt", killed / "checkpoints" / "last.pt")
+    train(compose_config([*vae, "resume=true"]), killed)
+    assert losses(killed) == losses(whole)
