@@ -24,6 +24,7 @@ Examples:
 """
 
 EXIT_CONFIG, EXIT_DIVERGED = 2, 3
+FAILED_JOBS: list[str] = []  # sweep jobs that stopped on bad input or divergence
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,6 +46,10 @@ def _hydra_train(overrides: list[str]) -> None:
 
     sys.argv = ["ganlab train", *with_run_overrides(overrides)]  # Hydra reads its arguments from sys.argv
     hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_train_job)()
+    if FAILED_JOBS:  # a sweep goes on past a failed job, then says which failed
+        print(f"ganlab: {len(FAILED_JOBS)} sweep job(s) failed:\n" + "\n".join(f"  {j}" for j in FAILED_JOBS),
+              file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
 
 
 def with_run_overrides(overrides: list[str]) -> list[str]:
@@ -70,20 +75,23 @@ def _key(override: str) -> str:
 def _train_job(cfg) -> None:
     """One Hydra job: train into Hydra's output dir, turning known failures into short messages."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from ganlab.errors import ConfigError, TrainingDiverged
     from ganlab.loop import Interrupted
     from ganlab.train import train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         train(cfg, run_dir)
-    except ConfigError as exc:
-        print(f"ganlab: error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    except TrainingDiverged as exc:
-        print(f"ganlab: training diverged: {exc}", file=sys.stderr)
-        sys.exit(EXIT_DIVERGED)
+    except (ConfigError, TrainingDiverged) as exc:
+        diverged = isinstance(exc, TrainingDiverged)
+        print(f"ganlab: {'training diverged' if diverged else 'error'}: {exc}", file=sys.stderr)
+        if sweeping:
+            FAILED_JOBS.append(f"{run_dir}: {str(exc).split('. ')[0]}")
+            return
+        sys.exit(EXIT_DIVERGED if diverged else EXIT_CONFIG)
     except Interrupted as exc:
         print(f"ganlab: stopped at step {exc.step}; saved {run_dir / 'checkpoints' / 'last.pt'}. Continue with:\n"
               f"  ganlab train resume=true hydra.run.dir={run_dir}  (plus the overrides you used)", file=sys.stderr)

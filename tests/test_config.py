@@ -67,3 +67,14 @@ def test_multirun_sweep_gives_each_job_its_own_run_directory(tmp_path):
     for job, loss in zip(jobs, ("NonSaturatingLoss", "HingeLoss")):
         assert (sweep / job / "checkpoints" / "last.pt").is_file()
         assert loss in (sweep / job / ".hydra" / "config.yaml").read_text()
+
+
+def test_a_failed_sweep_job_does_not_stop_the_others(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("train", "-m", "dataset.batch_size=0,8", "device=cpu", "progress=false",
+                     "dataset.resolution=8", "model.generator.width=4", "model.discriminator.width=4",
+                     "schedule.steps=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "1 sweep job(s) failed" in result.stderr and "dataset.batch_size=0 must be positive" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (sweep / "1" / "checkpoints" / "last.pt").is_file()  # the job after the failed one ran

@@ -8,12 +8,12 @@ from conftest import SHRINK, TINY_MODELS, compose_config
 from ganlab.errors import ConfigError
 from ganlab.logging import read_metrics
 from ganlab.models.dcgan import DCGANDiscriminator
-from ganlab.penalties import GradientPenalty, WeightClipping
+from ganlab.penalties import GradientPenalty, WeightClipping, has_batch_norm
+from omegaconf import OmegaConf
 from ganlab.train import train
 
 MODELS = list(TINY_MODELS)
 LOSSES = ["bce", "minimax", "wgan", "wgan_gp", "lsgan", "hinge"]
-BATCH_NORM_CRITICS = {"dcgan", "convstack", "cgan", "acgan"}  # BatchNorm in D by default
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -21,10 +21,6 @@ BATCH_NORM_CRITICS = {"dcgan", "convstack", "cgan", "acgan"}  # BatchNorm in D b
 def test_model_loss_pair_trains_or_is_refused(tmp_path, model, loss):
     cfg = compose_config([f"model={model}", f"loss={loss}", "schedule.steps=2", "schedule.log_every=1",
                           "schedule.sample_every=2"])
-    if loss == "wgan_gp" and model in BATCH_NORM_CRITICS:
-        with pytest.raises(ConfigError, match="BatchNorm.*model.discriminator.norm=layer"):
-            train(cfg, tmp_path)
-        return
     loop = train(cfg, tmp_path)
     rows = [r for r in read_metrics(tmp_path) if "loss/D" in r]
     assert [r["step"] for r in rows] == [1, 2]
@@ -35,9 +31,16 @@ def test_model_loss_pair_trains_or_is_refused(tmp_path, model, loss):
     assert loop.step == 2
 
 
-def test_wgan_gp_with_layer_norm_critic_trains(tmp_path):
-    cfg = compose_config(["loss=wgan_gp", "model.discriminator.norm=layer", "schedule.steps=2"])
-    assert train(cfg, tmp_path).step == 2
+@pytest.mark.parametrize("model,norm_key", [("dcgan", "model.discriminator.norm"),
+                                            ("convstack", "model.discriminator.norm"),
+                                            ("cgan", "model.discriminator.backbone.norm")])
+def test_wgan_gp_swaps_batch_norm_in_the_critic_and_refuses_it_when_forced(tmp_path, model, norm_key):
+    cfg = compose_config([f"model={model}", "loss=wgan_gp", "schedule.steps=1"])
+    assert OmegaConf.select(cfg, norm_key) == "layer"  # the model_loss pairing
+    assert not has_batch_norm(train(cfg, tmp_path / "ok").networks["discriminator"])
+    forced = compose_config([f"model={model}", "loss=wgan_gp", f"{norm_key}=batch"])
+    with pytest.raises(ConfigError, match="BatchNorm.*model.discriminator.norm=layer"):
+        train(forced, tmp_path / "refused")
 
 
 def test_gradient_penalty_matches_an_independent_computation():
