@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ganlab import checkpoint
 from ganlab.build import allowed_prefixes, build, check_targets, to_plain
@@ -30,6 +30,7 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
     # --- check everything that can be checked before any work -----------------------------
     prefixes = allowed_prefixes(cfg.get("allowed_targets") or [])
     check_targets(cfg, prefixes)
+    _check_loss_fits(cfg)
     check_values(cfg)
     device = pick_device(str(cfg.device))
     resume_state = _resume_state(cfg.resume, run_dir)
@@ -65,6 +66,18 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
     finally:
         logger.close()
     return loop
+
+
+def _check_loss_fits(cfg: DictConfig) -> None:
+    """A GAN objective needs an adversarial loss; a VAE's or classifier's would silently be ignored."""
+    objective = OmegaConf.to_yaml(cfg.model.get("objective") or {}, resolve=False)
+    reads_loss = "${loss" in objective
+    if cfg.get("loss") and not reads_loss:
+        raise ConfigError("a loss was chosen, but this model trains its own objective and ignores it (VAEs and "
+                          "classifiers set theirs under model.objective); drop the loss= override.")
+    if reads_loss and not cfg.get("loss"):
+        raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
+                          "bce, minimax, wgan, wgan_gp, lsgan, hinge (e.g. loss=bce).")
 
 
 def _is_buildable(node: Any) -> bool:

@@ -23,6 +23,7 @@ from ganlab.train import train
     ("model.discriminator.norm=group", "model.discriminator.norm='group' is not a normalisation"),
     ("dataset=folder", "dataset.root is required and has no value"),
     ("dataset=ring", "this model builds images, but the dataset gives points"),
+    ("loss=none", "loss=none, but this model is a GAN and needs an adversarial loss"),
 ])
 def test_bad_values_are_named_with_a_fix(tmp_path, override, expected):
     with pytest.raises(ConfigError) as info:
@@ -46,3 +47,9 @@ def test_unknown_group_option_lists_the_available_ones(tmp_path):
     result = run_cli("train", "model=stylegan9", cwd=tmp_path)
     assert result.returncode != 0
     assert "Could not find 'model/stylegan9'" in result.stderr and "dcgan" in result.stderr
+
+
+def test_a_loss_for_a_model_that_ignores_it_is_refused(tmp_path):
+    cfg = compose_config(["model=classifier_mlp", "loss=hinge", "dataset.resolution=8"])
+    with pytest.raises(ConfigError, match="this model trains its own objective and ignores it"):
+        train(cfg, tmp_path)
