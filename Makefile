@@ -29,4 +29,4 @@ tensorboard: install
 
 clean:
 	rm -rf outputs multirun .pytest_cache build dist *.egg-info
-	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
