@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
-from ganlab.data.memory import DataFacts, InMemoryImages, epoch_order
+from ganlab.data.memory import DataFacts, InMemoryImages, epoch_order, pixels_to_float
 from ganlab.errors import ConfigError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -220,8 +220,7 @@ class StreamingImages:
             yield {"image": self.to_float(images.to(device)), "label": labels.to(device)}
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255.0)
-        return x.mul_(2.0).sub_(1.0) if self.value_range == "tanh" else x
+        return pixels_to_float(images, self.value_range)
 
 
 class StreamingBatches:

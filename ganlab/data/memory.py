@@ -30,6 +30,12 @@ class DataFacts:
     attribute_names: tuple[str, ...] = field(default_factory=tuple)
 
 
+def pixels_to_float(images: torch.Tensor, value_range: str) -> torch.Tensor:
+    """uint8 pixels to floats in [-1, 1] ("tanh") or [0, 1] ("unit"), on the images' device."""
+    x = images.float().div_(255.0)
+    return x.mul_(2.0).sub_(1.0) if value_range == "tanh" else x
+
+
 def with_attributes(data, names: tuple[str, ...]):
     """Mark `data`'s labels as 0/1 attribute vectors with these names (multi-label, as CelebA)."""
     data.facts = replace(data.facts, num_classes=0, class_names=(), num_attributes=len(names),
@@ -76,8 +82,7 @@ class InMemoryImages:
         return IndexBatches(self, device, seed)
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255.0)
-        return x.mul_(2.0).sub_(1.0) if self.value_range == "tanh" else x
+        return pixels_to_float(images, self.value_range)
 
 
 def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
