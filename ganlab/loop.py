@@ -258,8 +258,8 @@ class Loop:
         """Save the snapshot grids; returns the diagnostics of the fixed samples."""
         networks = {**self.networks, **self.ema}
         with evaluating(networks):
-            shown = self.objective.snapshots(self.fixed, networks)
             samples = self.objective.samples(self.fixed, networks)
+            shown = self.objective.snapshots(self.fixed, networks, samples)
         for name, (images, columns) in shown.items():
             self.logger.images(self.step, name, images, nrow=columns)
         return sample_diagnostics(samples, self.diagnose) if samples is not None else {}

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
-from ganlab.data.memory import DataFacts, InMemoryImages, epoch_order, pixels_to_float
+from ganlab.data.memory import DataFacts, InMemoryImages, check_batch_size, epoch_order, pixels_to_float
 from ganlab.errors import ConfigError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -56,6 +56,17 @@ class ImageFiles(Dataset):
         return image, self.labels[index], index
 
 
+def failed_indices(index: torch.Tensor) -> list[int]:
+    """The file indices that `ImageFiles` marked as unreadable (as -1 - index) in a batch."""
+    return [-1 - i for i in index.tolist() if i < 0]
+
+
+def check_readable(paths: list[Path], index: torch.Tensor) -> None:
+    bad = failed_indices(index)
+    if bad:
+        raise unreadable(paths, bad)
+
+
 def unreadable(paths: list[Path], bad: list[int]) -> ConfigError:
     shown = ", ".join(str(paths[i]) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
     return ConfigError(f"{len(bad)} image file(s) could not be decoded: {shown}. They are corrupt, truncated or "
@@ -74,7 +85,7 @@ def decode_all(files: ImageFiles, workers: int | None = None) -> torch.Tensor:
     images, bad = [], []
     for batch, _, index in loader:
         images.append(batch)
-        bad += [-1 - i for i in index.tolist() if i < 0]
+        bad += failed_indices(index)
     if bad:
         raise unreadable(files.paths, bad)
     return torch.cat(images)
@@ -193,9 +204,7 @@ class StreamingImages:
 
     def __init__(self, files: ImageFiles, *, batch_size: int, class_names=(), workers: int | None = None,
                  value_range: str = "tanh", name: str = "folder"):
-        if batch_size > len(files):
-            raise ConfigError(f"dataset.batch_size={batch_size} is larger than the {len(files)} images of {name}; "
-                              f"set dataset.batch_size to at most {len(files)}.")
+        check_batch_size(batch_size, len(files), name)
         self.files, self.batch_size, self.workers, self.name = files, batch_size, default_workers(workers), name
         self.value_range = value_range
         self.facts = DataFacts(shape=(files.channels, files.resolution, files.resolution),
@@ -215,8 +224,7 @@ class StreamingImages:
     def ordered_batches(self, device: torch.device, batch_size: int = 256):
         """One pass over the whole set in order (for evaluation)."""
         for images, labels, index in DataLoader(self.files, batch_size=batch_size, num_workers=self.workers):
-            if (index < 0).any():
-                raise unreadable(self.files.paths, [-1 - i for i in index.tolist() if i < 0])
+            check_readable(self.files.paths, index)
             yield {"image": self.to_float(images.to(device)), "label": labels.to(device)}
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
@@ -246,8 +254,7 @@ class StreamingBatches:
         if self._iterator is None:
             self._start_pass()
         images, labels, index = next(self._iterator)
-        if (index < 0).any():
-            raise unreadable(self.data.files.paths, [-1 - i for i in index.tolist() if i < 0])
+        check_readable(self.data.files.paths, index)
         self.position += 1
         images = images.to(self.device, non_blocking=True)
         return {"image": self.data.to_float(images), "label": labels.to(self.device, non_blocking=True)}

@@ -30,6 +30,13 @@ class DataFacts:
     attribute_names: tuple[str, ...] = field(default_factory=tuple)
 
 
+def check_batch_size(batch_size: int, count: int, name: str) -> None:
+    """Batches drop the ragged end, so a batch larger than the set would never come."""
+    if batch_size > count:
+        raise ConfigError(f"dataset.batch_size={batch_size} is larger than the {count} images of {name}; "
+                          f"set dataset.batch_size to at most {count}.")
+
+
 def pixels_to_float(images: torch.Tensor, value_range: str) -> torch.Tensor:
     """uint8 pixels to floats in [-1, 1] ("tanh") or [0, 1] ("unit"), on the images' device."""
     x = images.float().div_(255.0)
@@ -50,9 +57,7 @@ class InMemoryImages:
                  class_names: tuple[str, ...] = (), value_range: str = "tanh", name: str = "dataset"):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"expected uint8 images of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        if batch_size > images.shape[0]:
-            raise ConfigError(f"dataset.batch_size={batch_size} is larger than the {images.shape[0]} images of "
-                              f"{name}; set dataset.batch_size to at most {images.shape[0]}.")
+        check_batch_size(batch_size, images.shape[0], name)
         if value_range not in ("tanh", "unit"):
             raise ConfigError(f"dataset.value_range={value_range!r} is not known; use 'tanh' ([-1, 1], for GANs) "
                               "or 'unit' ([0, 1], for a BCE reconstruction loss).")

@@ -65,9 +65,10 @@ class Objective:
         return None
 
     @torch.no_grad()
-    def snapshots(self, fixed: dict[str, torch.Tensor],
-                  networks: dict[str, nn.Module]) -> dict[str, tuple[torch.Tensor, int]]:
-        """Named (image batch in [0, 1], grid columns) to show; `networks` may hold EMA copies."""
+    def snapshots(self, fixed: dict[str, torch.Tensor], networks: dict[str, nn.Module],
+                  samples: torch.Tensor | None) -> dict[str, tuple[torch.Tensor, int]]:
+        """Named (image batch in [0, 1], grid columns) to show; `networks` may hold EMA copies and
+        `samples` is what `samples()` returned for them (computed once per sample step)."""
         return {}
 
     def evaluate(self, batches, networks: dict[str, nn.Module],

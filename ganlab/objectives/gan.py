@@ -101,8 +101,7 @@ class GANObjective(Objective):
         return self.generate(networks["generator"], fixed["noise"], fixed.get("labels"))
 
     @torch.no_grad()
-    def snapshots(self, fixed, networks):
-        samples = self.samples(fixed, networks)
+    def snapshots(self, fixed, networks, samples):
         if samples.ndim == 2:  # 2-d points: a scatter plot
             return {"samples": (scatter_image(samples, fixed.get("reference"))[None], 1)}
         return {"samples": ((samples.clamp(-1, 1) + 1) / 2, self.grid_columns(fixed))}

@@ -86,12 +86,12 @@ class VAEObjective(Objective):
         return networks["vae"].decode(fixed["z"])
 
     @torch.no_grad()
-    def snapshots(self, fixed, networks):
+    def snapshots(self, fixed, networks, samples):
         vae = networks["vae"]
         inputs = fixed["inputs"]
         recon = vae.decode(vae.encode(inputs)[0])
         pairs = torch.stack([inputs, recon], dim=1).flatten(0, 1)  # input, its reconstruction, ...
-        return {"samples": (self.samples(fixed, networks).clamp(0, 1), 8), "reconstructions": (pairs.clamp(0, 1), 8)}
+        return {"samples": (samples.clamp(0, 1), 8), "reconstructions": (pairs.clamp(0, 1), 8)}
 
     @torch.no_grad()
     def evaluate(self, batches, networks, final):
