@@ -1,31 +1,72 @@
-"""Checkpoints: one plain dict with everything an exact resume needs, written atomically.
+"""Checkpoints: one plain dict with everything an exact resume needs, written atomically, verified on read.
 
-Reading uses `torch.load(weights_only=True)`, so opening a checkpoint never runs code from it:
-the dict holds only tensors, numbers, strings and containers of them.
+* Writing goes to a temporary file in the same folder, is flushed to disk and renamed into place,
+  so a crash leaves either the old checkpoint or the new one; a full disk is a `RunFault` naming
+  the path, with the earlier checkpoint intact. Files follow the umask, like any other output.
+* Every checkpoint carries a SHA-256 of its content (`checksum`), checked when it is read: flipped
+  bytes are refused instead of training on with corrupted weights.
+* Reading uses `torch.load(weights_only=True)`, so opening a checkpoint never runs code from it:
+  the dict holds only tensors, numbers, strings and containers of them.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, RunFault
 
-FORMAT_VERSION = 1
-LAST = "last.pt"
-_PERIODIC = re.compile(r"step_(\d+)\.pt$")
+FORMAT_VERSION = 2
+LAST, BEST = "last.pt", "best.pt"
+_PERIODIC = re.compile(r"^step_(\d+)\.pt$")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+log = logging.getLogger("ganlab")
+
+
+class CorruptCheckpoint(ConfigError):
+    """A checkpoint that exists but cannot be trusted (unreadable, foreign, or its checksum differs)."""
+
+
+def checksum(state: Any) -> str:
+    """SHA-256 over the whole state (keys, numbers, strings and every tensor's bytes), in key order."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in state.items() if k != "checksum"})
+    return digest.hexdigest()
+
+
+def _feed(digest, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{tensor.dtype}{tuple(value.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    elif isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=repr):
+            digest.update(repr(key).encode())
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    else:
+        digest.update(repr(value).encode())
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`.
-
-    A crash at any moment leaves either the old checkpoint or the new one, never half of one.
-    """
+    """Write `state` plus its checksum to a temporary file, flush it to disk, then rename over `path`."""
+    state = {**state, "checksum": checksum(state)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -33,40 +74,111 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a teammate should read it as any other output
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(path) from None
         raise
 
 
-def load(path: Path | str) -> dict[str, Any]:
-    """Load a checkpoint safely; a missing, foreign or corrupt file is a ConfigError naming it."""
+def is_disk_full(exc: BaseException) -> bool:
+    """torch reports a full disk as RuntimeError('... unexpected pos ...'); Python as ENOSPC / EDQUOT."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "No space left" in str(exc)
+                                              or "file write failed" in str(exc))
+
+
+def disk_full(path: Path) -> RunFault:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return RunFault(f"could not write {path}: the disk is full ({free}). Files written before (earlier "
+                    "checkpoints, logs) are intact. Free some space, then continue with resume=true.")
+
+
+def load(path: Path | str, key: str = "resume") -> dict[str, Any]:
+    """Load and verify a checkpoint; a missing, foreign, old or corrupt file is a ConfigError naming
+    `key` (the setting that pointed at it) and the file."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"resume: checkpoint {path} does not exist. Pass resume=true with hydra.run.dir set to "
-                          "an earlier run's folder, or resume=PATH to a checkpoints/*.pt file.")
+        raise ConfigError(f"{key}: checkpoint {path} does not exist. " + (
+            "Pass resume=true with hydra.run.dir set to an earlier run's folder, or resume=PATH to a "
+            "checkpoints/*.pt file." if key == "resume" else f"Set {key} to an existing checkpoints/*.pt file."))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or non-checkpoint files
-        raise ConfigError(f"resume: {path} could not be read as a ganlab checkpoint ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}). Use another checkpoint, e.g. "
-                          "an earlier checkpoints/step_*.pt.") from None
+        raise CorruptCheckpoint(f"{key}: {path} could not be read as a ganlab checkpoint ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}). Use another checkpoint, e.g. "
+                                "an earlier checkpoints/step_*.pt.") from None
     version = state.get("format_version") if isinstance(state, dict) else None
     if version != FORMAT_VERSION:
-        raise ConfigError(f"resume: {path} has checkpoint format {version!r}, this ganlab reads format "
-                          f"{FORMAT_VERSION}. Resume it with the ganlab version that wrote it.")
+        raise CorruptCheckpoint(f"{key}: {path} has checkpoint format {version!r}; this ganlab reads format "
+                                f"{FORMAT_VERSION} (format 1 checkpoints lack the data facts and the checksum). "
+                                "Use it with the ganlab version that wrote it, or train a new run.")
+    if state.get("checksum") != checksum(state):
+        raise CorruptCheckpoint(f"{key}: {path} is corrupt: its content does not match its checksum (bytes were "
+                                "changed on disk). Use an earlier checkpoints/step_*.pt.")
     return state
+
+
+def periodic(folder: Path) -> list[Path]:
+    """The `step_XXXXXX.pt` files of a run, oldest first."""
+    found = [p for p in folder.glob("step_*.pt") if _PERIODIC.match(p.name)] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(_PERIODIC.match(p.name).group(1)))
+
+
+def load_latest(folder: Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest intact checkpoint of a run: `last.pt`, else the newest verified `step_*.pt`
+    (each refused one is named in the log). None when the run has no checkpoint at all."""
+    candidates = [folder / LAST, *reversed(periodic(folder))]
+    existing = [p for p in candidates if p.is_file()]
+    refused = []
+    for path in existing:
+        try:
+            state = load(path)
+        except CorruptCheckpoint as exc:
+            refused.append(str(exc))
+            log.warning("%s", exc)
+            continue
+        if refused:
+            log.warning("resume: falling back to %s (step %d), the newest intact checkpoint", path, state["step"])
+        return state, path
+    if refused:
+        raise ConfigError(f"resume: no intact checkpoint in {folder}; every one was refused ({refused[0]}). Start "
+                          "a new run, or point resume=PATH at a copy you trust.")
+    return None
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete `.NAME.*.tmp` left by a process killed mid-write (the run directory is locked, so no
+    other process is writing them)."""
+    stale = list(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def save_periodic(state: dict[str, Any], folder: Path, step: int, keep_last: int) -> Path:
     """Save `step_XXXXXX.pt` and delete the oldest periodic checkpoints beyond `keep_last`."""
     path = folder / f"step_{step:06d}.pt"
     save_atomic(state, path)
-    periodic = sorted((p for p in folder.glob("step_*.pt") if _PERIODIC.search(p.name)),
-                      key=lambda p: int(_PERIODIC.search(p.name).group(1)))
-    for old in periodic[:-keep_last] if keep_last > 0 else []:
+    for old in periodic(folder)[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path
+
+
+def first_non_finite(state: dict[str, Any], parts: tuple[str, ...] = ("networks", "ema")) -> str | None:
+    """The first network tensor (weights or BatchNorm statistics) that is NaN or infinite, as 'part.net.name'."""
+    for part in parts:
+        for net, tensors in (state.get(part) or {}).items():
+            for name, tensor in tensors.items():
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    return f"{part}.{net}.{name}"
+    return None
 
 
 def rng_state() -> dict[str, Any]:

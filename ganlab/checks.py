@@ -82,3 +82,75 @@ def pick_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device=mps but MPS is not available here; use device=auto or device=cpu.")
     return device
+
+
+TOP_LEVEL = {"seed", "device", "resume", "allowed_targets", "progress", "metrics", "dataset", "model", "loss",
+             "optimizer", "schedule", "runtime"}
+KNOWN_CHILDREN = {
+    "loss": {"adversarial", "penalties", "constraints"},
+    "metrics": {"classifier"},
+}
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """The top-level switches have one type each; a wrong one is named before anything reads it."""
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed={seed!r} must be an integer; set e.g. seed=0.")
+    progress = cfg.get("progress", True)
+    if not isinstance(progress, bool):
+        raise ConfigError(f"progress={progress!r} must be true or false; set progress=false to print one line per "
+                          "log step instead of the bar.")
+    extra = cfg.get("allowed_targets") or []
+    if not isinstance(extra, (list, ListConfig)) or not all(isinstance(p, str) and p for p in extra):
+        raise ConfigError(f"allowed_targets={extra!r} must be a list of module names, e.g. allowed_targets=[mypkg].")
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """A key that nothing reads is a typo (`+schedule.stepz=5`): name it and the keys that exist.
+
+    Nodes with a `_target_` are checked against their constructor when built; here the containers
+    that no constructor reads: the top level, `schedule`, `loss`, `metrics` and `model`'s entries.
+    """
+    from dataclasses import fields
+
+    from ganlab.schedule import Schedule
+
+    known = {**KNOWN_CHILDREN, "schedule": {f.name for f in fields(Schedule)} | {"epochs", "n_critic", "g_steps"}}
+    _refuse_unknown("", cfg.keys(), TOP_LEVEL)
+    for group, names in known.items():
+        node = cfg.get(group)
+        if isinstance(node, DictConfig):
+            _refuse_unknown(f"{group}.", node.keys(), names)
+    model = cfg.get("model") or {}
+    referenced = set(re.findall(r"\$\{model\.(\w+)", OmegaConf.to_yaml(model, resolve=False)))
+    for key, node in model.items():
+        if key != "objective" and key not in referenced and not (isinstance(node, DictConfig) and "_target_" in node):
+            raise ConfigError(f"model.{key} is not a setting of this model: nothing reads it. Its networks are "
+                              f"{sorted(k for k, v in model.items() if isinstance(v, DictConfig))}; "
+                              "set their options as model.<network>.<option>.")
+
+
+def _refuse_unknown(prefix: str, keys, names: set[str]) -> None:
+    import difflib
+
+    for key in keys:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), sorted(names), n=1)
+            hint = f"did you mean {prefix}{near[0]}? " if near else ""
+            raise ConfigError(f"{prefix}{key} is not a ganlab setting: nothing reads it. {hint}The settings here are: "
+                              f"{', '.join(sorted(names))}. Remove it (or fix its spelling).")
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Flattened `key: (old, new)` for the values that differ between a run's stored config and now
+    (`resume` itself excluded)."""
+    before, after = _flatten(old), _flatten(new)
+    return {key: (before.get(key), after.get(key)) for key in sorted(before.keys() | after.keys())
+            if key != "resume" and before.get(key) != after.get(key)}
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        return {k: v for key, child in node.items() for k, v in _flatten(child, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}

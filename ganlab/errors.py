@@ -7,3 +7,15 @@ class ConfigError(Exception):
 
 class TrainingDiverged(Exception):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunFault(Exception):
+    """A fault of the machine, not of the input (the disk is full, the run directory is taken)."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived. `step` is the step saved in `last.pt`, or None before training began."""
+
+    def __init__(self, signum: int, step: int | None):
+        super().__init__(f"interrupted by signal {signum}" + (f" at step {step}" if step is not None else ""))
+        self.signum, self.step = signum, step

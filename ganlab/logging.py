@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -11,17 +12,22 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
+log = logging.getLogger("ganlab")
+
 
 class RunLogger:
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True):
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True,
+                 resumed: bool = False):
+        """`resumed`: the run directory holds an earlier attempt that continues (or restarts) at `start_step`."""
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
         self.samples_dir = run_dir / "samples"
         self.samples_dir.mkdir(parents=True, exist_ok=True)
-        if start_step:
-            # A resumed run repeats the steps after its checkpoint: drop what was logged for them.
+        if resumed:
+            # The steps after the checkpoint are trained again: drop what was logged for them.
             _truncate_jsonl(self.metrics_path, start_step)
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if start_step else None)
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if resumed else None)
+        self.total_steps, self.progress = total_steps, progress
         self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress, dynamic_ncols=True,
                         unit="step", desc="train")
 
@@ -32,9 +38,12 @@ class RunLogger:
             handle.write(json.dumps({"step": step, **{k: _json_number(v) for k, v in values.items()}}) + "\n")
         if not progress:
             return
-        shown = {k.split("/")[-1] if k.startswith("loss/") else k: v for k, v in values.items()
-                 if k.startswith("loss/") or k == "perf/images_per_s"}
-        self.bar.set_postfix({k.replace("perf/", ""): f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+        shown = {k.split("/")[-1] if k.startswith("loss/") else k.replace("perf/", ""): f"{v:.3g}"
+                 for k, v in values.items() if k.startswith("loss/") or k == "perf/images_per_s"}
+        if self.progress:
+            self.bar.set_postfix(shown, refresh=False)
+        else:  # no bar (clusters, files): one line per log step instead
+            log.info("step %d/%d  %s", step, self.total_steps, "  ".join(f"{k} {v}" for k, v in shown.items()))
 
     def images(self, step: int, name: str, images: torch.Tensor, nrow: int = 8) -> Path:
         """Save a grid of images in [0, 1] as a PNG and to TensorBoard; returns the PNG path."""
@@ -64,11 +73,23 @@ def _json_number(value: float) -> float | str:
 
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
+    """Keep the rows up to `last_step`; a partial line (a kill during an append) is dropped."""
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if line.strip():
+                log.warning("metrics.jsonl: dropped a partial line (%d characters) left by an interrupted write",
+                            len(line))
+            continue
+        if row.get("step", 0) <= last_step:
+            kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

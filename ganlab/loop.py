@@ -8,6 +8,7 @@ the NaN guard, Ctrl-C/SIGTERM) happens between steps.
 from __future__ import annotations
 
 import copy
+import logging
 import signal
 import threading
 import time
@@ -19,18 +20,12 @@ import torch
 from torch import nn
 
 from ganlab import checkpoint
-from ganlab.errors import ConfigError, TrainingDiverged
+from ganlab.errors import ConfigError, Interrupted, TrainingDiverged
 from ganlab.logging import RunLogger
 from ganlab.objectives.base import Objective
 from ganlab.schedule import Schedule
 
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; `last.pt` was saved. `signum` tells which."""
-
-    def __init__(self, signum: int, step: int):
-        super().__init__(f"interrupted by signal {signum} at step {step}")
-        self.signum, self.step = signum, step
+log = logging.getLogger("ganlab")
 
 
 class Meter:
@@ -49,8 +44,17 @@ class Meter:
     def means(self) -> dict[str, float]:
         return {key: (self.sums[key] / self.counts[key]).item() for key in self.sums}
 
-    def first_non_finite(self) -> str | None:
-        return next((key for key, value in self.sums.items() if not torch.isfinite(value).all()), None)
+    def first_diverged(self, limit: float | None) -> tuple[str, float] | None:
+        """The first statistic whose mean is NaN, infinite or beyond `limit` in absolute value."""
+        if not self.sums:
+            return None
+        keys = list(self.sums)
+        means = torch.stack([self.sums[k].reshape(()) / self.counts[k] for k in keys])
+        bad = ~torch.isfinite(means) | ((means.abs() > limit) if limit else torch.zeros_like(means, dtype=torch.bool))
+        if not bad.any():  # one device sync for all statistics
+            return None
+        index = int(bad.nonzero()[0])
+        return keys[index], float(means[index])
 
     def reset(self) -> None:
         self.sums, self.counts = {}, {}
@@ -116,6 +120,7 @@ class Loop:
                     for name in objective.ema_networks} if schedule.ema_decay > 0 else {}
         self.fixed = objective.fixed_inputs(schedule.sample_count, device, self._example(schedule.sample_count))
         self.step = 0
+        self._saved_step: int | None = None  # the step of the newest last.pt this run wrote or resumed from
         self.meter = Meter()
         self._stop_signal: int | None = None
         for optimizer in optimizers.values():
@@ -157,12 +162,24 @@ class Loop:
         for name, net in self.ema.items():
             net.load_state_dict(state["ema"].get(name) or state["networks"][name])
         for name, opt in self.optimizers.items():
+            typed = [{k: v for k, v in group.items() if k not in ("params", "lr")} for group in opt.param_groups]
             opt.load_state_dict(state["optimizers"][name])
+            self._apply_typed_settings(name, opt, typed)
         self.fixed = {name: t.to(self.device) for name, t in state["fixed"].items()}
         self.batches.load_state_dict(state["batches"])
         self.meter.load_state_dict(state["meter"], self.device)
         checkpoint.set_rng_state(state["rng"])
-        self.step = int(state["step"])
+        self.step = self._saved_step = int(state["step"])
+
+    def _apply_typed_settings(self, name: str, optimizer, typed: list[dict[str, Any]]) -> None:
+        """What the user typed now wins over the optimizer settings stored in the checkpoint
+        (`resume=true optimizer.lr=1e-5` must not keep the old rate); each change is logged."""
+        for group, wanted in zip(optimizer.param_groups, typed):
+            for key, value in wanted.items():
+                if key in group and group[key] != value:
+                    shown = "lr" if key == "initial_lr" else key
+                    log.info("resume: optimizer %s: %s %s -> %s (as typed now)", name, shown, group[key], value)
+                    group[key] = value
 
     # --- training --------------------------------------------------------------------------
     def run(self) -> int:
@@ -173,7 +190,12 @@ class Loop:
                 self._train_step()
                 self.step += 1
                 self.logger.advance()
-                self._maintain()
+                try:
+                    self._maintain()
+                except (OSError, RuntimeError) as exc:
+                    if not checkpoint.is_disk_full(exc):
+                        raise
+                    raise checkpoint.disk_full(self.logger.run_dir) from None
                 if self._stop_signal is not None:
                     self._save_last()
                     raise Interrupted(self._stop_signal, self.step)
@@ -241,7 +263,7 @@ class Loop:
             self._save_last()
         if s.snapshot_every > 0 and self.step % s.snapshot_every == 0:
             self._guard_finite()
-            checkpoint.save_periodic(self.state_dict(), self.ckpt_dir, self.step, s.keep_last)
+            self._save(self.ckpt_dir / f"step_{self.step:06d}.pt")
 
     def _log(self, extra: dict[str, float]) -> None:
         self._guard_finite()
@@ -276,16 +298,35 @@ class Loop:
 
     def _save_last(self) -> None:
         self._guard_finite()
-        checkpoint.save_atomic(self.state_dict(), self.ckpt_dir / checkpoint.LAST)
+        self._save(self.ckpt_dir / checkpoint.LAST)
         self.logger.flush()
 
-    def _guard_finite(self) -> None:
-        bad = self.meter.first_non_finite()
+    def _save(self, path: Path) -> None:
+        """Write a checkpoint, unless a weight or BatchNorm statistic is already NaN or infinite."""
+        state = self.state_dict()
+        bad = checkpoint.first_non_finite(state)
         if bad is not None:
-            raise TrainingDiverged(
-                f"{bad} became NaN or infinite at or before step {self.step}. The last good checkpoint "
-                f"({self.ckpt_dir / checkpoint.LAST}) was kept. Lower optimizer.lr, or pick a more stable "
-                "loss (e.g. loss=hinge or loss=wgan_gp); resume=true continues from the checkpoint.")
+            self._diverged(f"{bad} became NaN or infinite")
+        if path.name == checkpoint.LAST:
+            checkpoint.save_atomic(state, path)
+            self._saved_step = self.step
+        else:
+            checkpoint.save_periodic(state, self.ckpt_dir, self.step, self.schedule.keep_last)
+
+    def _guard_finite(self) -> None:
+        bad = self.meter.first_diverged(self.schedule.divergence_limit)
+        if bad is not None:
+            key, value = bad
+            what = "became NaN or infinite" if value != value or abs(value) == float("inf") else \
+                f"reached {value:.3g}, beyond schedule.divergence_limit={self.schedule.divergence_limit:g}"
+            self._diverged(f"{key} {what}")
+
+    def _diverged(self, what: str) -> None:
+        last = self.ckpt_dir / checkpoint.LAST
+        kept = (f"The last good checkpoint, {last} (step {self._saved_step}), was kept; resume=true continues "
+                "from it." if self._saved_step is not None and last.is_file() else "No checkpoint had been written yet.")
+        raise TrainingDiverged(f"{what} at or before step {self.step}. {kept} Lower optimizer.lr, or pick a more "
+                               "stable loss (e.g. loss=hinge or loss=wgan_gp).")
 
     @contextmanager
     def _signals_saved(self) -> Iterator[None]:

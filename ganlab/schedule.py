@@ -24,6 +24,7 @@ class Schedule:
     lr_decay_start: float = 0.0
     adaptive: dict[str, Any] | None = None  # {phase, rival, margin, max_extra}: see configs/schedule
     eval_every: int = 0  # evaluate on held-out data every N steps (and at the end); 0 = at the end only
+    divergence_limit: float | None = 1.0e6  # a logged loss or statistic (D's logits) beyond this diverged
 
     def __post_init__(self):
         if self.lr_decay not in ("none", "linear"):

@@ -13,10 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganlab import checkpoint
 from ganlab.build import allowed_prefixes, build, check_targets, to_plain
-from ganlab.checks import check_values, pick_device
+from ganlab.checks import check_known_keys, check_top_level, check_values, config_changes, pick_device
 from ganlab.errors import ConfigError
 from ganlab.logging import RunLogger
 from ganlab.loop import Loop
+from ganlab.rundir import RunDirLock
 from ganlab.metrics import ClassifierMetrics
 from ganlab.schedule import Schedule
 from ganlab.models.blocks import count_parameters
@@ -28,12 +29,22 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
     """Train the configured objective, writing everything under `run_dir`; returns the finished loop."""
     run_dir = Path(run_dir)
     # --- check everything that can be checked before any work -----------------------------
+    check_top_level(cfg)
     prefixes = allowed_prefixes(cfg.get("allowed_targets") or [])
-    check_targets(cfg, prefixes)
     _check_loss_fits(cfg)
+    check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
+    check_known_keys(cfg)
     check_values(cfg)
     device = pick_device(str(cfg.device))
-    resume_state = _resume_state(cfg.resume, run_dir)
+    with RunDirLock(run_dir):  # one process per run directory
+        return _train_locked(cfg, run_dir, prefixes, device)
+
+
+def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device) -> Loop:
+    removed = checkpoint.remove_stale_temporaries(run_dir / "checkpoints")
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted checkpoint write", len(removed))
+    resume_state, resumed = _resume_state(cfg, run_dir)
 
     # --- build -----------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
@@ -53,14 +64,15 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
 
     # --- run -------------------------------------------------------------------------------
     start = int(resume_state["step"]) if resume_state else 0
-    logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)))
+    logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)),
+                       resumed=resumed)
     loop = Loop(objective, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir,
                 device, batch_size=data.batch_size, config=to_plain(cfg),
                 diagnose=diagnose,
                 evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None)
     try:
         if resume_state:
-            _restore(loop, resume_state)
+            _restore(loop, resume_state, to_plain(cfg))
             log.info("resumed from step %d of %d", start, schedule.steps)
         loop.run()
     finally:
@@ -84,20 +96,51 @@ def _is_buildable(node: Any) -> bool:
     return isinstance(node, DictConfig) and "_target_" in node
 
 
-def _resume_state(resume: Any, run_dir: Path) -> dict[str, Any] | None:
+def _resume_state(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any] | None, bool]:
+    """(the checkpoint to continue from, whether run_dir holds an earlier attempt of this run).
+
+    resume=true takes the newest intact checkpoint (last.pt, else the newest good step_*.pt); a run
+    killed before its first checkpoint starts again from step 0 with a clean log. A new run may not
+    start in a folder that holds one already: nothing written is overwritten.
+    """
+    resume, ckpt_dir = cfg.resume, run_dir / "checkpoints"
+    earlier = (run_dir / "metrics.jsonl").exists() or (run_dir / "model_summary.txt").exists()
     if resume in (False, None, "false", ""):
-        return None
-    path = run_dir / "checkpoints" / checkpoint.LAST if resume in (True, "true") else Path(str(resume))
-    return checkpoint.load(path)
+        if checkpoint.periodic(ckpt_dir) or (ckpt_dir / checkpoint.LAST).exists() or earlier:
+            raise ConfigError(f"{run_dir} already holds a run. Continue it with resume=true, or pick another "
+                              "hydra.run.dir for a new run (nothing already written is overwritten).")
+        return None, False
+    if resume not in (True, "true"):
+        return checkpoint.load(Path(str(resume))), False
+    latest = checkpoint.load_latest(ckpt_dir)
+    if latest is not None:
+        log.info("resume: continuing from %s", latest[1])
+        return latest[0], True
+    if earlier:
+        log.warning("resume: %s was stopped before its first checkpoint; starting again from step 0 with a "
+                    "clean log", run_dir)
+        return None, True
+    raise ConfigError(f"resume: {run_dir} holds no run to continue (no checkpoints/last.pt or step_*.pt). "
+                      "Pass resume=true with hydra.run.dir set to an earlier run's folder, or resume=PATH to a "
+                      "checkpoints/*.pt file.")
 
 
-def _restore(loop: Loop, state: dict[str, Any]) -> None:
+def _restore(loop: Loop, state: dict[str, Any], config: dict[str, Any]) -> None:
+    """Load the checkpoint into the freshly built loop; what the user typed now wins (and is logged)."""
+    changes = config_changes(state.get("config") or {}, config)
+    if "seed" in changes:
+        raise ConfigError(f"resume: seed={config.get('seed')} differs from the run's seed={state['config'].get('seed')}"
+                          "; a resumed run continues its own random stream. Start a new run for another seed.")
     try:
         loop.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "none in the config"
         raise ConfigError(f"resume: the checkpoint does not fit the configured model or optimizer ({first}). "
-                          "Resume with the same model/optimizer settings as the run that wrote it.") from None
+                          f"Differences from the run's config: {listed}. Resume with the run's own model and "
+                          "data settings, or start a new run.") from None
+    for key, (old, new) in changes.items():
+        log.info("resume: %s %r -> %r (as typed now)", key, old, new)
 
 
 def _build_optimizer(node: DictConfig, network: str, module: torch.nn.Module, prefixes) -> torch.optim.Optimizer:
