@@ -137,7 +137,7 @@ def _refuse_unknown(prefix: str, keys, names: set[str]) -> None:
     for key in keys:
         if key not in names:
             near = difflib.get_close_matches(str(key), sorted(names), n=1)
-            hint = f"did you mean {prefix}{near[0]}? " if near else ""
+            hint = f"Did you mean {prefix}{near[0]}? " if near else ""
             raise ConfigError(f"{prefix}{key} is not a ganlab setting: nothing reads it. {hint}The settings here are: "
                               f"{', '.join(sorted(names))}. Remove it (or fix its spelling).")
 

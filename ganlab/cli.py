@@ -1,7 +1,14 @@
-"""The `ganlab` command: picks the verb and hands the rest to Hydra."""
+"""The `ganlab` command: picks the verb and hands the rest to Hydra (train) or to the verb's parser.
+
+Exit codes: 0 done; 2 bad input (one paragraph, before any work); 3 training diverged; 4 a fault
+of the machine (disk full); 130 / 143 stopped by SIGINT / SIGTERM, before or during training.
+"""
 
 from __future__ import annotations
 
+import io
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -23,11 +30,12 @@ Examples:
   ganlab train --help                            the train command's options and full config
 """
 
-EXIT_CONFIG, EXIT_DIVERGED = 2, 3
-FAILED_JOBS: list[str] = []  # sweep jobs that stopped on bad input or divergence
+EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT = 2, 3, 4
+FAILED_JOBS: list[str] = []  # sweep jobs that failed, as "run_dir: reason"
 
 
 def main(argv: list[str] | None = None) -> None:
+    _stop_cleanly_on_signals()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         groups = "\n".join(f"  {group:<14} {', '.join(options) or '(none yet)'}"
@@ -41,31 +49,102 @@ def main(argv: list[str] | None = None) -> None:
     _hydra_train(rest)
 
 
+def _stop_cleanly_on_signals() -> None:
+    """SIGINT / SIGTERM before training starts: stop at once with 130 / 143 and one line, no
+    traceback. Nothing needs saving yet, and raising inside an import (torch's, say) could abort
+    the interpreter, so the handler exits directly. The training loop installs its own handlers,
+    which finish the step and save last.pt first."""
+
+    def stop(signum, _frame):
+        os.write(2, f"\nganlab: stopped by signal {signum} before training started; nothing was trained.\n".encode())
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+
 def _hydra_train(overrides: list[str]) -> None:
     import hydra
 
     sys.argv = ["ganlab train", *with_run_overrides(overrides)]  # Hydra reads its arguments from sys.argv
-    hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_train_job)()
-    if FAILED_JOBS:  # a sweep goes on past a failed job, then says which failed
-        print(f"ganlab: {len(FAILED_JOBS)} sweep job(s) failed:\n" + "\n".join(f"  {j}" for j in FAILED_JOBS),
-              file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+    held = sys.stderr = _HeldStderr(sys.stderr)  # Hydra's composition errors become one ganlab paragraph
+    try:
+        hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_train_job)()
+    except SystemExit as exc:
+        if exc.code == 1 and held.before_any_job:
+            text, held.buffer = "".join(held.buffer), []
+            hint = "" if "sweep job" in text else " See `ganlab train --help` for the groups and keys."
+            print(f"ganlab: error: {held.paragraph(text)}{hint}", file=held.stream)
+            sys.exit(EXIT_CONFIG)
+        if exc.code == 1 and FAILED_JOBS:
+            _report_failed_jobs()
+        raise
+    finally:
+        held.start_job()
+        sys.stderr = held.stream
+    if FAILED_JOBS:
+        _report_failed_jobs()
+
+
+def _report_failed_jobs() -> None:
+    print(f"ganlab: {len(FAILED_JOBS)} sweep job(s) failed:\n" + "\n".join(f"  {j}" for j in FAILED_JOBS),
+          file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+
+
+class _HeldStderr(io.TextIOBase):
+    """Holds what is written to stderr until the first job starts, so that Hydra's composition
+    errors can be printed as one ganlab paragraph; from then on it writes straight through."""
+
+    def __init__(self, stream):
+        self.stream, self.buffer, self.before_any_job = stream, [], True
+
+    def write(self, text: str) -> int:
+        (self.buffer.append if self.before_any_job else self.stream.write)(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def start_job(self) -> None:
+        self.before_any_job = False
+        self.stream.write("".join(self.buffer))
+        self.buffer = []
+
+    def paragraph(self, text: str | None = None) -> str:
+        text = (text or "".join(self.buffer)).split("Config search path:")[0]  # Hydra's internals: noise here
+        lines = [line.strip() for line in text.splitlines()]
+        return " ".join(line for line in lines if line and "HYDRA_FULL_ERROR" not in line)
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
 
 
 def with_run_overrides(overrides: list[str]) -> list[str]:
     """`resume=true hydra.run.dir=DIR` continues that run: its saved overrides are applied first,
-    so `model=sngan` and friends need not be typed again; overrides given now still win."""
+    so `model=sngan` and friends need not be typed again; overrides given now still win.
+    They go just before the first typed override, after flags such as `--cfg job`."""
     given = {_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
     if given.get("resume", "").lower() != "true" or "hydra.run.dir" not in given:
         return overrides
-    saved = Path(given["hydra.run.dir"]).expanduser() / ".hydra" / "overrides.yaml"
+    run_dir = Path(given["hydra.run.dir"]).expanduser()
+    if not run_dir.is_dir():
+        print(f"ganlab: error: resume=true but hydra.run.dir={run_dir} does not exist; point it at the folder of "
+              "the run to continue (outputs/<date>/<time>).", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         return overrides
     import yaml
 
     previous = yaml.safe_load(saved.read_text(encoding="utf-8")) or []
     skip = set(given) | {"resume", "hydra.run.dir"}
-    return [o for o in previous if _key(o) not in skip] + overrides
+    previous = [o for o in previous if _key(o) not in skip]
+    first = next(i for i, o in enumerate(overrides) if "=" in o and not o.startswith("-"))
+    return overrides[:first] + previous + overrides[first:]
 
 
 def _key(override: str) -> str:
@@ -73,27 +152,49 @@ def _key(override: str) -> str:
 
 
 def _train_job(cfg) -> None:
-    """One Hydra job: train into Hydra's output dir, turning known failures into short messages."""
+    """One Hydra job: train into Hydra's output dir, turning known failures into short messages.
+
+    In a sweep a failed job raises (after writing its error to its own train.log), so every Hydra
+    launcher reports it as failed; the basic launcher still runs the remaining jobs first.
+    """
+    import logging
+
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from ganlab.errors import ConfigError, TrainingDiverged
-    from ganlab.loop import Interrupted
+    from ganlab.build import check_presets_do_not_widen
+    from ganlab.errors import ConfigError, Interrupted, JobFailed, RunFault, TrainingDiverged
+    from ganlab.rundir import remove_if_never_ran
     from ganlab.train import train
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
+    if isinstance(sys.stderr, _HeldStderr):
+        sys.stderr.start_job()
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    log = logging.getLogger("ganlab")
     try:
+        check_presets_do_not_widen(hydra_cfg.runtime.choices, _file_sources(hydra_cfg))
         train(cfg, run_dir)
-    except (ConfigError, TrainingDiverged) as exc:
-        diverged = isinstance(exc, TrainingDiverged)
-        print(f"ganlab: {'training diverged' if diverged else 'error'}: {exc}", file=sys.stderr)
+    except (ConfigError, TrainingDiverged, RunFault) as exc:
+        kind = {TrainingDiverged: "training diverged", RunFault: "fault"}.get(type(exc), "error")
+        code = {TrainingDiverged: EXIT_DIVERGED, RunFault: EXIT_FAULT}.get(type(exc), EXIT_CONFIG)
         if sweeping:
+            log.error("%s: %s", kind, exc)  # into this job's train.log
             FAILED_JOBS.append(f"{run_dir}: {str(exc).split('. ')[0]}")
-            return
-        sys.exit(EXIT_DIVERGED if diverged else EXIT_CONFIG)
+            raise JobFailed(f"sweep job {run_dir} failed: {kind}: {exc}") from None
+        print(f"ganlab: {kind}: {exc}", file=sys.stderr)
+        if isinstance(exc, ConfigError) and str(cfg.get("resume")).lower() == "false":
+            remove_if_never_ran(run_dir)  # a refused command leaves no run directory behind
+        sys.exit(code)
     except Interrupted as exc:
         print(f"ganlab: stopped at step {exc.step}; saved {run_dir / 'checkpoints' / 'last.pt'}. Continue with:\n"
-              f"  ganlab train resume=true hydra.run.dir={run_dir}  (plus the overrides you used)", file=sys.stderr)
+              f"  ganlab train resume=true hydra.run.dir={run_dir}", file=sys.stderr)
         sys.exit(128 + exc.signum)
     print(f"ganlab: run finished: {run_dir}")
+
+
+def _file_sources(hydra_cfg) -> list[Path]:
+    """The folders Hydra composed from (the packaged configs/, --config-dir, hydra.searchpath)."""
+    return [Path(source.path) for source in hydra_cfg.runtime.config_sources
+            if source.schema == "file" and source.path]

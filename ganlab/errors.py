@@ -1,4 +1,6 @@
-"""The one error type users see: a short message naming the bad value and the fix."""
+"""The errors users see: short messages naming the bad value (or the fault) and the fix."""
+
+from hydra.errors import CompactHydraException
 
 
 class ConfigError(Exception):
@@ -13,9 +15,14 @@ class RunFault(Exception):
     """A fault of the machine, not of the input (the disk is full, the run directory is taken)."""
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived. `step` is the step saved in `last.pt`, or None before training began."""
+class JobFailed(CompactHydraException):
+    """A sweep job's failure as Hydra reports it: one line, no traceback, under every launcher."""
 
-    def __init__(self, signum: int, step: int | None):
-        super().__init__(f"interrupted by signal {signum}" + (f" at step {step}" if step is not None else ""))
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during training; `last.pt` was saved at `step`. A BaseException,
+    like KeyboardInterrupt, so that no `except Exception` (Hydra's included) eats it."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"interrupted by signal {signum} at step {step}")
         self.signum, self.step = signum, step

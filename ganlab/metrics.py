@@ -23,7 +23,7 @@ from ganlab.errors import ConfigError
 
 class ClassifierMetrics:
     def __init__(self, path: str, facts, prefixes: tuple[str, ...], sample_range: str, device: torch.device):
-        state = checkpoint.load(path)
+        state = checkpoint.load(path, "metrics.classifier")
         node = (state.get("config") or {}).get("model", {}).get("classifier")
         if node is None or "classifier" not in state["networks"]:
             raise ConfigError(f"metrics.classifier={path} is not a classifier run's checkpoint (its networks are "

@@ -71,5 +71,14 @@ def remove_if_never_ran(run_dir: Path) -> bool:
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= HYDRA_ONLY:
         return False
-    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        with RunDirLock(run_dir):  # never the folder of a run that another process is starting
+            shutil.rmtree(run_dir, ignore_errors=True)
+    except ConfigError:
+        return False
+    for parent in (run_dir.parent, run_dir.parent.parent):  # outputs/<date>/ when it held only this run
+        try:
+            parent.rmdir()
+        except OSError:
+            break
     return True

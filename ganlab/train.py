@@ -53,7 +53,6 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device
     data = build(cfg.dataset, "dataset", prefixes)
     networks = {name: build(node, f"model.{name}", prefixes, **asdict(data.facts)).to(device)
                 for name, node in cfg.model.items() if name != "objective" and _is_buildable(node)}
-    _write_summary(networks, run_dir)
     objective = build(cfg.model.objective, "model.objective", prefixes, **networks, **asdict(data.facts))
     _check_value_range(objective, data)
     optimizers = {name: _build_optimizer(cfg.optimizer, name, net, prefixes)
@@ -61,6 +60,7 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device
     schedule = _schedule(cfg.schedule, data.batches_per_epoch, objective.batches_per_step())
     held_out = _held_out(cfg.dataset, data, prefixes) if objective.wants_evaluation else None
     diagnose = _diagnostics(cfg.get("metrics") or {}, data, prefixes, device)
+    _write_summary(networks, run_dir)  # the first file of a run: written once everything is built
 
     # --- run -------------------------------------------------------------------------------
     start = int(resume_state["step"]) if resume_state else 0
@@ -116,13 +116,9 @@ def _resume_state(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any] | None
     if latest is not None:
         log.info("resume: continuing from %s", latest[1])
         return latest[0], True
-    if earlier:
-        log.warning("resume: %s was stopped before its first checkpoint; starting again from step 0 with a "
-                    "clean log", run_dir)
-        return None, True
-    raise ConfigError(f"resume: {run_dir} holds no run to continue (no checkpoints/last.pt or step_*.pt). "
-                      "Pass resume=true with hydra.run.dir set to an earlier run's folder, or resume=PATH to a "
-                      "checkpoints/*.pt file.")
+    log.warning("resume: %s has no checkpoint yet (stopped before its first one); starting from step 0 with a "
+                "clean log", run_dir)
+    return None, True
 
 
 def _restore(loop: Loop, state: dict[str, Any], config: dict[str, Any]) -> None:
@@ -145,9 +141,25 @@ def _restore(loop: Loop, state: dict[str, Any], config: dict[str, Any]) -> None:
 
 def _build_optimizer(node: DictConfig, network: str, module: torch.nn.Module, prefixes) -> torch.optim.Optimizer:
     """The shared optimizer settings, updated by `per_network.<network>` when given."""
+    own = (node.get("per_network") or {}).get(network) or {}
     settings = {k: v for k, v in node.items() if k != "per_network"}
-    settings.update((node.get("per_network") or {}).get(network) or {})
-    return build(DictConfig(settings), f"optimizer ({network})", prefixes, module.parameters())
+    settings.update(own)
+    try:
+        return build(DictConfig(settings), f"optimizer ({network})", prefixes, module.parameters())
+    except ConfigError as exc:  # torch's text names the value, not the key: name the key
+        cause = str(exc).split("): ", 1)[-1]
+        key = next((k for k in settings if not k.startswith("_") and _OPTIMIZER_WORDS.get(k, k) in cause.lower()), None)
+        if key is None:
+            raise
+        where = f"optimizer.per_network.{network}.{key}" if key in own else f"optimizer.{key}"
+        example = {"betas": "[0.5,0.999]", "momentum": "0.9", "lr": "2e-4", "eps": "1e-8"}.get(key, "<value>")
+        raise ConfigError(f"{where}={settings[key]!r} is not valid for {settings['_target_']} ({cause.rstrip('.')}); "
+                          f"set e.g. {where}={example}.") from None
+
+
+# how torch's optimizer messages name each setting
+_OPTIMIZER_WORDS = {"betas": "beta", "lr": "learning rate", "eps": "epsilon", "weight_decay": "weight_decay",
+                    "momentum": "momentum", "alpha": "alpha", "dampening": "dampening"}
 
 
 def _schedule(node: DictConfig, batches_per_epoch: int, batches_per_step: int) -> Schedule:

@@ -15,7 +15,7 @@ def init_from_checkpoint(target: nn.Module, path: str, source_prefix: str, key: 
     Every parameter and buffer of `target` must find a tensor of the same name and shape; nothing
     else is touched. Returns the copied names. A mismatch is a ConfigError naming the layers.
     """
-    state = checkpoint.load(path)
+    state = checkpoint.load(path, key)
     sources = {name: {k[len(source_prefix):]: v for k, v in weights.items() if k.startswith(source_prefix)}
                for name, weights in state["networks"].items()}
     source_name, source = max(sources.items(), key=lambda item: len(item[1]))

@@ -73,3 +73,38 @@ def run_cli(*args: str, cwd: Path, timeout: float = 240, env: dict | None = None
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "ganlab", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def cli_in_process(*args: str, cwd: Path, monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run `ganlab.cli.main` in this process (the real Hydra path, without a new interpreter's
+    start-up cost): (exit code, stdout, stderr)."""
+    import signal
+
+    from ganlab import cli
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["ganlab", *args])
+    monkeypatch.setattr(cli, "FAILED_JOBS", [])
+    import logging
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
+    GlobalHydra.instance().clear()
+    code = 0
+    try:
+        cli.main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        root.handlers[:] = root_handlers  # Hydra's handlers write to this test's captured streams
+        root.setLevel(root_level)
+        GlobalHydra.instance().clear()
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+CLI_TINY = ["device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",
+            "model.generator.width=8", "model.discriminator.width=8"]

@@ -50,9 +50,11 @@ def test_resume_from_a_checkpoint_path_into_a_new_run(tmp_path):
     assert [r["step"] for r in read_metrics(second)] == [6, 7]
 
 
-def test_resume_true_without_a_checkpoint_says_what_to_do(tmp_path):
-    with pytest.raises(ConfigError, match="hydra.run.dir"):
-        train(compose_config(["resume=true"]), tmp_path)
+def test_resume_true_for_a_folder_that_does_not_exist_says_what_to_do(tmp_path):
+    result = run_cli("train", "resume=true", f"hydra.run.dir={tmp_path}/nope", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"hydra.run.dir={tmp_path}/nope does not exist" in result.stderr
+    assert not (tmp_path / "nope").exists()
 
 
 def test_resume_with_a_different_model_is_a_config_error(tmp_path):

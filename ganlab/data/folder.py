@@ -12,7 +12,9 @@ Grayscale, RGBA and palette images are converted; unreadable files are named bef
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ from torchvision.transforms import functional as TF
 from ganlab.data.memory import DataFacts, InMemoryImages, check_batch_size, epoch_order, pixels_to_float
 from ganlab.errors import ConfigError
 
+log = logging.getLogger("ganlab")
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
@@ -116,6 +119,12 @@ def list_images(root: Path, key: str = "dataset.root") -> list[Path]:
     if not files:
         raise ConfigError(f"{key}={root} holds no images ({', '.join(EXTENSIONS)}), in it or in its subfolders; "
                           "point it at the image folder.")
+    tops = Counter(p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "." for p in files)
+    where = ", ".join(f"{name}/: {count:,}" for name, count in tops.most_common(6)) if len(tops) > 1 else ""
+    log.info("%s=%s: %s images%s", key, root.resolve(), f"{len(files):,}", f" ({where})" if where else "")
+    if len(tops) > 1 and not all(name == "." for name in tops):
+        log.info("%s: images come from %d top-level folders; if that is not one data set, point %s at one of "
+                 "them", key, len(tops), key)
     return files
 
 

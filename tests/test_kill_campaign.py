@@ -1,0 +1,14 @@
+"""A handful of SIGKILLs at random moments, each followed by resume=true: the finished run equals
+an uninterrupted one (benchmarks/soak.py does 100)."""
+
+import pytest
+
+from benchmarks.soak import campaign
+
+
+@pytest.mark.slow
+def test_random_kills_then_resume_equal_an_uninterrupted_run(tmp_path):
+    tally = campaign(tmp_path, kills=5, seed=1)
+    assert tally["kills"] == 5
+    assert tally["problems"] == [] and tally["stray_temporaries"] == []
+    assert tally["mid_run"] >= 2, tally  # the kills did land inside training
