@@ -125,7 +125,7 @@ def check_known_keys(cfg: DictConfig) -> None:
     model = cfg.get("model") or {}
     referenced = set(re.findall(r"\$\{model\.(\w+)", OmegaConf.to_yaml(model, resolve=False)))
     for key, node in model.items():
-        if key != "objective" and key not in referenced and not (isinstance(node, DictConfig) and "_target_" in node):
+        if key not in ("objective", "encoder_init") and key not in referenced and not (isinstance(node, DictConfig) and "_target_" in node):
             raise ConfigError(f"model.{key} is not a setting of this model: nothing reads it. Its networks are "
                               f"{sorted(k for k, v in model.items() if isinstance(v, DictConfig))}; "
                               "set their options as model.<network>.<option>.")

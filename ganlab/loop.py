@@ -7,7 +7,6 @@ the NaN guard, Ctrl-C/SIGTERM) happens between steps.
 
 from __future__ import annotations
 
-import copy
 import logging
 import signal
 import threading
@@ -22,7 +21,7 @@ from torch import nn
 from ganlab import checkpoint
 from ganlab.errors import ConfigError, Interrupted, TrainingDiverged
 from ganlab.logging import RunLogger
-from ganlab.objectives.base import Objective
+from ganlab.run import Run
 from ganlab.schedule import Schedule
 
 log = logging.getLogger("ganlab")
@@ -105,20 +104,20 @@ def update_ema(ema: nn.Module, live: nn.Module, decay: float) -> None:
 
 
 class Loop:
-    def __init__(self, objective: Objective, optimizers: dict[str, torch.optim.Optimizer], batches,
-                 schedule: Schedule, logger: RunLogger, run_dir: Path, device: torch.device,
-                 batch_size: int, config: dict[str, Any],
+    """Trains `run` (its objective's networks and EMA copies) with `optimizers` on `batches`."""
+
+    def __init__(self, run: Run, optimizers: dict[str, torch.optim.Optimizer], batches,
+                 schedule: Schedule, logger: RunLogger, run_dir: Path, device: torch.device, batch_size: int,
                  diagnose: Callable[[torch.Tensor], dict[str, float]] | None = None,
                  evaluation_batches: Callable[[], Iterator[dict[str, torch.Tensor]]] | None = None):
-        self.objective, self.optimizers, self.batches = objective, optimizers, batches
+        self.objective, self.optimizers, self.batches = run.objective, optimizers, batches
+        self.metadata = run.metadata  # config, data facts, value range: what opens the run without its data
         self.schedule, self.logger, self.device = schedule, logger, device
-        self.batch_size, self.config, self.diagnose = batch_size, config, diagnose
+        self.batch_size, self.diagnose = batch_size, diagnose
         self.evaluation_batches = evaluation_batches
         self.ckpt_dir = run_dir / "checkpoints"
-        self.networks = objective.networks
-        self.ema = {name: copy.deepcopy(self.networks[name]).requires_grad_(False)
-                    for name in objective.ema_networks} if schedule.ema_decay > 0 else {}
-        self.fixed = objective.fixed_inputs(schedule.sample_count, device, self._example(schedule.sample_count))
+        self.networks, self.ema = run.networks, run.ema
+        self.fixed = self.objective.fixed_inputs(schedule.sample_count, device, self._example(schedule.sample_count))
         self.step = 0
         self._saved_step: int | None = None  # the step of the newest last.pt this run wrote or resumed from
         self.meter = Meter()
@@ -127,10 +126,10 @@ class Loop:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
         if schedule.adaptive:
-            names = {p.name for p in objective.phases}
+            names = {p.name for p in self.objective.phases}
             for role in ("phase", "rival"):
-                if schedule.adaptive.get(role) not in names:
-                    raise ConfigError(f"schedule.adaptive.{role}={schedule.adaptive.get(role)!r} is not a phase of "
+                if getattr(schedule.adaptive, role) not in names:
+                    raise ConfigError(f"schedule.adaptive.{role}={getattr(schedule.adaptive, role)!r} is not a phase of "
                                       f"this objective; its phases are {sorted(names)} (or set phase: null).")
 
     def _example(self, count: int) -> dict[str, torch.Tensor]:
@@ -145,6 +144,7 @@ class Loop:
     def state_dict(self) -> dict[str, Any]:
         return {
             "format_version": checkpoint.FORMAT_VERSION,
+            **self.metadata(),
             "step": self.step,
             "networks": {name: net.state_dict() for name, net in self.networks.items()},
             "ema": {name: net.state_dict() for name, net in self.ema.items()},
@@ -153,7 +153,6 @@ class Loop:
             "batches": self.batches.state_dict(),
             "meter": self.meter.state_dict(),
             "rng": checkpoint.rng_state(),
-            "config": self.config,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -214,7 +213,7 @@ class Loop:
                 batch = next(self.batches) if phase.uses_data else batch
                 last_loss[phase.name] = self._update(phase, batch)
                 extra += 1
-            if self.schedule.adaptive and self.schedule.adaptive["phase"] == phase.name:
+            if self.schedule.adaptive and self.schedule.adaptive.phase == phase.name:
                 self.meter.add({f"schedule/extra_{phase.name}": torch.tensor(float(extra))})
         for name, ema in self.ema.items():
             update_ema(ema, self.networks[name], self.schedule.ema_decay)
@@ -236,9 +235,9 @@ class Loop:
     def _wants_extra(self, phase: str, last_loss: dict[str, torch.Tensor], extra: int) -> bool:
         """The adaptive rule: another update of `phase` while its loss exceeds the rival's by the margin."""
         rule = self.schedule.adaptive
-        if not rule or rule["phase"] != phase or extra >= rule["max_extra"] or rule["rival"] not in last_loss:
+        if not rule or rule.phase != phase or extra >= rule.max_extra or rule.rival not in last_loss:
             return False
-        return (last_loss[phase] - last_loss[rule["rival"]]).item() > rule["margin"]
+        return (last_loss[phase] - last_loss[rule.rival]).item() > rule.margin
 
     def _set_learning_rates(self) -> None:
         factor = self.schedule.lr_factor(self.step)

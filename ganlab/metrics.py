@@ -1,7 +1,7 @@
 """Classifier-based metrics of generated images: which classes a GAN produces, and how clearly.
 
 A trained classifier run (e.g. `experiment=fashion_classifier_mlp`) is the feature network:
-`metrics.classifier=PATH` rebuilds its network from the checkpoint's own config and judges the
+`metrics.classifier=PATH` rebuilds its network from the checkpoint's own config (ganlab/run.py) and judges the
 fixed sample batch at every sample step. Logged as diagnostics/*:
   classes_covered   classes that are the top prediction for at least one sample (collapse: few)
   class_entropy     entropy of the predicted class histogram / log(K) (1 = all classes equally often)
@@ -11,32 +11,16 @@ fixed sample batch at every sample step. Logged as diagnostics/*:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 import torch
-from omegaconf import OmegaConf
-
-from ganlab import checkpoint
-from ganlab.build import build
-from ganlab.errors import ConfigError
 
 
 class ClassifierMetrics:
-    def __init__(self, path: str, facts, prefixes: tuple[str, ...], sample_range: str, device: torch.device):
-        state = checkpoint.load(path, "metrics.classifier")
-        node = (state.get("config") or {}).get("model", {}).get("classifier")
-        if node is None or "classifier" not in state["networks"]:
-            raise ConfigError(f"metrics.classifier={path} is not a classifier run's checkpoint (its networks are "
-                              f"{sorted(state['networks'])}); train one, e.g. experiment=fashion_classifier_mlp.")
-        self.network = build(OmegaConf.create(node), "metrics.classifier", prefixes, **asdict(facts))
-        try:
-            self.network.load_state_dict(state["networks"]["classifier"])
-        except RuntimeError as exc:
-            raise ConfigError(f"metrics.classifier={path} was trained on data of another shape than this run's "
-                              f"{facts.shape} ({str(exc).splitlines()[0]}).") from None
-        self.network.to(device).eval().requires_grad_(False)
-        trained_range = state["config"].get("dataset", {}).get("value_range", "tanh")
-        self.rescale = sample_range == "tanh" and trained_range == "unit"
+    """`network`: a trained classifier (see `run.open_classifier`); `rescale`: map [-1, 1] samples to
+    the [0, 1] pixels it was trained on."""
+
+    def __init__(self, network: torch.nn.Module, rescale: bool):
+        self.network, self.rescale = network, rescale
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor) -> dict[str, float]:

@@ -8,6 +8,16 @@ from typing import Any
 from ganlab.errors import ConfigError
 
 
+@dataclass(frozen=True)
+class AdaptiveRule:
+    """Extra updates of `phase` while its loss exceeds `rival`'s by `margin`, at most `max_extra` a step."""
+
+    phase: str
+    rival: str = "D"
+    margin: float = 1.0
+    max_extra: int = 3
+
+
 @dataclass
 class Schedule:
     """How long to train and how often to do maintenance, counted in steps (all phases once)."""
@@ -22,7 +32,7 @@ class Schedule:
     sample_count: int = 64  # size of the fixed sample batch
     lr_decay: str = "none"  # none, or linear: to 0 at the last step, from lr_decay_start * steps on
     lr_decay_start: float = 0.0
-    adaptive: dict[str, Any] | None = None  # {phase, rival, margin, max_extra}: see configs/schedule
+    adaptive: AdaptiveRule | dict[str, Any] | None = None  # see configs/schedule; phase null = off
     eval_every: int = 0  # evaluate on held-out data every N steps (and at the end); 0 = at the end only
     divergence_limit: float | None = 1.0e6  # a logged loss or statistic (D's logits) beyond this diverged
 
@@ -32,8 +42,8 @@ class Schedule:
         if not 0 <= self.lr_decay_start < 1:
             raise ConfigError(f"schedule.lr_decay_start={self.lr_decay_start} must be in [0, 1); "
                               "it is the fraction of steps trained at the full rate.")
-        if self.adaptive and self.adaptive.get("phase") is None:
-            self.adaptive = None
+        if isinstance(self.adaptive, dict):
+            self.adaptive = AdaptiveRule(**self.adaptive) if self.adaptive.get("phase") is not None else None
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of every base learning rate at `step` (0-based, before the step runs)."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ganlab import checkpoint
+from ganlab import checkpoint, run as runs
 from ganlab.build import allowed_prefixes, build, check_targets, to_plain
 from ganlab.checks import check_known_keys, check_top_level, check_values, config_changes, pick_device
 from ganlab.errors import ConfigError
@@ -31,7 +31,7 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
     # --- check everything that can be checked before any work -----------------------------
     check_top_level(cfg)
     prefixes = allowed_prefixes(cfg.get("allowed_targets") or [])
-    _check_loss_fits(cfg)
+    _check_loss_fits(cfg, prefixes)
     check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
     check_known_keys(cfg)
     check_values(cfg)
@@ -51,24 +51,22 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     data = build(cfg.dataset, "dataset", prefixes)
-    networks = {name: build(node, f"model.{name}", prefixes, **asdict(data.facts)).to(device)
-                for name, node in cfg.model.items() if name != "objective" and _is_buildable(node)}
-    objective = build(cfg.model.objective, "model.objective", prefixes, **networks, **asdict(data.facts))
-    _check_value_range(objective, data)
-    optimizers = {name: _build_optimizer(cfg.optimizer, name, net, prefixes)
-                  for name, net in objective.networks.items()}
-    schedule = _schedule(cfg.schedule, data.batches_per_epoch, objective.batches_per_step())
-    held_out = _held_out(cfg.dataset, data, prefixes) if objective.wants_evaluation else None
-    diagnose = _diagnostics(cfg.get("metrics") or {}, data, prefixes, device)
-    _write_summary(networks, run_dir)  # the first file of a run: written once everything is built
+    value_range = getattr(data, "value_range", "tanh")
+    run = runs.build(cfg, data.facts, value_range, device, prefixes, ema=float(cfg.schedule.ema_decay) > 0)
+    _check_value_range(run.objective, value_range)
+    optimizers = {name: _build_optimizer(cfg.optimizer, name, net, prefixes) for name, net in run.networks.items()}
+    schedule = _schedule(cfg.schedule, data.batches_per_epoch, run.objective.batches_per_step())
+    run.steps_per_epoch = data.batches_per_epoch / run.objective.batches_per_step()
+    held_out = _held_out(cfg.dataset, data, prefixes) if run.objective.wants_evaluation else None
+    diagnose = _diagnostics(cfg.get("metrics") or {}, data, value_range, prefixes, device)
+    _write_summary(run.networks, run_dir)  # the first file of a run: written once everything is built
 
     # --- run -------------------------------------------------------------------------------
     start = int(resume_state["step"]) if resume_state else 0
     logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)),
                        resumed=resumed)
-    loop = Loop(objective, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir,
-                device, batch_size=data.batch_size, config=to_plain(cfg),
-                diagnose=diagnose,
+    loop = Loop(run, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir, device,
+                batch_size=data.batch_size, diagnose=diagnose,
                 evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None)
     try:
         if resume_state:
@@ -80,20 +78,15 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device
     return loop
 
 
-def _check_loss_fits(cfg: DictConfig) -> None:
+def _check_loss_fits(cfg: DictConfig, prefixes) -> None:
     """A GAN objective needs an adversarial loss; a VAE's or classifier's would silently be ignored."""
-    objective = OmegaConf.to_yaml(cfg.model.get("objective") or {}, resolve=False)
-    reads_loss = "${loss" in objective
+    reads_loss = runs.objective_class(cfg, prefixes).needs_adversarial_loss
     if cfg.get("loss") and not reads_loss:
         raise ConfigError("a loss was chosen, but this model trains its own objective and ignores it (VAEs and "
                           "classifiers set theirs under model.objective); drop the loss= override.")
     if reads_loss and not cfg.get("loss"):
         raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
                           "bce, minimax, wgan, wgan_gp, lsgan, hinge (e.g. loss=bce).")
-
-
-def _is_buildable(node: Any) -> bool:
-    return isinstance(node, DictConfig) and "_target_" in node
 
 
 def _resume_state(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any] | None, bool]:
@@ -163,7 +156,7 @@ _OPTIMIZER_WORDS = {"betas": "beta", "lr": "learning rate", "eps": "epsilon", "w
 
 
 def _schedule(node: DictConfig, batches_per_epoch: int, batches_per_step: int) -> Schedule:
-    settings = {f.name: node[f.name] for f in fields(Schedule) if f.name in node}
+    settings = {f.name: to_plain(node[f.name]) for f in fields(Schedule) if f.name in node}
     if node.get("epochs"):
         settings["steps"] = max(1, math.ceil(node.epochs * batches_per_epoch / batches_per_step))
     if settings.get("eval_every") is None:  # default: once per epoch
@@ -171,20 +164,21 @@ def _schedule(node: DictConfig, batches_per_epoch: int, batches_per_step: int) -
     return Schedule(**settings)
 
 
-def _diagnostics(metrics: DictConfig, data, prefixes, device):
+def _diagnostics(metrics: DictConfig, data, value_range: str, prefixes, device):
     """Measures of generated samples: the data set's own (modes of the toys) and classifier-based ones."""
     judges = [getattr(data, "mode_coverage", None)]
     if metrics.get("classifier"):
-        judges.append(ClassifierMetrics(str(metrics.classifier), data.facts, prefixes,
-                                        getattr(data, "value_range", "tanh"), device))
+        network, trained_range = runs.open_classifier(str(metrics.classifier), "metrics.classifier", data.facts,
+                                                      device, prefixes)
+        judges.append(ClassifierMetrics(network, rescale=value_range == "tanh" and trained_range == "unit"))
     judges = [judge for judge in judges if judge is not None]
     if not judges:
         return None
     return lambda samples: {k: v for judge in judges for k, v in judge(samples).items()}
 
 
-def _check_value_range(objective, data) -> None:
-    wanted, given = objective.value_range, getattr(data, "value_range", None)
+def _check_value_range(objective, given: str) -> None:
+    wanted = objective.value_range
     if wanted and given and wanted != given:
         raise ConfigError(f"dataset.value_range={given} but this model needs {wanted} "
                           f"({'[0, 1]' if wanted == 'unit' else '[-1, 1]'} pixels); set dataset.value_range={wanted}.")

@@ -1,27 +1,26 @@
-"""Starting a network's layers from another run's checkpoint (a classifier's layers into a VAE encoder)."""
+"""Starting a network's layers from another run's weights (a classifier's layers into a VAE encoder)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ganlab import checkpoint
 from ganlab.errors import ConfigError
 
 
-def init_from_checkpoint(target: nn.Module, path: str, source_prefix: str, key: str) -> list[str]:
-    """Copy the tensors under `source_prefix` of the checkpoint's network that has them into `target`.
+def copy_layers(target: nn.Module, weights: dict[str, dict[str, torch.Tensor]], path: str, source_prefix: str,
+                key: str) -> list[str]:
+    """Copy the tensors under `source_prefix` of the network in `weights` that has them into `target`.
 
     Every parameter and buffer of `target` must find a tensor of the same name and shape; nothing
     else is touched. Returns the copied names. A mismatch is a ConfigError naming the layers.
     """
-    state = checkpoint.load(path, key)
-    sources = {name: {k[len(source_prefix):]: v for k, v in weights.items() if k.startswith(source_prefix)}
-               for name, weights in state["networks"].items()}
+    sources = {name: {k[len(source_prefix):]: v for k, v in tensors.items() if k.startswith(source_prefix)}
+               for name, tensors in weights.items()}
     source_name, source = max(sources.items(), key=lambda item: len(item[1]))
     if not source:
         raise ConfigError(f"{key}={path}: no network in that checkpoint has layers under '{source_prefix}'; "
-                          f"it holds {sorted(state['networks'])}. Use a classifier_mlp checkpoint.")
+                          f"it holds {sorted(weights)}. Use a classifier_mlp checkpoint.")
     wanted = target.state_dict()
     missing = sorted(source_prefix + n for n in set(wanted) - set(source))
     if missing:

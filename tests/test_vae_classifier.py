@@ -9,6 +9,9 @@ import torch
 from conftest import SHRINK, compose_config, run_cli
 from fake_data import make_mnist
 from idx_files import digit_like, write_idx_split
+from ganlab import run as runs
+from ganlab.build import allowed_prefixes
+from ganlab.data.memory import DataFacts
 from ganlab.errors import ConfigError
 from ganlab.logging import read_metrics
 from ganlab.models.vae import MLPVAE
@@ -86,7 +89,7 @@ def test_encoder_transfer_copies_the_classifier_layer_and_nothing_else(tmp_path)
     torch.manual_seed(0)
     fresh = MLPVAE((1, 8, 8), latent_dim=4, hidden=[32])
     torch.manual_seed(0)
-    started = MLPVAE((1, 8, 8), latent_dim=4, hidden=[32], encoder_init=str(path))
+    started = start_encoder(path, hidden=[32])
     assert torch.equal(started.hidden[1].weight, trained["hidden.1.weight"])
     assert torch.equal(started.hidden[1].bias, trained["hidden.1.bias"])
     assert not torch.equal(fresh.hidden[1].weight, started.hidden[1].weight)
@@ -99,9 +102,17 @@ def test_encoder_transfer_mismatch_names_the_layers(tmp_path):
     train(compose_config([*CLASSIFIER_SMALL, "schedule.steps=2"]), tmp_path / "classifier")
     path = str(tmp_path / "classifier" / "checkpoints" / "last.pt")
     with pytest.raises(ConfigError, match=r"hidden.1.weight: encoder \(16, 64\) vs checkpoint \(32, 64\)"):
-        MLPVAE((1, 8, 8), latent_dim=4, hidden=[16], encoder_init=path)
+        start_encoder(path, hidden=[16])
     with pytest.raises(ConfigError, match=r"encoder's layers \['hidden.3.bias', 'hidden.3.weight'\]"):
-        MLPVAE((1, 8, 8), latent_dim=4, hidden=[32, 32], encoder_init=path)
+        start_encoder(path, hidden=[32, 32])
+
+
+def start_encoder(path, hidden):
+    """Build the MLP VAE through the run seam with model.encoder_init=path (as `ganlab train` does)."""
+    cfg = compose_config([*VAE_SMALL, f"model.vae.hidden={hidden}", "model.vae.latent_dim=4",
+                          f"model.encoder_init={path}"])
+    facts = DataFacts(shape=(1, 8, 8), resolution=8, channels=1, num_classes=10)
+    return runs.build(cfg, facts, "unit", torch.device("cpu"), allowed_prefixes()).networks["vae"]
 
 
 def test_vae_refuses_data_in_minus_one_to_one(tmp_path):

@@ -3,7 +3,7 @@
 Both encode to (mu, logvar), sample z = mu + sigma * eps (the reparameterisation, so gradients
 flow through mu and sigma) and decode to pixels in [0, 1] (sigmoid). The encoder's hidden stack
 is called `hidden` in both the MLP VAE and the MLP classifier, so a classifier's trained layers
-can start the encoder (`model.encoder_init`, see ganlab/transfer.py).
+can start the encoder (`model.encoder_init`, applied by ganlab/run.py through ganlab/transfer.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.blocks import check_positive
-from ganlab.transfer import init_from_checkpoint
 
 
 class VAE(nn.Module):
@@ -36,14 +35,14 @@ class VAE(nn.Module):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
         return self.decode(z), mu, logvar
 
-    def start_encoder_from(self, path: str | None) -> None:
-        if path:
-            init_from_checkpoint(self.hidden, path, source_prefix="hidden.", key="model.encoder_init")
+    def encoder_body(self) -> nn.Module:
+        """The encoder layers a classifier's `hidden` layers can start (`model.encoder_init`)."""
+        return self.hidden
 
 
 class MLPVAE(VAE):
     def __init__(self, shape: tuple[int, ...], latent_dim: int = 2, hidden: list[int] = (500,),
-                 leaky_slope: float = 0.01, output: str = "sigmoid", encoder_init: str | None = None):
+                 leaky_slope: float = 0.01, output: str = "sigmoid"):
         super().__init__()
         check_positive(latent_dim=latent_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         self.shape, self.latent_dim = tuple(shape), latent_dim
@@ -64,7 +63,6 @@ class MLPVAE(VAE):
                               "decoder ends in its Linear layer).")
         self.decoder = nn.Sequential(*decoder, nn.Linear(features, math.prod(self.shape)),
                                      nn.Sigmoid() if output == "sigmoid" else nn.Identity())
-        self.start_encoder_from(encoder_init)
 
 
 class ConvVAE(VAE):
@@ -72,7 +70,7 @@ class ConvVAE(VAE):
     2x2 max pools (widths 128, 256, 512), Linear to mu/logvar, Linear back, three stride-2 deconvs."""
 
     def __init__(self, resolution: int, channels: int, latent_dim: int = 128, widths: list[int] = (128, 256, 512),
-                 kernels: list[int] = (3, 5, 5), encoder_init: str | None = None):
+                 kernels: list[int] = (3, 5, 5)):
         super().__init__()
         check_positive(latent_dim=latent_dim, **{f"widths[{i}]": w for i, w in enumerate(widths)})
         if len(widths) != len(kernels):
@@ -98,4 +96,3 @@ class ConvVAE(VAE):
             last = i == len(widths) - 1
             deconvs += [nn.ConvTranspose2d(c_in, channels if last else c_in, 4, 2, 1), nn.Sigmoid() if last else nn.ReLU()]
         self.decoder = nn.Sequential(nn.Linear(latent_dim, features), nn.Unflatten(1, (c_in, side, side)), *deconvs)
-        self.start_encoder_from(encoder_init)

@@ -40,6 +40,8 @@ class Objective:
     value_range: str | None = None
     #: whether `evaluate` uses held-out data (then the runner builds the test split)
     wants_evaluation: bool = False
+    #: whether the objective trains against an adversarial loss (`loss=` must then name one)
+    needs_adversarial_loss: bool = False
 
     def begin_step(self, step: int) -> None:
         """Called before each step with the number of steps done (for warm-ups and annealing)."""

@@ -21,6 +21,7 @@ from ganlab.plots import scatter_image
 
 class GANObjective(Objective):
     ema_networks = ("generator",)
+    needs_adversarial_loss = True
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  n_critic: int = 1, g_steps: int = 1, penalties: dict[str, Any] | None = None,

@@ -1,0 +1,164 @@
+"""A run as an object: build it from (config, data facts, device), or open one from its run
+directory or a checkpoint, without its data set.
+
+This is the only module that knows a checkpoint's layout beyond `checkpoint.py`'s save / verify:
+`train`, resume, `ganlab sample` / `report`, `metrics.classifier` and `model.encoder_init` all go
+through it. A checkpoint holds the data facts (shape, resolution, channels, classes or attribute
+names) and the value range, so a run opens on a machine without its data, on CPU when it was
+trained on a GPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ganlab import checkpoint
+from ganlab.build import allowed_prefixes, build as build_object, resolve_target
+from ganlab.data.memory import DataFacts
+from ganlab.errors import ConfigError
+from ganlab.objectives.base import Objective
+from ganlab.transfer import copy_layers
+
+
+@dataclass
+class Run:
+    """Networks, objective, EMA copies and fixed inputs of one run, plus what it was trained on."""
+
+    config: dict[str, Any]
+    facts: DataFacts
+    value_range: str
+    objective: Objective
+    ema: dict[str, nn.Module] = field(default_factory=dict)
+    fixed: dict[str, torch.Tensor] = field(default_factory=dict)
+    step: int = 0
+    steps_per_epoch: float | None = None
+    path: Path | None = None  # the checkpoint it was opened from
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        return self.objective.networks
+
+    def sampling_networks(self, ema: str | bool = "auto") -> dict[str, nn.Module]:
+        """The networks to draw samples with: EMA copies when the run has them (ema=auto/true)."""
+        if ema is True and not self.ema:
+            raise ConfigError("ema=true but this run has no EMA weights (schedule.ema_decay was 0); use ema=auto.")
+        return {**self.networks, **(self.ema if ema in ("auto", True) else {})}
+
+    def metadata(self) -> dict[str, Any]:
+        """What a checkpoint stores beside the weights so the run opens without its data."""
+        return {"config": self.config, "facts": asdict(self.facts), "value_range": self.value_range,
+                "steps_per_epoch": self.steps_per_epoch}
+
+
+def build(cfg: DictConfig, facts: DataFacts, value_range: str, device: torch.device,
+          prefixes: tuple[str, ...], ema: bool = False, start_encoder: bool = True) -> Run:
+    """Build every network of `cfg.model` for the data `facts`, then the objective that trains them
+    (`start_encoder`: apply `model.encoder_init`, which a reopened run does not need)."""
+    facts_kw = asdict(facts)
+    networks = {name: build_object(node, f"model.{name}", prefixes, **facts_kw).to(device)
+                for name, node in cfg.model.items() if name != "objective" and _is_buildable(node)}
+    encoder_init = cfg.model.get("encoder_init")
+    if encoder_init and start_encoder:
+        _start_encoder(networks, str(encoder_init))
+    objective = build_object(cfg.model.objective, "model.objective", prefixes, **networks, **facts_kw)
+    copies = {name: copy.deepcopy(objective.networks[name]).requires_grad_(False)
+              for name in objective.ema_networks} if ema else {}
+    return Run(OmegaConf.to_container(cfg, resolve=True), facts, value_range, objective, copies)
+
+
+def objective_class(cfg: DictConfig, prefixes: tuple[str, ...]) -> type:
+    """The objective's class, before anything is built (what kind of model this is)."""
+    return resolve_target(cfg.model.objective.get("_target_"), "model.objective._target_", prefixes)
+
+
+def _is_buildable(node: Any) -> bool:
+    return isinstance(node, DictConfig) and "_target_" in node
+
+
+def _start_encoder(networks: dict[str, nn.Module], path: str) -> None:
+    """`model.encoder_init=PATH`: a classifier run's `hidden` layers start the VAE encoder's."""
+    targets = [net for net in networks.values() if hasattr(net, "encoder_body")]
+    if not targets:
+        raise ConfigError("model.encoder_init is set, but this model has no encoder to start; it is for "
+                          "model=vae_mlp / vae_conv.")
+    weights = network_weights(path, "model.encoder_init")
+    for net in targets:
+        copy_layers(net.encoder_body(), weights, path, source_prefix="hidden.", key="model.encoder_init")
+
+
+# --- reading runs back ------------------------------------------------------------------------
+def checkpoint_path(run: str | Path, which: str = "last", key: str = "run") -> Path:
+    """`which`: last, best, step_N (or step_000N), or a path; `run` a run directory or a checkpoint."""
+    run = Path(run).expanduser()
+    if run.is_file():
+        return run
+    if not run.is_dir():
+        raise ConfigError(f"{key}={run} is neither a run directory nor a checkpoint file; point it at a folder "
+                          "under outputs/ (the one holding checkpoints/).")
+    folder = run / "checkpoints"
+    if which in ("last", "best"):
+        path = folder / f"{which}.pt"
+    elif re.fullmatch(r"step_\d+", which):
+        path = folder / f"step_{int(which[5:]):06d}.pt"
+    else:
+        path = Path(which).expanduser()
+    if not path.is_file():
+        present = sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
+        hint = ("best.pt is kept when metrics run during training (schedule.eval_every with metrics)"
+                if which == "best" else f"this run has: {', '.join(present) or 'no checkpoints'}")
+        raise ConfigError(f"checkpoint={which}: {path} does not exist; {hint}.")
+    return path
+
+
+def network_weights(path: str | Path, key: str) -> dict[str, dict[str, torch.Tensor]]:
+    """Each network's state dict from a checkpoint, verified."""
+    return checkpoint.load(path, key)["networks"]
+
+
+def open(run: str | Path, which: str = "last", device: torch.device | str = "cpu",
+         prefixes: tuple[str, ...] | None = None, key: str = "run") -> Run:
+    """Open a finished (or running) run: its networks, EMA copies and fixed inputs on `device`,
+    rebuilt from the checkpoint's own config and data facts. The stored config passes the same
+    allow-list check as one typed by the user."""
+    path = checkpoint_path(run, which, key)
+    state = checkpoint.load(path, key)
+    device = torch.device(device)
+    prefixes = prefixes or allowed_prefixes(state["config"].get("allowed_targets") or [])
+    facts = _facts(state["facts"])
+    opened = build(OmegaConf.create(state["config"]), facts, state["value_range"], device, prefixes,
+                   ema=bool(state["ema"]), start_encoder=False)
+    for name, net in opened.networks.items():
+        net.load_state_dict(state["networks"][name])
+    for name, net in opened.ema.items():
+        net.load_state_dict(state["ema"][name])
+    for net in (*opened.networks.values(), *opened.ema.values()):
+        net.eval().requires_grad_(False)
+    opened.fixed = {name: t.to(device) for name, t in state["fixed"].items()}
+    opened.step, opened.steps_per_epoch, opened.path = int(state["step"]), state.get("steps_per_epoch"), path
+    return opened
+
+
+def _facts(stored: dict[str, Any]) -> DataFacts:
+    return DataFacts(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+
+
+def open_classifier(path: str | Path, key: str, facts: DataFacts, device: torch.device,
+                    prefixes: tuple[str, ...]) -> tuple[nn.Module, str]:
+    """A classifier run's network (to judge samples of data shaped as `facts`), and the value
+    range it was trained on."""
+    judge = open(path, device=device, prefixes=prefixes, key=key)
+    if "classifier" not in judge.networks:
+        raise ConfigError(f"{key}={path} is not a classifier run's checkpoint (its networks are "
+                          f"{sorted(judge.networks)}); train one, e.g. experiment=fashion_classifier_mlp.")
+    if tuple(judge.facts.shape) != tuple(facts.shape):
+        raise ConfigError(f"{key}={path} was trained on data of shape {tuple(judge.facts.shape)}, but this run's "
+                          f"data is {tuple(facts.shape)}; train the classifier on the same resolution and channels.")
+    return judge.networks["classifier"], judge.value_range
