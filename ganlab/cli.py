@@ -18,6 +18,8 @@ USAGE = """usage: ganlab <command> [overrides...]
 
 Commands:
   train          compose configs/ with the overrides and train (Hydra: -m sweeps, --cfg job, --help)
+  sample         draw images from a trained run: grid, a folder of PNGs, or npz (`ganlab sample --help`)
+  report         learning curves, samples over time and a comparison table of runs (`ganlab report --help`)
 
 Config groups (pick one with group=option):
 {groups}
@@ -43,10 +45,32 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE.format(groups=groups))
         return
     verb, rest = args[0], args[1:]
-    if verb != "train":
-        print(f"ganlab: unknown command {verb!r}; the commands are: train. See `ganlab --help`.", file=sys.stderr)
+    if verb == "train":
+        _hydra_train(rest)
+    elif verb in READERS:
+        _read_run(verb, rest)
+    else:
+        print(f"ganlab: unknown command {verb!r}; the commands are: train, {', '.join(READERS)}. See `ganlab --help`.",
+              file=sys.stderr)
         sys.exit(EXIT_CONFIG)
-    _hydra_train(rest)
+
+
+READERS = {"sample": "ganlab.sample", "report": "ganlab.report"}  # verbs that read finished runs
+
+
+def _read_run(verb: str, args: list[str]) -> None:
+    """A verb with key=value options; bad input is one paragraph and exit 2, as for train."""
+    import importlib
+    import logging
+
+    from ganlab.errors import ConfigError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        importlib.import_module(READERS[verb]).main(args)
+    except ConfigError as exc:
+        print(f"ganlab: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
 
 
 def _stop_cleanly_on_signals() -> None:

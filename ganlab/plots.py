@@ -52,3 +52,21 @@ def labelled_scatter(points: torch.Tensor, labels: torch.Tensor, names: tuple[st
     image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
     plt.close(figure)
     return torch.from_numpy(image).permute(2, 0, 1).float() / 255
+
+
+def labelled_grid(images: torch.Tensor, columns: int, row_labels: list[str] = (), padding: int = 2):
+    """A PIL image of `images` (N, C, H, W) in [0, 1] in rows of `columns`, each row named on its left."""
+    from PIL import Image, ImageDraw
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=columns, padding=padding, pad_value=1.0)
+    picture = Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy())
+    if not row_labels:
+        return picture
+    margin = 8 + 7 * max(len(label) for label in row_labels)
+    canvas = Image.new("RGB", (picture.width + margin, picture.height), "white")
+    canvas.paste(picture, (margin, 0))
+    draw, row_height = ImageDraw.Draw(canvas), images.shape[-2] + padding
+    for row, label in enumerate(row_labels):
+        draw.text((4, padding + row * row_height + row_height // 2 - 6), label, fill="black")
+    return canvas

@@ -79,6 +79,21 @@ class Objective:
         `final` is true at the end of training (for costly extras such as t-SNE)."""
         return {}, {}
 
+    # --- drawing new samples (`ganlab sample`, metrics); objectives that generate override these
+    #: the network that draws samples, or None when the objective does not generate (classifiers)
+    sampler: str | None = None
+    #: whether `decode` takes labels (class indices or attribute vectors)
+    conditional: bool = False
+
+    def latent(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`count` latent codes drawn on the CPU from `generator` (reproducible on any device)."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate samples")
+
+    def decode(self, networks: dict[str, nn.Module], latent: torch.Tensor,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples in the data's value range from latent codes (and labels, for conditional models)."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate samples")
+
     def batches_per_step(self) -> int:
         """Data batches one step draws: what converts `schedule.epochs` into steps."""
         return sum(p.repeats for p in self.phases if p.uses_data) or 1

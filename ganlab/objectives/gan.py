@@ -57,6 +57,15 @@ class GANObjective(Objective):
     def noise(self, count: int, device: torch.device) -> torch.Tensor:
         return torch.randn(count, *self.generator.latent_shape, device=device)
 
+    # --- drawing samples ------------------------------------------------------------------
+    sampler = "generator"
+
+    def latent(self, count, generator=None):
+        return torch.randn(count, *self.generator.latent_shape, generator=generator)
+
+    def decode(self, networks, latent, labels=None):
+        return self.generate(networks["generator"], latent, labels)
+
     def loss(self, phase, batch):
         real, labels = batch["image"], batch["label"]
         fake = self.generate(self.generator, self.noise(real.shape[0], real.device), labels)
@@ -113,6 +122,8 @@ class GANObjective(Objective):
 
 class ConditionalGANObjective(GANObjective):
     """cGAN: G(z, y) and D(x, y). Grids show one class per column."""
+
+    conditional = True
 
     def generate(self, generator, noise, labels):
         return generator(noise, labels)

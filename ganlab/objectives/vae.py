@@ -77,6 +77,20 @@ class VAEObjective(Objective):
         return rec + beta * kl, {"reconstruction": rec.detach(), "kl": kl.detach(),
                                  "beta": torch.tensor(beta, device=rec.device)}
 
+    sampler = "vae"
+
+    def latent(self, count, generator=None):
+        return torch.randn(count, self.vae.latent_dim, generator=generator)
+
+    def decode(self, networks, latent, labels=None):
+        return networks["vae"].decode(latent)
+
+    @torch.no_grad()
+    def reconstruct(self, networks, images: torch.Tensor) -> torch.Tensor:
+        """Reconstructions of `images` from their mean codes."""
+        vae = networks["vae"]
+        return vae.decode(vae.encode(images)[0])
+
     def fixed_inputs(self, count, device, example):
         return {"z": torch.randn(count, self.vae.latent_dim, device=device),
                 "inputs": example["image"][: max(1, count // 2)].to(device)}
@@ -87,9 +101,8 @@ class VAEObjective(Objective):
 
     @torch.no_grad()
     def snapshots(self, fixed, networks, samples):
-        vae = networks["vae"]
         inputs = fixed["inputs"]
-        recon = vae.decode(vae.encode(inputs)[0])
+        recon = self.reconstruct(networks, inputs)
         pairs = torch.stack([inputs, recon], dim=1).flatten(0, 1)  # input, its reconstruction, ...
         return {"samples": (samples.clamp(0, 1), 8), "reconstructions": (pairs.clamp(0, 1), 8)}
 

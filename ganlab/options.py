@@ -1,0 +1,79 @@
+"""key=value options for the verbs that read a finished run (`sample`, `report`), like `train`'s
+overrides: each verb declares its options once, and `--help` and the checks come from that."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from ganlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    help: str
+    kind: type | tuple[type, ...] = str
+    choices: tuple[Any, ...] = ()
+
+
+def parse(verb: str, args: list[str], options: list[Option], positional: str | None = None) -> dict[str, Any]:
+    """The options' values from `key=value` arguments (YAML values: `labels=[3,5]`); arguments without
+    `=` go to the `positional` option as a list. Unknown keys and wrong types are ConfigErrors."""
+    known = {o.name: o for o in options}
+    values = {o.name: o.default for o in options}
+    loose = []
+    for arg in args:
+        if "=" not in arg:
+            loose.append(arg)
+            continue
+        key, raw = arg.split("=", 1)
+        if key not in known:
+            raise ConfigError(f"{key} is not an option of `ganlab {verb}`; its options are {', '.join(known)}. "
+                              f"See `ganlab {verb} --help`.")
+        values[key] = _convert(verb, known[key], raw)
+    if loose:
+        if positional is None:
+            raise ConfigError(f"`ganlab {verb}` takes key=value options, not {loose[0]!r}; e.g. run={loose[0]}.")
+        values[positional] = [*(values[positional] or []), *loose]
+    return values
+
+
+def _convert(verb: str, option: Option, raw: str) -> Any:
+    """The YAML value of `raw` when the option takes its type, else the raw text for string options."""
+    kinds = option.kind if isinstance(option.kind, tuple) else (option.kind,)
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        value = raw
+    if value is None and option.default is None:
+        return None
+    if isinstance(value, bool):
+        ok = bool in kinds
+    elif isinstance(value, int) and float in kinds and int not in kinds:
+        value, ok = float(value), True
+    else:
+        ok = any(isinstance(value, k) for k in kinds if k not in (str, bool))
+    if not ok and str in kinds:
+        value, ok = raw, True
+    if not ok:
+        wanted = " or ".join(k.__name__ for k in kinds)
+        raise ConfigError(f"{option.name}={raw!r} must be {wanted} for `ganlab {verb}` ({option.help}).")
+    if option.choices and value not in option.choices:
+        raise ConfigError(f"{option.name}={raw!r} is not one of {', '.join(map(str, option.choices))} "
+                          f"({option.help}).")
+    return value
+
+
+def usage(verb: str, summary: str, options: list[Option], examples: list[str]) -> str:
+    lines = [f"usage: ganlab {verb} key=value ...", "", summary, "", "Options:"]
+    lines += [f"  {o.name + '=' + _shown(o.default):<24} {o.help}" for o in options]
+    lines += ["", "Examples:", *(f"  {e}" for e in examples)]
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)

@@ -1,0 +1,217 @@
+"""`ganlab sample run=DIR`: draw images from a trained run, without its data set.
+
+    grid   one PNG (conditional runs: one labelled row per class; flip=ATTR: off/on rows with the
+           same z; interpolate=K: K-step latent walks); VAEs add a reconstructions grid, the 2-d
+           toys give a scatter plot and their points
+    png    a folder of N PNG files (what external FID tools read)
+    npz    `images` as uint8 (N, H, W, C) and `labels` when the model is conditional
+N = 50,000 works in bounded memory: batches go straight to files (npz through a memory-mapped array).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ganlab import run as runs
+from ganlab.checks import pick_device
+from ganlab.errors import ConfigError
+from ganlab.options import Option, parse, usage
+from ganlab.plots import labelled_grid, scatter_image
+
+log = logging.getLogger("ganlab")
+GRID_LIMIT = 4096
+OPTIONS = [
+    Option("run", None, "the run directory (or a checkpoint file) to sample from"),
+    Option("checkpoint", "last", "last, best, step_N, or a path"),
+    Option("n", 64, "how many samples", int),
+    Option("out", None, "where to write (default: RUN/generated/<checkpoint>_<format>...)"),
+    Option("format", "grid", "grid (one PNG), png (a folder of N PNGs) or npz (uint8 arrays)", str,
+           ("grid", "png", "npz")),
+    Option("ema", "auto", "auto: the EMA generator when the run has one; true / false", (bool, str),
+           ("auto", True, False)),
+    Option("seed", 0, "seed of the latent codes", int),
+    Option("device", "auto", "auto, cpu, cuda, cuda:N"),
+    Option("labels", None, "conditional runs: the classes to draw, e.g. labels=[3,5] (default: every class)", list),
+    Option("flip", None, "attribute runs: the attribute to switch off and on with the same z, e.g. flip=Male"),
+    Option("interpolate", 0, "K > 0: rows of K-step latent walks between random pairs (grid)", int),
+    Option("batch_size", 256, "samples generated at once", int),
+]
+SUMMARY = "Draw samples from a trained run (EMA weights when it has them). Needs no data set."
+EXAMPLES = ["ganlab sample run=outputs/2026-11-25/10-00-00", "ganlab sample run=DIR n=50000 format=png",
+            "ganlab sample run=DIR checkpoint=best format=npz n=10000", "ganlab sample run=DIR labels=[3,5]",
+            "ganlab sample run=DIR flip=Male n=16", "ganlab sample run=DIR interpolate=8 n=64"]
+
+
+def main(args: list[str]) -> None:
+    if args and args[0] in ("-h", "--help"):
+        print(usage("sample", SUMMARY, OPTIONS, EXAMPLES))
+        return
+    values = parse("sample", args, OPTIONS)
+    if values["run"] is None:
+        raise ConfigError("ganlab sample needs run=DIR (a run directory under outputs/, or a checkpoint file).")
+    for path in sample(**values):
+        print(f"ganlab: wrote {path}")
+
+
+@dataclass
+class Plan:
+    """What to draw: latent codes, their labels, and how a grid shows them."""
+
+    latent: torch.Tensor
+    labels: torch.Tensor | None
+    columns: int
+    row_labels: list[str]
+
+
+def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = None, format: str = "grid",
+           ema: str | bool = "auto", seed: int = 0, device: str = "auto", labels: list | None = None,
+           flip: str | None = None, interpolate: int = 0, batch_size: int = 256) -> list[Path]:
+    """Write samples of `run` as `format`; returns the files (or folder) written."""
+    for key, value in (("n", n), ("batch_size", batch_size)):
+        if value <= 0:
+            raise ConfigError(f"{key}={value} must be positive, e.g. {key}=64.")
+    if format == "grid" and n > GRID_LIMIT:
+        raise ConfigError(f"n={n} is too many for one grid (at most {GRID_LIMIT}); use format=png or format=npz.")
+    if (flip or interpolate) and format != "grid":
+        raise ConfigError("flip= and interpolate= draw a grid; use format=grid with them.")
+    opened = runs.open(run, checkpoint, pick_device(device))
+    if opened.objective.sampler is None:
+        raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate "
+                          "images; sample from a GAN or VAE run.")
+    networks = opened.sampling_networks(ema)
+    rng = torch.Generator().manual_seed(seed)
+    target = Path(out) if out else _default_out(opened, checkpoint, format, n)
+    if format == "grid":
+        return _write_grid(opened, networks, _plan(opened, n, labels, flip, interpolate, rng), target, batch_size)
+    plan = _plan(opened, n, labels, None, 0, rng)
+    return [_write_files(opened, networks, plan, target, format, batch_size)]
+
+
+# --- what to draw -------------------------------------------------------------------------------
+def _plan(opened: runs.Run, n: int, labels, flip, interpolate: int, rng: torch.Generator) -> Plan:
+    objective, facts = opened.objective, opened.facts
+    if (labels is not None or flip) and not objective.conditional:
+        raise ConfigError("labels= and flip= are for conditional runs (model=cgan or acgan); this run is not one.")
+    if flip:
+        return _flip_plan(opened, n, flip, rng)
+    if interpolate:
+        pairs = max(1, n // interpolate)
+        start, end = objective.latent(pairs, rng), objective.latent(pairs, rng)
+        weights = torch.linspace(0, 1, interpolate).view(1, interpolate, *[1] * (start.ndim - 1))
+        walks = torch.lerp(start[:, None], end[:, None], weights).flatten(0, 1)
+        rows = _class_labels(opened, pairs, labels, rng) if objective.conditional else None
+        return Plan(walks, rows.repeat_interleave(interpolate) if rows is not None else None, interpolate,
+                    [f"walk {i + 1}" for i in range(pairs)])
+    if objective.conditional and facts.num_classes:
+        classes = [int(c) for c in (labels if labels is not None else range(facts.num_classes))]
+        bad = [c for c in classes if not 0 <= c < facts.num_classes]
+        if bad:
+            raise ConfigError(f"labels={labels}: {bad} not among this run's {facts.num_classes} classes (0 to "
+                              f"{facts.num_classes - 1}).")
+        per_class = max(1, math.ceil(n / len(classes)))
+        z = objective.latent(per_class, rng)  # the same z in every row: a row shows one class's styles
+        names = [facts.class_names[c] if c < len(facts.class_names) else str(c) for c in classes]
+        count = per_class * len(classes)
+        return Plan(z.repeat(len(classes), *[1] * (z.ndim - 1))[:count],
+                    torch.tensor(classes).repeat_interleave(per_class)[:count], per_class,
+                    [f"{c}: {name}" if name != str(c) else name for c, name in zip(classes, names)])
+    z = objective.latent(n, rng)
+    rows = opened.fixed["labels"].cpu().repeat(math.ceil(n / len(opened.fixed["labels"])), 1)[:n] \
+        if objective.conditional else None  # attribute runs: the attribute rows the run showed
+    return Plan(z, rows, 8, [])
+
+
+def _flip_plan(opened: runs.Run, n: int, flip: str, rng: torch.Generator) -> Plan:
+    names = list(opened.facts.attribute_names)
+    if flip not in names:
+        raise ConfigError(f"flip={flip}: this run's attributes are {names or '(none: it is class-conditional)'}; "
+                          "pick one of them.")
+    columns = max(1, n // 2)
+    base = opened.fixed["labels"].cpu().float()
+    base = base.repeat(math.ceil(columns / len(base)), 1)[:columns]
+    off, on = base.clone(), base.clone()
+    off[:, names.index(flip)], on[:, names.index(flip)] = 0.0, 1.0
+    z = opened.objective.latent(columns, rng)
+    return Plan(torch.cat([z, z]), torch.cat([off, on]), columns, [f"{flip} off", f"{flip} on"])
+
+
+def _class_labels(opened: runs.Run, count: int, labels, rng: torch.Generator) -> torch.Tensor:
+    pool = torch.tensor([int(c) for c in labels]) if labels is not None else torch.arange(opened.facts.num_classes)
+    return pool[torch.randint(len(pool), (count,), generator=rng)]
+
+
+# --- drawing and writing --------------------------------------------------------------------------
+@torch.no_grad()
+def _draw(opened: runs.Run, networks, plan: Plan, start: int, stop: int) -> torch.Tensor:
+    device = next(networks[opened.objective.sampler].parameters()).device
+    labels = plan.labels[start:stop].to(device) if plan.labels is not None else None
+    return opened.objective.decode(networks, plan.latent[start:stop].to(device), labels).float().cpu()
+
+
+def to_unit(samples: torch.Tensor, value_range: str) -> torch.Tensor:
+    """Samples in the run's value range as pixels in [0, 1]."""
+    return ((samples.clamp(-1, 1) + 1) / 2) if value_range == "tanh" else samples.clamp(0, 1)
+
+
+def _write_grid(opened: runs.Run, networks, plan: Plan, target: Path, batch_size: int) -> list[Path]:
+    count = len(plan.latent)
+    samples = torch.cat([_draw(opened, networks, plan, i, min(i + batch_size, count))
+                         for i in range(0, count, batch_size)])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if samples.ndim == 2:  # 2-d toys: a scatter plot, and the points themselves
+        from torchvision.utils import save_image
+
+        save_image(scatter_image(samples, opened.fixed.get("reference")), target)
+        points = target.with_suffix(".npz")
+        np.savez(points, points=samples.numpy())
+        return [target, points]
+    written = [target]
+    labelled_grid(to_unit(samples, opened.value_range), plan.columns, plan.row_labels).save(target)
+    if "inputs" in opened.fixed and hasattr(opened.objective, "reconstruct"):  # VAEs: held-out inputs, rebuilt
+        inputs = opened.fixed["inputs"]
+        pairs = torch.stack([inputs, opened.objective.reconstruct(networks, inputs)], 1).flatten(0, 1).cpu()
+        written.append(target.with_name(target.stem + "_reconstructions.png"))
+        labelled_grid(to_unit(pairs, opened.value_range), 8).save(written[-1])
+    return written
+
+
+def _write_files(opened: runs.Run, networks, plan: Plan, target: Path, format: str, batch_size: int) -> Path:
+    """N samples in batches, each written as it comes: PNG files, or rows of a memory-mapped array."""
+    from PIL import Image
+
+    count, images = len(plan.latent), None
+    (target if format == "png" else target.parent).mkdir(parents=True, exist_ok=True)
+    for start in tqdm(range(0, count, batch_size), desc="sample", unit="batch", disable=count <= batch_size):
+        stop = min(start + batch_size, count)
+        batch = _draw(opened, networks, plan, start, stop)
+        if batch.ndim == 2:
+            raise ConfigError("this run draws 2-d points; use format=grid (a scatter plot and the points).")
+        pixels = to_unit(batch, opened.value_range).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+        if format == "png":
+            for i, image in enumerate(pixels, start):
+                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(target / f"{i:06d}.png")
+            continue
+        if images is None:
+            scratch = tempfile.NamedTemporaryFile(dir=target.parent, suffix=".npy", delete=False)
+            images = np.lib.format.open_memmap(scratch.name, mode="w+", dtype=np.uint8,
+                                               shape=(count, *pixels.shape[1:]))
+        images[start:stop] = pixels
+    if format == "npz":
+        arrays = {"images": images} | ({"labels": plan.labels.numpy()} if plan.labels is not None else {})
+        np.savez(target, **arrays)  # written in chunks from the memory map
+        Path(images.filename).unlink(missing_ok=True)
+    return target
+
+
+def _default_out(opened: runs.Run, checkpoint: str, format: str, n: int) -> Path:
+    folder = opened.path.parent.parent / "generated"
+    stem = f"{opened.path.stem}_{n}"
+    return folder / {"grid": f"{stem}.png", "png": f"{stem}_png", "npz": f"{stem}.npz"}[format]
