@@ -91,12 +91,13 @@ def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = No
     target = Path(out) if out else _default_out(opened, checkpoint, format, n)
     if format == "grid":
         return _write_grid(opened, networks, _plan(opened, n, labels, flip, interpolate, rng), target, batch_size)
-    plan = _plan(opened, n, labels, None, 0, rng)
+    plan = _plan(opened, n, labels, None, 0, rng, grid=False)
     return [_write_files(opened, networks, plan, target, format, batch_size)]
 
 
 # --- what to draw -------------------------------------------------------------------------------
-def _plan(opened: runs.Run, n: int, labels, flip, interpolate: int, rng: torch.Generator) -> Plan:
+def _plan(opened: runs.Run, n: int, labels, flip, interpolate: int, rng: torch.Generator, grid: bool = True) -> Plan:
+    """Grids share one z per column across class rows; files get independent codes."""
     objective, facts = opened.objective, opened.facts
     if (labels is not None or flip) and not objective.conditional:
         raise ConfigError("labels= and flip= are for conditional runs (model=cgan or acgan); this run is not one.")
@@ -117,11 +118,11 @@ def _plan(opened: runs.Run, n: int, labels, flip, interpolate: int, rng: torch.G
             raise ConfigError(f"labels={labels}: {bad} not among this run's {facts.num_classes} classes (0 to "
                               f"{facts.num_classes - 1}).")
         per_class = max(1, math.ceil(n / len(classes)))
-        z = objective.latent(per_class, rng)  # the same z in every row: a row shows one class's styles
+        count = per_class * len(classes) if grid else n
+        z = objective.latent(per_class, rng) if grid else objective.latent(n, rng)
+        z = z.repeat(len(classes), *[1] * (z.ndim - 1))[:count] if grid else z  # grid: one z per column
         names = [facts.class_names[c] if c < len(facts.class_names) else str(c) for c in classes]
-        count = per_class * len(classes)
-        return Plan(z.repeat(len(classes), *[1] * (z.ndim - 1))[:count],
-                    torch.tensor(classes).repeat_interleave(per_class)[:count], per_class,
+        return Plan(z, torch.tensor(classes).repeat_interleave(per_class)[:count], per_class,
                     [f"{c}: {name}" if name != str(c) else name for c, name in zip(classes, names)])
     z = objective.latent(n, rng)
     rows = opened.fixed["labels"].cpu().repeat(math.ceil(n / len(opened.fixed["labels"])), 1)[:n] \
