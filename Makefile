@@ -25,7 +25,7 @@ bench: install
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 tensorboard: install
-	$(BIN)/tensorboard --logdir outputs
+	$(BIN)/tensorboard --logdir outputs --samples_per_plugin images=0  # 0: serve every sample grid, not 10
 
 clean:
 	rm -rf outputs multirun .pytest_cache build dist *.egg-info

@@ -33,6 +33,7 @@ Examples:
 """
 
 EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT = 2, 3, 4
+JOB_NAME_LIMIT = 100  # characters of a sweep job's folder name taken from its overrides
 FAILED_JOBS: list[str] = []  # sweep jobs that failed, as "run_dir: reason"
 
 
@@ -87,10 +88,58 @@ def _stop_cleanly_on_signals() -> None:
         signal.signal(sig, stop)
 
 
+def job_folder_name(overrides: str) -> str:
+    """A sweep job's folder name from its overrides, cut (with a hash, to stay unique) where too long
+    for a file name. Registered as the `ganlab_job_name` resolver that configs/config.yaml uses."""
+    import hashlib
+
+    name = overrides.replace("/", "_")
+    if len(name) <= JOB_NAME_LIMIT:
+        return name
+    return name[: JOB_NAME_LIMIT - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+
+
+SWEEP_FUNCTIONS = ("range(", "choice(", "glob(", "interval(", "tag(", "shuffle(", "sort(")
+ALWAYS_EXCLUDED = ["device", "progress", "resume", "dataset.root", "metrics.classifier", "model.encoder_init",
+                   "hydra.run.dir", "hydra.sweep.dir", "hydra/launcher"]
+
+
+def _name_jobs_by_swept_keys(overrides: list[str]) -> str:
+    """A sweep job's folder is named by the keys being swept (`0_loss=bce`), not every override:
+    the others go to Hydra's override_dirname exclude list."""
+    settings = [o for o in overrides if "=" in o and not o.startswith("-")]
+    swept = {_key(o) for o in settings if _is_sweep(o.split("=", 1)[1])}
+    fixed = sorted({_key(o) for o in settings} - swept) + ALWAYS_EXCLUDED
+    return "hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in fixed) + "]"
+
+
+def _is_sweep(value: str) -> bool:
+    depth = 0  # a comma inside [..] or {..} is a list, not a sweep
+    for char in value:
+        if char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth == 0:
+            return True
+    return value.startswith(SWEEP_FUNCTIONS)
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("ganlab_job_name"):
+        OmegaConf.register_new_resolver("ganlab_job_name", job_folder_name)
+
+
 def _hydra_train(overrides: list[str]) -> None:
     import hydra
 
-    sys.argv = ["ganlab train", *with_run_overrides(overrides)]  # Hydra reads its arguments from sys.argv
+    _register_resolvers()
+    overrides = with_run_overrides(overrides)
+    if "-m" in overrides or "--multirun" in overrides:
+        overrides = [*overrides, _name_jobs_by_swept_keys(overrides)]
+    sys.argv = ["ganlab train", *overrides]  # Hydra reads its arguments from sys.argv
     held = sys.stderr = _HeldStderr(sys.stderr)  # Hydra's composition errors become one ganlab paragraph
     try:
         hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_train_job)()
@@ -191,6 +240,7 @@ def _train_job(cfg) -> None:
     from ganlab.rundir import remove_if_never_ran
     from ganlab.train import train
 
+    _register_resolvers()  # in a launcher's worker process too
     if isinstance(sys.stderr, _HeldStderr):
         sys.stderr.start_job()
     hydra_cfg = HydraConfig.get()

@@ -13,6 +13,10 @@ from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 log = logging.getLogger("ganlab")
+# TensorBoard's Custom Scalars tab: every phase's loss on one chart, D's real and fake logits on another.
+CUSTOM_SCALARS = {"ganlab": {"losses (G, D, ...)": ["Multiline", [r"loss/.*"]],
+                             "D: real vs fake logits (the margin)": ["Multiline", [r"D/real_logit", r"D/fake_logit"]],
+                             "held-out metrics": ["Multiline", [r"metrics/.*", r"eval/.*"]]}}
 
 
 class RunLogger:
@@ -27,6 +31,7 @@ class RunLogger:
             # The steps after the checkpoint are trained again: drop what was logged for them.
             _truncate_jsonl(self.metrics_path, start_step)
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if resumed else None)
+        self.writer.add_custom_scalars(CUSTOM_SCALARS)
         self.total_steps, self.progress = total_steps, progress
         self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress, dynamic_ncols=True,
                         unit="step", desc="train")
@@ -44,6 +49,15 @@ class RunLogger:
             self.bar.set_postfix(shown, refresh=False)
         else:  # no bar (clusters, files): one line per log step instead
             log.info("step %d/%d  %s", step, self.total_steps, "  ".join(f"{k} {v}" for k, v in shown.items()))
+
+    def hparams(self, values: dict[str, object], metric_tags: list[str]) -> None:
+        """The run's HParams entry: its overrides, and the scalar tags shown beside them (their last
+        values are the run's final metrics in TensorBoard's HParams tab)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        shown = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
+        for summary in hparams(shown, {tag: 0.0 for tag in metric_tags}):
+            self.writer.file_writer.add_summary(summary)
 
     def images(self, step: int, name: str, images: torch.Tensor, nrow: int = 8) -> Path:
         """Save a grid of images in [0, 1] as a PNG and to TensorBoard; returns the PNG path."""

@@ -4,6 +4,7 @@ overrides: each verb declares its options once, and `--help` and the checks come
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,8 +28,8 @@ def parse(verb: str, args: list[str], options: list[Option], positional: str | N
     values = {o.name: o.default for o in options}
     loose = []
     for arg in args:
-        if "=" not in arg:
-            loose.append(arg)
+        if "=" not in arg or (positional and ("/" in arg.split("=", 1)[0] or Path(arg).exists())):
+            loose.append(arg)  # a path, even one with '=' in it (sweep job folders are named key=value)
             continue
         key, raw = arg.split("=", 1)
         if key not in known:

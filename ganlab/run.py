@@ -162,3 +162,12 @@ def open_classifier(path: str | Path, key: str, facts: DataFacts, device: torch.
         raise ConfigError(f"{key}={path} was trained on data of shape {tuple(judge.facts.shape)}, but this run's "
                           f"data is {tuple(facts.shape)}; train the classifier on the same resolution and channels.")
     return judge.networks["classifier"], judge.value_range
+
+
+def summary(run_dir: str | Path) -> dict[str, Any]:
+    """A run's resolved config and its steps per epoch, from its newest checkpoint (no networks built)."""
+    found = checkpoint.load_latest(Path(run_dir) / "checkpoints")
+    if found is None:
+        return {"config": {}, "steps_per_epoch": None, "step": 0}
+    state = found[0]
+    return {"config": state["config"], "steps_per_epoch": state.get("steps_per_epoch"), "step": int(state["step"])}

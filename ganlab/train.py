@@ -65,6 +65,7 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device
     start = int(resume_state["step"]) if resume_state else 0
     logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)),
                        resumed=resumed)
+    logger.hparams(_overrides(run_dir), [f"loss/{phase.name}" for phase in run.objective.phases])
     loop = Loop(run, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir, device,
                 batch_size=data.batch_size, diagnose=diagnose,
                 evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None)
@@ -195,6 +196,16 @@ def _held_out(node: DictConfig, data, prefixes):
     except ConfigError as exc:
         log.warning("no test split (%s); evaluation uses the training data", str(exc).split(";")[0])
         return data
+
+
+def _overrides(run_dir: Path) -> dict[str, Any]:
+    """The command-line overrides Hydra saved for this run, as {key: value} (HParams show them)."""
+    import yaml
+
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    lines = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else []
+    pairs = (line.split("=", 1) for line in lines or [] if "=" in line and not line.startswith("hydra"))
+    return {key.lstrip("+~"): value for key, value in pairs}
 
 
 def _write_summary(networks: dict[str, torch.nn.Module], run_dir: Path) -> None:

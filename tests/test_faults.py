@@ -213,11 +213,13 @@ def test_without_a_progress_bar_each_log_step_prints_a_line(tmp_path, monkeypatc
 
 
 def test_sweep_failures_are_written_to_the_job_and_fail_the_sweep(tmp_path, monkeypatch, capsys):
-    code, _, err = cli_in_process("train", "-m", *CLI_TINY, "schedule.steps=2", "dataset.batch_size=16,0",
+    code, _, err = cli_in_process("train", "-m", *CLI_TINY, "schedule.steps=2", "dataset.batch_size=0,16",
                                   "hydra.sweep.dir=sweep", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
-    assert code == 2 and "1 sweep job(s) failed" in err
-    assert "dataset.batch_size=0 must be positive" in (tmp_path / "sweep" / "1" / "train.log").read_text()
-    assert (tmp_path / "sweep" / "0" / "checkpoints" / "last.pt").is_file()  # the other job still ran
+    assert code == 2 and "1 sweep job(s) failed" in err and "Traceback" not in err
+    [failed] = (tmp_path / "sweep").glob("0_dataset.batch_size=0")
+    assert "dataset.batch_size=0 must be positive" in (failed / "train.log").read_text()
+    [ran] = (tmp_path / "sweep").glob("1_dataset.batch_size=16")
+    assert (ran / "checkpoints" / "last.pt").is_file()  # the job after the failed one still ran
 
 
 @pytest.mark.slow
@@ -227,4 +229,5 @@ def test_sweep_failures_fail_under_other_launchers(tmp_path, launcher):
                      "dataset.batch_size=16,0", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "dataset.batch_size=0 must be positive" in result.stderr
-    assert "dataset.batch_size=0 must be positive" in (tmp_path / "sweep" / "1" / "train.log").read_text()
+    [failed] = (tmp_path / "sweep").glob("1_dataset.batch_size=0")
+    assert "dataset.batch_size=0 must be positive" in (failed / "train.log").read_text()

@@ -1,0 +1,227 @@
+"""`ganlab report DIR...`: what a run (or a sweep) learned, as files next to it.
+
+    learning_curves.png   G's and D's losses (one axis per run), D's real/fake margin and every
+                          eval/ and metrics/ series, runs overlaid and labelled by their overrides
+    samples_<run>.png     the fixed-noise grids at chosen steps or epochs, side by side
+    runs.md, runs.csv     one row per run: the config values that differ, final and best metrics
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganlab import run as runs
+from ganlab.checks import _flatten
+from ganlab.errors import ConfigError
+from ganlab.options import Option, parse, usage
+
+OPTIONS = [
+    Option("runs", None, "run directories, or a sweep directory (all of its runs); also given without runs=", list),
+    Option("out", None, "output folder (default: <run>/report, or <sweep>/report for several runs)"),
+    Option("steps", None, "steps whose sample grids to show, e.g. steps=[500,1000,2000]", list),
+    Option("epochs", None, "epochs whose sample grids to show, e.g. epochs=[1,5,10,50,100]", list),
+]
+SUMMARY = "Learning curves, samples over time and a table comparing runs, written as PNG, Markdown and CSV."
+EXAMPLES = ["ganlab report outputs/2026-11-25/10-00-00", "ganlab report outputs/multirun/2026-11-25/10-00-00",
+            "ganlab report RUN epochs=[1,5,10,50,100]", "ganlab report RUN_A RUN_B out=comparison"]
+# Metrics where a larger value is better; every other series is better when lower (losses, FD, MSE).
+HIGHER_IS_BETTER = ("accuracy", "classes_covered", "class_entropy", "classifier_score", "modes_covered",
+                    "high_quality", "precision", "recall", "inception_score", "diversity")
+
+
+def main(args: list[str]) -> None:
+    if args and args[0] in ("-h", "--help"):
+        print(usage("report", SUMMARY, OPTIONS, EXAMPLES))
+        return
+    values = parse("report", args, OPTIONS, positional="runs")
+    for path in report(values["runs"] or [], values["out"], values["steps"], values["epochs"]):
+        print(f"ganlab: wrote {path}")
+
+
+def report(paths: list[str], out: str | None = None, steps: list[int] | None = None,
+           epochs: list[float] | None = None) -> list[Path]:
+    run_dirs = find_runs(paths)
+    folder = Path(out) if out else _default_out(paths, run_dirs)
+    folder.mkdir(parents=True, exist_ok=True)
+    infos = [_info(d) for d in run_dirs]
+    labels = run_labels(infos)
+    written = [learning_curves(infos, labels, folder / "learning_curves.png")]
+    if steps or epochs:
+        written += [samples_over_time(info, label, steps, epochs, folder) for info, label in zip(infos, labels)]
+    written += comparison_table(infos, labels, folder)
+    return written
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    """Run directories (those with a metrics.jsonl): each path is a run, or a folder of runs (a sweep)."""
+    if not paths:
+        raise ConfigError("ganlab report needs at least one run or sweep directory, e.g. ganlab report outputs/...")
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if (path / "metrics.jsonl").is_file():
+            found.append(path)
+            continue
+        inside = sorted(p.parent for p in path.glob("*/metrics.jsonl")) if path.is_dir() else []
+        if not inside:
+            raise ConfigError(f"{path} is not a run (no metrics.jsonl) nor a folder of runs; point ganlab report at "
+                              "outputs/<date>/<time> or a sweep's outputs/multirun/<date>/<time>.")
+        found += sorted(inside, key=lambda p: (len(p.name), p.name))
+    return found
+
+
+def _default_out(paths: list[str], run_dirs: list[Path]) -> Path:
+    if len(run_dirs) == 1:
+        return run_dirs[0] / "report"
+    parents = {d.parent for d in run_dirs}
+    return (parents.pop() if len(parents) == 1 else Path(paths[0]).expanduser()) / "report"
+
+
+def _info(run_dir: Path) -> dict[str, Any]:
+    rows = []
+    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a partial last line of a killed run
+            continue
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    return {"dir": run_dir, "rows": rows, "overrides": [o for o in overrides or [] if not o.startswith("hydra")],
+            **runs.summary(run_dir)}
+
+
+def run_labels(infos: list[dict[str, Any]]) -> list[str]:
+    """Each run named by the overrides that set it apart (all of them for a single run)."""
+    if len(infos) == 1:
+        return [" ".join(infos[0]["overrides"]) or infos[0]["dir"].name]
+    common = set.intersection(*(set(i["overrides"]) for i in infos))
+    labels = [" ".join(o for o in i["overrides"] if o not in common) for i in infos]
+    if len(set(labels)) < len(labels) or not all(labels):
+        differing = differing_keys(infos)
+        labels = [" ".join(f"{k}={_flatten(i['config']).get(k)}" for k in differing[:3]) or i["dir"].name
+                  for i in infos]
+    return labels if len(set(labels)) == len(labels) else [f"{i['dir'].name}: {l}" for i, l in zip(infos, labels)]
+
+
+def differing_keys(infos: list[dict[str, Any]]) -> list[str]:
+    flat = [_flatten(i["config"]) for i in infos]
+    keys = sorted(set().union(*flat))
+    return [k for k in keys if k != "resume" and len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
+
+
+def series(rows: list[dict], name: str) -> tuple[list[int], list[float]]:
+    points = [(r["step"], r[name]) for r in rows if isinstance(r.get(name), (int, float))]
+    return [p[0] for p in points], [float(p[1]) for p in points]
+
+
+def learning_curves(infos: list[dict[str, Any]], labels: list[str], path: Path) -> Path:
+    plt = _pyplot()
+    names = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith(("eval/", "metrics/"))})
+    panels = len(infos) + 1 + len(names)
+    columns = min(3, panels)
+    figure, axes = plt.subplots(math.ceil(panels / columns), columns, figsize=(5 * columns, 3.4 * math.ceil(panels / columns)),
+                                squeeze=False)
+    axes = list(axes.flat)
+    for axis, info, label in zip(axes, infos, labels):  # losses, one axis per run
+        for name in sorted(k for k in {k for r in info["rows"] for k in r} if k.startswith("loss/")):
+            axis.plot(*series(info["rows"], name), label=name.split("/", 1)[1])
+        _finish(axis, f"losses: {label}"[:80], "loss")
+    margin_axis = axes[len(infos)]
+    for info, label in zip(infos, labels):
+        steps, real = series(info["rows"], "D/real_logit")
+        _, fake = series(info["rows"], "D/fake_logit")
+        if steps:
+            margin_axis.plot(steps, [r - f for r, f in zip(real, fake)], label=label[:40])
+    _finish(margin_axis, "D's margin: mean real logit - mean fake logit", "logit")
+    for axis, name in zip(axes[len(infos) + 1:], names):
+        for info, label in zip(infos, labels):
+            axis.plot(*series(info["rows"], name), marker=".", label=label[:40])
+        _finish(axis, name, name.split("/", 1)[1])
+    for axis in axes[panels:]:
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def _finish(axis, title: str, ylabel: str) -> None:
+    axis.set_title(title, fontsize=9)
+    axis.set_xlabel("step")
+    axis.set_ylabel(ylabel)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7)
+
+
+def samples_over_time(info: dict[str, Any], label: str, steps, epochs, folder: Path) -> Path:
+    """The grids at the saved sample steps nearest to the chosen steps (or epochs), side by side."""
+    from PIL import Image
+
+    saved = {int(p.stem.split("_")[1]): p for p in (info["dir"] / "samples").glob("step_*.png")}
+    if not saved:
+        raise ConfigError(f"{info['dir']} has no sample grids (samples/step_*.png) to show.")
+    if epochs:
+        per_epoch = info["steps_per_epoch"]
+        if not per_epoch:
+            raise ConfigError(f"{info['dir']}: its checkpoint does not say how many steps an epoch is; use steps=[...].")
+        wanted = [(f"epoch {e}", round(float(e) * per_epoch)) for e in epochs]
+    else:
+        wanted = [(f"step {s}", int(s)) for s in steps]
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(wanted), figsize=(3.2 * len(wanted), 3.6), squeeze=False)
+    for axis, (title, step) in zip(axes[0], wanted):
+        nearest = min(saved, key=lambda s: abs(s - step))
+        axis.imshow(Image.open(saved[nearest]))
+        axis.set_title(title if nearest == step else f"{title} (grid of step {nearest})", fontsize=9)
+        axis.axis("off")
+    figure.suptitle(label[:100], fontsize=9)
+    figure.tight_layout()
+    path = folder / f"samples_{info['dir'].name}.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Path) -> list[Path]:
+    """runs.md and runs.csv: the differing config values, then each series' final and best value."""
+    keys = differing_keys(infos) if len(infos) > 1 else []
+    names = sorted({k for i in infos for r in i["rows"] for k in r
+                    if k.startswith(("loss/", "eval/", "metrics/", "diagnostics/"))})
+    header = ["run", *keys, *(f"{n} {which}" for n in names for which in ("final", "best"))]
+    table = []
+    for info, label in zip(infos, labels):
+        flat = _flatten(info["config"])
+        row = [label, *(flat.get(k) for k in keys)]
+        for name in names:
+            _, values = series(info["rows"], name)
+            best = (max if name.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else min)(values) if values else None
+            row += [values[-1] if values else None, best]
+        table.append(row)
+    with open(folder / "runs.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *table])
+    shown = [[_cell(v) for v in row] for row in table]
+    markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    markdown += ["| " + " | ".join(row) + " |" for row in shown]
+    (folder / "runs.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
+    return [folder / "runs.md", folder / "runs.csv"]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

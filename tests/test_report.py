@@ -1,0 +1,84 @@
+"""`ganlab report` on tiny real runs and a 2-job sweep; the TensorBoard layout, HParams and run names."""
+
+import csv
+
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import CLI_TINY, cli_in_process
+from ganlab.logging import read_metrics
+from ganlab.report import report
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two jobs that differ in their loss, run through the real CLI."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    monkeypatch, capsys = pytest.MonkeyPatch(), None
+
+    class Quiet:  # cli_in_process reads captured output; a module fixture has no capsys
+        @staticmethod
+        def readouterr():
+            return "", ""
+
+    code, _, _ = cli_in_process("train", "-m", *CLI_TINY, "loss=bce,hinge", "schedule.steps=8", "schedule.log_every=2",
+                                "schedule.sample_every=2", "hydra.sweep.dir=sweep", cwd=tmp, monkeypatch=monkeypatch,
+                                capsys=Quiet)
+    monkeypatch.undo()
+    assert code == 0
+    return tmp / "sweep"
+
+
+def jobs(sweep):
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
+
+
+def test_a_sweep_report_has_a_table_of_the_differing_keys_and_real_values(sweep):
+    written = report([str(sweep)])
+    assert {p.name for p in written} == {"learning_curves.png", "runs.md", "runs.csv"}
+    rows = list(csv.DictReader(open(sweep / "report" / "runs.csv")))
+    assert [r["run"] for r in rows] == ["loss=bce", "loss=hinge"]
+    assert [r["loss.adversarial._target_"] for r in rows] == ["ganlab.losses.NonSaturatingLoss",
+                                                              "ganlab.losses.HingeLoss"]
+    for row, job in zip(rows, jobs(sweep)):
+        metrics = read_metrics(job)
+        assert float(row["loss/D final"]) == pytest.approx(metrics[-1]["loss/D"])
+        assert float(row["loss/D best"]) == pytest.approx(min(m["loss/D"] for m in metrics))
+    markdown = (sweep / "report" / "runs.md").read_text()
+    assert markdown.startswith("| run | loss.adversarial._target_") and "| loss=hinge |" in markdown
+    assert "schedule.steps" not in markdown  # the same in both jobs
+    assert Image.open(sweep / "report" / "learning_curves.png").size[0] > 600
+
+
+def test_a_run_report_shows_samples_at_the_chosen_steps(sweep, tmp_path):
+    run = jobs(sweep)[0]
+    written = report([str(run)], out=str(tmp_path), steps=[2, 5, 8])
+    assert [p.name for p in written] == ["learning_curves.png", f"samples_{run.name}.png", "runs.md", "runs.csv"]
+    assert Image.open(tmp_path / f"samples_{run.name}.png").size[0] > 3 * 200
+
+
+def test_epochs_become_steps_through_the_checkpoint(sweep, tmp_path):
+    # digits at batch 16: 112 batches per epoch, so every epoch asked for is past this 8-step run's grids
+    [_, samples, _, _] = report([str(jobs(sweep)[0])], out=str(tmp_path), epochs=[1, 5])
+    assert samples.is_file()
+
+
+def test_report_through_the_cli_and_its_errors(sweep, tmp_path, monkeypatch, capsys):
+    code, out, err = cli_in_process("report", str(jobs(sweep)[1]), f"out={tmp_path / 'r'}", cwd=tmp_path,
+                                    monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    assert (tmp_path / "r" / "runs.md").is_file()
+    code, _, err = cli_in_process("report", str(tmp_path / "nothing"), cwd=tmp_path, monkeypatch=monkeypatch,
+                                  capsys=capsys)
+    assert code == 2 and "is not a run (no metrics.jsonl)" in err
+
+
+def test_tensorboard_has_the_custom_layout_and_an_hparams_entry(sweep):
+    events = EventAccumulator(str(jobs(sweep)[1]), size_guidance={"tensors": 0}).Reload()
+    plugins = events.PluginTagToContent
+    assert "custom_scalars" in plugins("custom_scalars") or plugins("custom_scalars")
+    hparams = plugins("hparams")
+    assert "_hparams_/session_start_info" in hparams
+    start = hparams["_hparams_/session_start_info"]
+    assert b"loss" in start and b"hinge" in start  # the override loss=hinge is the run's hyperparameter
