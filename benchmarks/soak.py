@@ -23,7 +23,7 @@ import torch
 
 # Tiny, but every maintenance path runs often: a checkpoint every step, snapshots, grids, logs.
 RUN_ARGS = ["device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",
-            "model.generator.width=8", "model.discriminator.width=8", "schedule.steps=60", "schedule.log_every=2",
+            "model.generator.width=8", "model.discriminator.width=8", "schedule.steps=100", "schedule.log_every=2",
             "schedule.sample_every=5", "schedule.ckpt_every=1", "schedule.snapshot_every=7", "schedule.keep_last=2",
             "schedule.ema_decay=0.9"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -68,6 +68,20 @@ def compare(reference: Path, victim: Path) -> list[str]:
     return problems
 
 
+def timed_reference(run_dir: Path, cwd: Path) -> tuple[float, float]:
+    """Run the uninterrupted reference; (seconds to its first checkpoint, seconds in all)."""
+    started, first = time.perf_counter(), None
+    proc = launch(run_dir, cwd, resume=False)
+    while proc.poll() is None:
+        if first is None and (run_dir / "checkpoints" / "last.pt").exists():
+            first = time.perf_counter() - started
+        time.sleep(0.02)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reference run failed with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+    duration = time.perf_counter() - started
+    return (first or duration / 2), duration
+
+
 def saved_step(run_dir: Path) -> int | None:
     path = run_dir / "checkpoints" / "last.pt"
     try:
@@ -80,14 +94,14 @@ def campaign(workdir: Path, kills: int, seed: int = 0, window: tuple[float, floa
     """Run the reference, then a victim killed `kills` times; returns the tally."""
     rng = random.Random(seed)
     reference, victim = workdir / "reference", workdir / "victim"
-    started = time.perf_counter()
-    finish(reference, workdir, resume=False)
-    duration = time.perf_counter() - started
+    first_checkpoint, duration = timed_reference(reference, workdir)
     tally = {"kills": 0, "during_start_up": 0, "mid_run": 0, "after_the_end": 0}
     for _ in range(kills):
         before = saved_step(victim)
         proc = launch(victim, workdir, resume=victim.is_dir())
-        time.sleep(rng.uniform(window[0], min(window[1], duration * 1.1)))
+        # every other kill lands while training runs; the rest anywhere, start-up included
+        earliest = first_checkpoint if tally["kills"] % 2 == 0 else window[0]
+        time.sleep(rng.uniform(earliest, max(earliest, min(window[1], duration * 1.1))))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         tally["kills"] += 1

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from ganlab.paths import config_dir
+from ganlab.paths import config_dir, config_groups
 
 # Small enough for a CPU test: tiny batches, few steps, narrow networks.
 SHRINK = [
@@ -25,19 +25,10 @@ SHRINK = [
     "schedule.snapshot_every=0",
     "schedule.sample_count=16",
 ]
-TINY_DCGAN = ["model.generator.width=8", "model.generator.latent_dim=16", "model.discriminator.width=8"]
-TINY_BACKBONES = ["+model.generator.backbone.width=8", "model.generator.latent_dim=16",
-                  "+model.discriminator.backbone.width=8"]
-TINY_MODELS = {
-    "dcgan": TINY_DCGAN,
-    "sngan": TINY_DCGAN,
-    "mlp": ["model.generator.hidden=[32]", "model.generator.latent_dim=8", "model.discriminator.hidden=[32]"],
-    "wgan_conv": ["model.generator.width=8", "model.generator.latent_dim=8", "model.discriminator.width=8"],
-    "resnet": ["model.generator.width=8", "model.generator.latent_dim=16", "model.discriminator.width=8"],
-    "convstack": [],  # its default layers are the Fashion-MNIST report's; already small
-    "cgan": TINY_BACKBONES,
-    "acgan": TINY_BACKBONES,
-}
+# Network sizes for CPU tests, applied to every model of configs/model (a new model is shrunk
+# too): each network constructor that takes one of these gets it, unless the test typed it.
+TINY_SIZES = {"width": 8, "latent_dim": 16, "hidden": [32]}
+BACKBONE_SIZES = {"width": 8}  # a wrapper (cgan, acgan) passes its own latent size to its backbone
 # Resolution per model when the data is images: what each builds cheaply.
 TINY_RESOLUTION = {"convstack": 28}
 
@@ -48,19 +39,61 @@ def _choice(overrides, group: str, default: str) -> str:
 
 
 def shrink_overrides(overrides) -> list[str]:
-    """SHRINK plus the tiny sizes of the chosen model and dataset (given overrides still win)."""
+    """SHRINK plus a resolution the chosen model builds cheaply (given overrides still win)."""
     if any(o.startswith("experiment=") for o in overrides):
         return list(SHRINK)
     model, dataset = _choice(overrides, "model", "dcgan"), _choice(overrides, "dataset", "digits")
     data = [] if dataset in ("ring", "grid") else [f"dataset.resolution={TINY_RESOLUTION.get(model, 16)}"]
-    return [*SHRINK, *data, *TINY_MODELS.get(model, [])]
+    return [*SHRINK, *data]
+
+
+def shrink_networks(cfg, overrides) -> None:
+    """Set TINY_SIZES on every network node of cfg.model whose constructor takes them."""
+    import inspect
+
+    from hydra._internal.utils import _locate
+    from omegaconf import DictConfig, open_dict
+
+    typed = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+
+    def shrink(node, path, sizes):
+        try:
+            params = inspect.signature(_locate(node._target_)).parameters
+        except (ValueError, TypeError, ImportError):  # not a ganlab network (a test's own target)
+            return
+        for key, value in sizes.items():
+            if key in params and f"{path}.{key}" not in typed:
+                node[key] = value
+        for key, child in node.items():
+            if isinstance(child, DictConfig) and "_target_" in child:
+                shrink(child, f"{path}.{key}", BACKBONE_SIZES)
+
+    with open_dict(cfg):
+        for name, node in cfg.model.items():
+            if name != "objective" and isinstance(node, DictConfig) and "_target_" in node:
+                shrink(node, f"model.{name}", TINY_SIZES)
 
 
 def compose_config(overrides: list[str] = (), shrink: bool = True):
     """The real composed config (as `ganlab train` builds it), shrunk unless asked not to."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose("config", overrides=[*(shrink_overrides(overrides) if shrink else []), *overrides])
+        cfg = compose("config", overrides=[*(shrink_overrides(overrides) if shrink else []), *overrides])
+    if shrink and not any(o.startswith("experiment=") for o in overrides):
+        shrink_networks(cfg, overrides)
+    return cfg
+
+
+def gan_models() -> list[str]:
+    """The model group's GANs (their objective trains against a loss), read from configs/model."""
+    from hydra._internal.utils import _locate
+
+    return [m for m in config_groups()["model"]
+            if _locate(compose_config([f"model={m}"], shrink=False).model.objective._target_).needs_adversarial_loss]
+
+
+def adversarial_losses() -> list[str]:
+    return [loss for loss in config_groups()["loss"] if loss != "none"]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import SHRINK, TINY_MODELS, compose_config
+from conftest import SHRINK, adversarial_losses, compose_config, gan_models
 from ganlab.errors import ConfigError
 from ganlab.logging import read_metrics
 from ganlab.models.dcgan import DCGANDiscriminator
@@ -12,8 +12,8 @@ from ganlab.penalties import GradientPenalty, WeightClipping, has_batch_norm
 from omegaconf import OmegaConf
 from ganlab.train import train
 
-MODELS = list(TINY_MODELS)
-LOSSES = ["bce", "minimax", "wgan", "wgan_gp", "lsgan", "hinge"]
+MODELS = gan_models()  # from configs/model and configs/loss: a new model or loss joins the matrix
+LOSSES = adversarial_losses()
 
 
 @pytest.mark.parametrize("loss", LOSSES)
