@@ -56,6 +56,7 @@ def test_unknown_command_is_a_short_error(tmp_path):
     assert "unknown command 'trian'" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_multirun_sweep_gives_each_job_a_folder_named_by_its_overrides(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli("train", "-m", "loss=bce,hinge", "device=cpu", "progress=false", "dataset.resolution=8",

@@ -32,6 +32,7 @@ def test_bad_values_are_named_with_a_fix(tmp_path, override, expected):
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
 
 
+@pytest.mark.slow
 def test_missing_dataset_via_cli_is_one_paragraph_without_traceback(tmp_path):
     result = run_cli("train", "dataset=mnist", f"dataset.root={tmp_path}/data", "device=cpu",
                      f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)

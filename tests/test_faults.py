@@ -161,6 +161,7 @@ def test_a_second_process_in_the_same_run_directory_is_refused(tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     code = f"from ganlab.rundir import RunDirLock; import time; lock = RunDirLock({str(tmp_path)!r}).__enter__(); " \
            "print('held', flush=True); time.sleep(60)"
@@ -173,6 +174,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     assert train(compose_config(SHORT), tmp_path).step == 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_start_up_stops_cleanly(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "ganlab", "train", *CLI_TINY, "hydra.run.dir=run"], cwd=tmp_path,

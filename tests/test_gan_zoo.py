@@ -17,7 +17,7 @@ LOSSES = adversarial_losses()
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [m if m == "dcgan" else pytest.param(m, marks=pytest.mark.slow) for m in MODELS])
 def test_model_loss_pair_trains_or_is_refused(tmp_path, model, loss):
     cfg = compose_config([f"model={model}", f"loss={loss}", "schedule.steps=2", "schedule.log_every=1",
                           "schedule.sample_every=2"])

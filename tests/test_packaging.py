@@ -5,6 +5,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 import ganlab
 from ganlab.paths import config_dir
 
@@ -16,6 +18,7 @@ def test_source_checkout_finds_the_top_level_configs():
     assert (config_dir() / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_built_wheel_carries_configs_and_finds_them(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(REPO)], check=True, capture_output=True, timeout=240)

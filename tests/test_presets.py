@@ -146,6 +146,7 @@ def shrunk_preset(preset: str, data_root, extra=()):
                            "schedule.log_every=1", "schedule.sample_every=2", "schedule.sample_count=8", *extra])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_end_to_end_shrunk(tmp_path, data_root, preset):
     extra = []
@@ -162,6 +163,7 @@ def test_preset_runs_end_to_end_shrunk(tmp_path, data_root, preset):
         assert any(k.startswith("eval/") for k in read_metrics(tmp_path / "run")[-1])
 
 
+@pytest.mark.slow
 def test_headline_command_sngan_on_anime_folder(tmp_path, data_root):
     run_dir = tmp_path / "run"
     result = run_cli("train", "model=sngan", "dataset=anime", f"dataset.root={data_root}/anime", "device=cpu",

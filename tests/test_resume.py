@@ -50,6 +50,7 @@ def test_resume_from_a_checkpoint_path_into_a_new_run(tmp_path):
     assert [r["step"] for r in read_metrics(second)] == [6, 7]
 
 
+@pytest.mark.slow
 def test_resume_true_for_a_folder_that_does_not_exist_says_what_to_do(tmp_path):
     result = run_cli("train", "resume=true", f"hydra.run.dir={tmp_path}/nope", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -63,6 +64,7 @@ def test_resume_with_a_different_model_is_a_config_error(tmp_path):
         train(compose_config(["schedule.steps=4", "resume=true", "model.generator.width=4"]), tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_resume_reuses_the_runs_overrides(tmp_path):
     run_dir = tmp_path / "run"
     shrunk = ["device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",
@@ -74,6 +76,7 @@ def test_cli_resume_reuses_the_runs_overrides(tmp_path):
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_last_checkpoint_and_exits_cleanly(tmp_path, sig):
     run_dir = tmp_path / "run"

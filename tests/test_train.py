@@ -89,6 +89,7 @@ def test_epochs_are_converted_to_steps(tmp_path):
     assert read_metrics(tmp_path)[-1]["step"] == 56
 
 
+@pytest.mark.slow
 def test_cli_run_writes_the_hydra_config_and_the_run(tmp_path):
     run_dir = tmp_path / "cli-run"
     result = run_cli("train", "device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",

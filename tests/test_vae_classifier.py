@@ -120,6 +120,7 @@ def test_vae_refuses_data_in_minus_one_to_one(tmp_path):
         train(compose_config([*VAE_SMALL, "dataset.value_range=tanh"]), tmp_path)
 
 
+@pytest.mark.slow
 def test_model_vae_mlp_on_mnist_just_works(tmp_path):
     root = make_mnist(tmp_path / "data")
     images, labels = digit_like(20, seed=1)
