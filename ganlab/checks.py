@@ -88,7 +88,7 @@ TOP_LEVEL = {"seed", "device", "resume", "allowed_targets", "progress", "metrics
              "optimizer", "schedule", "runtime"}
 KNOWN_CHILDREN = {
     "loss": {"adversarial", "penalties", "constraints"},
-    "metrics": {"classifier"},
+    "metrics": {"classifier", "names", "n", "best", "inception_weights"},
 }
 
 

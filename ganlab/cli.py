@@ -19,6 +19,7 @@ USAGE = """usage: ganlab <command> [overrides...]
 Commands:
   train          compose configs/ with the overrides and train (Hydra: -m sweeps, --cfg job, --help)
   sample         draw images from a trained run: grid, a folder of PNGs, or npz (`ganlab sample --help`)
+  eval           measure a run: FID/KID/IS/precision-recall, classifier and toy metrics (`ganlab eval --help`)
   report         learning curves, samples over time and a comparison table of runs (`ganlab report --help`)
 
 Config groups (pick one with group=option):
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_CONFIG)
 
 
-READERS = {"sample": "ganlab.sample", "report": "ganlab.report"}  # verbs that read finished runs
+READERS = {"sample": "ganlab.sample", "eval": "ganlab.evaluate", "report": "ganlab.report"}  # verbs that read finished runs
 
 
 def _read_run(verb: str, args: list[str]) -> None:

@@ -109,12 +109,17 @@ class Loop:
     def __init__(self, run: Run, optimizers: dict[str, torch.optim.Optimizer], batches,
                  schedule: Schedule, logger: RunLogger, run_dir: Path, device: torch.device, batch_size: int,
                  diagnose: Callable[[torch.Tensor], dict[str, float]] | None = None,
-                 evaluation_batches: Callable[[], Iterator[dict[str, torch.Tensor]]] | None = None):
+                 evaluation_batches: Callable[[], Iterator[dict[str, torch.Tensor]]] | None = None,
+                 measure: Callable[[dict[str, nn.Module], dict[str, torch.Tensor], int], dict[str, float]] | None = None,
+                 best: tuple[str, bool] | None = None):
+        """`measure(networks, fixed inputs, step)`: metrics of fresh samples every eval_every steps,
+        logged as metrics/*; `best` = (the value that keeps checkpoints/best.pt, higher is better)."""
         self.objective, self.optimizers, self.batches = run.objective, optimizers, batches
         self.metadata = run.metadata  # config, data facts, value range: what opens the run without its data
         self.schedule, self.logger, self.device = schedule, logger, device
         self.batch_size, self.diagnose = batch_size, diagnose
-        self.evaluation_batches = evaluation_batches
+        self.evaluation_batches, self.measure, self.best_rule = evaluation_batches, measure, best
+        self.best: dict[str, Any] | None = None  # {"value", "step"} of best.pt
         self.ckpt_dir = run_dir / "checkpoints"
         self.networks, self.ema = run.networks, run.ema
         self.fixed = self.objective.fixed_inputs(schedule.sample_count, device, self._example(schedule.sample_count))
@@ -153,6 +158,7 @@ class Loop:
             "batches": self.batches.state_dict(),
             "meter": self.meter.state_dict(),
             "rng": checkpoint.rng_state(),
+            "best": dict(self.best) if self.best else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -168,6 +174,7 @@ class Loop:
         self.batches.load_state_dict(state["batches"])
         self.meter.load_state_dict(state["meter"], self.device)
         checkpoint.set_rng_state(state["rng"])
+        self.best = state.get("best")
         self.step = self._saved_step = int(state["step"])
 
     def _apply_typed_settings(self, name: str, optimizer, typed: list[dict[str, Any]]) -> None:
@@ -252,7 +259,7 @@ class Loop:
     def _maintain(self) -> None:
         s = self.schedule
         extra = self._sample() if self._due(s.sample_every) else {}
-        if self.evaluation_batches is not None and self._due(s.eval_every):
+        if (self.evaluation_batches is not None or self.measure is not None) and self._due(s.eval_every):
             extra.update(self._evaluate())
         if self._due(s.log_every):
             self._log(extra)
@@ -286,14 +293,32 @@ class Loop:
         return sample_diagnostics(samples, self.diagnose) if samples is not None else {}
 
     def _evaluate(self) -> dict[str, float]:
-        """The objective's held-out evaluation; returns its scalars as eval/<name>."""
+        """The objective's held-out evaluation (eval/<name>) and the metrics of fresh samples (metrics/<name>)."""
         networks = {**self.networks, **self.ema}
+        values: dict[str, float] = {}
         with evaluating(networks):
-            scalars, images = self.objective.evaluate(self.evaluation_batches, networks,
-                                                      final=self.step == self.schedule.steps)
-        for name, (grid, columns) in images.items():
-            self.logger.images(self.step, name, grid, nrow=columns)
-        return {f"eval/{k}": v for k, v in scalars.items()}
+            if self.evaluation_batches is not None:
+                scalars, images = self.objective.evaluate(self.evaluation_batches, networks,
+                                                          final=self.step == self.schedule.steps)
+                for name, (grid, columns) in images.items():
+                    self.logger.images(self.step, name, grid, nrow=columns)
+                values.update({f"eval/{k}": v for k, v in scalars.items()})
+            if self.measure is not None:
+                measured = self.measure(networks, self.fixed, self.step)
+                values.update({f"metrics/{k}": v for k, v in measured.items()})
+                self._keep_best(measured)
+        return values
+
+    def _keep_best(self, measured: dict[str, float]) -> None:
+        """Write checkpoints/best.pt when the chosen metric improves on the best so far."""
+        key, higher = self.best_rule
+        value = measured.get(key)
+        if value is None:
+            return
+        if self.best is None or (value > self.best["value"] if higher else value < self.best["value"]):
+            self.best = {"metric": key, "value": float(value), "step": self.step}
+            self._save(self.ckpt_dir / checkpoint.BEST)
+            log.info("best %s so far: %.5g at step %d (checkpoints/best.pt)", key, value, self.step)
 
     def _save_last(self) -> None:
         self._guard_finite()
@@ -306,9 +331,10 @@ class Loop:
         bad = checkpoint.first_non_finite(state)
         if bad is not None:
             self._diverged(f"{bad} became NaN or infinite")
-        if path.name == checkpoint.LAST:
+        if path.name in (checkpoint.LAST, checkpoint.BEST):
             checkpoint.save_atomic(state, path)
-            self._saved_step = self.step
+            if path.name == checkpoint.LAST:
+                self._saved_step = self.step
         else:
             checkpoint.save_periodic(state, self.ckpt_dir, self.step, self.schedule.keep_last)
 

@@ -157,6 +157,17 @@ def _draw(opened: runs.Run, networks, plan: Plan, start: int, stop: int) -> torc
     return opened.objective.decode(networks, plan.latent[start:stop].to(device), labels).float().cpu()
 
 
+def generate(opened: runs.Run, networks, n: int, rng: torch.Generator, batch_size: int = 500):
+    """`n` fresh samples as uint8 images (N, C, H, W), or float points for the 2-d toys, with the labels
+    a conditional model was asked for (classes in equal shares)."""
+    plan = _plan(opened, n, None, None, 0, rng, grid=False)
+    batches = [_draw(opened, networks, plan, start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    samples = torch.cat(batches)
+    if samples.ndim > 2:
+        samples = to_unit(samples, opened.value_range).mul(255).round().byte()
+    return samples, plan.labels
+
+
 def to_unit(samples: torch.Tensor, value_range: str) -> torch.Tensor:
     """Samples in the run's value range as pixels in [0, 1]."""
     return ((samples.clamp(-1, 1) + 1) / 2) if value_range == "tanh" else samples.clamp(0, 1)

@@ -18,7 +18,8 @@ from ganlab.errors import ConfigError
 from ganlab.logging import RunLogger
 from ganlab.loop import Loop
 from ganlab.rundir import RunDirLock
-from ganlab.metrics import ClassifierMetrics
+from ganlab.evaluate import training_metrics
+from ganlab.metrics.judges import ClassifierMetrics
 from ganlab.schedule import Schedule
 from ganlab.models.blocks import count_parameters
 
@@ -50,25 +51,30 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    data = build(cfg.dataset, "dataset", prefixes)
+    dataset = _training_split(cfg.dataset, runs.objective_class(cfg, prefixes).wants_evaluation)
+    data = build(dataset, "dataset", prefixes)
     value_range = getattr(data, "value_range", "tanh")
     run = runs.build(cfg, data.facts, value_range, device, prefixes, ema=float(cfg.schedule.ema_decay) > 0)
     _check_value_range(run.objective, value_range)
     optimizers = {name: _build_optimizer(cfg.optimizer, name, net, prefixes) for name, net in run.networks.items()}
     schedule = _schedule(cfg.schedule, data.batches_per_epoch, run.objective.batches_per_step())
     run.steps_per_epoch = data.batches_per_epoch / run.objective.batches_per_step()
-    held_out = _held_out(cfg.dataset, data, prefixes) if run.objective.wants_evaluation else None
-    diagnose = _diagnostics(cfg.get("metrics") or {}, data, value_range, prefixes, device)
+    metrics = to_plain(cfg.get("metrics")) or {}
+    held_out = _held_out(dataset, data, prefixes) if run.objective.wants_evaluation else None
+    diagnose = _diagnostics(metrics, data, value_range, prefixes, device)
+    measure, best, metric_tags = training_metrics(  # the real side is loaded on the first measurement
+        metrics, run, data, lambda: held_out or _held_out(dataset, data, prefixes), device, prefixes, dataset)
     _write_summary(run.networks, run_dir)  # the first file of a run: written once everything is built
 
     # --- run -------------------------------------------------------------------------------
     start = int(resume_state["step"]) if resume_state else 0
     logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)),
                        resumed=resumed)
-    logger.hparams(_overrides(run_dir), [f"loss/{phase.name}" for phase in run.objective.phases])
+    logger.hparams(_overrides(run_dir), [f"loss/{phase.name}" for phase in run.objective.phases] + metric_tags)
     loop = Loop(run, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir, device,
                 batch_size=data.batch_size, diagnose=diagnose,
-                evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None)
+                evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None,
+                measure=measure, best=best)
     try:
         if resume_state:
             _restore(loop, resume_state, to_plain(cfg))
@@ -165,7 +171,17 @@ def _schedule(node: DictConfig, batches_per_epoch: int, batches_per_step: int) -
     return Schedule(**settings)
 
 
-def _diagnostics(metrics: DictConfig, data, value_range: str, prefixes, device):
+def _training_split(node: DictConfig, evaluates: bool) -> DictConfig:
+    """Held-out data must be held out: a model that is evaluated on the test split (VAEs,
+    classifiers) trains on split=train when the data set's default is split=all."""
+    if evaluates and node.get("split") == "all":
+        log.info("dataset.split=all would train on the test images too: training on split=train, evaluating "
+                 "on the held-out split=test")
+        return DictConfig({**node, "split": "train"})
+    return node
+
+
+def _diagnostics(metrics: dict[str, Any], data, value_range: str, prefixes, device):
     """Measures of generated samples: the data set's own (modes of the toys) and classifier-based ones."""
     judges = [getattr(data, "mode_coverage", None)]
     if metrics.get("classifier"):
@@ -187,8 +203,11 @@ def _check_value_range(objective, given: str) -> None:
 
 def _held_out(node: DictConfig, data, prefixes):
     """The test split for evaluation: the same data set with split=test, when it has one."""
-    if node.get("split") in (None, "test"):
-        if node.get("split") is None:
+    if node.get("split") in (None, "test", "all"):
+        if node.get("split") is not None:
+            log.info("dataset.split=%s: nothing is held out, so evaluation and metrics compare with the training "
+                     "images (dataset.split=train holds out the test split)", node.split)
+        else:
             log.info("evaluation uses the training data: dataset %s has no test split", node._target_)
         return data
     try:

@@ -40,6 +40,10 @@ class MLPClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(x))
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer: the feature space of the classifier-based metrics."""
+        return self.hidden(x)
+
 
 class CNNClassifier(nn.Module):
     """Two conv-BN-ReLU-pool stages and a linear head: a quick, strong baseline for 28-32 px images."""
@@ -55,3 +59,7 @@ class CNNClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer: the feature space of the classifier-based metrics."""
+        return self.hidden(x)

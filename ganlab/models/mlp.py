@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ganlab.errors import ConfigError
 from ganlab.models.blocks import check_positive, maybe_spectral
 
 
@@ -35,13 +36,17 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
+    """x -> hidden layers -> logits. `pack` > 1 is PacGAN: D judges `pack` samples at once (their
+    features side by side), which penalises a G whose samples look alike; a batch then gives
+    batch / pack logits, so the batch size must be a multiple of `pack`."""
+
     def __init__(self, shape: tuple[int, ...], hidden: list[int] = (256, 256), leaky_slope: float = 0.2,
-                 dropout: float = 0.0, spectral_norm: bool = False, outputs: int = 1):
+                 dropout: float = 0.0, spectral_norm: bool = False, outputs: int = 1, pack: int = 1):
         super().__init__()
-        check_positive(outputs=outputs, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
-        self.norm = "none"
+        check_positive(outputs=outputs, pack=pack, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        self.norm, self.pack = "none", pack
         layers: list[nn.Module] = [nn.Flatten()]
-        features = math.prod(shape)
+        features = math.prod(shape) * pack
         for size in hidden:
             layers += [maybe_spectral(nn.Linear(features, size), spectral_norm), nn.LeakyReLU(leaky_slope, inplace=True)]
             if dropout > 0:
@@ -51,4 +56,10 @@ class MLPDiscriminator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pack > 1:
+            if x.shape[0] % self.pack:
+                raise ConfigError(f"model.discriminator.pack={self.pack} needs batches that are a multiple of it; "
+                                  f"got {x.shape[0]} samples (set dataset.batch_size and schedule.sample_count "
+                                  "to multiples).")
+            x = x.reshape(x.shape[0] // self.pack, -1)
         return self.main(x)

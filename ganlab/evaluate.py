@@ -1,0 +1,210 @@
+"""`ganlab eval run=DIR`: measure what a run learned, and the same measurement during training.
+
+    ganlab eval run=DIR classifier=outputs/<classifier run>/checkpoints/last.pt     # offline metrics
+    ganlab eval run=DIR metrics=[fid,kid,is,pr] inception_weights=PATH n=10000        # the paper numbers
+
+It writes `eval.json` in the run (values plus the protocol: checkpoint and step, real split and
+count, generated count, feature network and its checksum) and prints a table. Without
+`metrics=`, it computes what it can here and now: the classifier metrics when `classifier=` is
+given, the toy metrics on the 2-d toys, the Inception metrics when their weights are at hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ganlab import run as runs
+from ganlab.build import allowed_prefixes, build
+from ganlab.checks import pick_device
+from ganlab.errors import ConfigError
+from ganlab.metrics import Inputs, available, run_metrics
+from ganlab.metrics.classifier import Judge
+from ganlab.metrics.inception import weights_at_hand
+from ganlab.metrics.registry import check_names
+from ganlab.metrics.stats import file_sha256
+from ganlab.options import Option, parse, usage
+from ganlab.sample import generate
+
+log = logging.getLogger("ganlab")
+OPTIONS = [
+    Option("run", None, "the run directory (or a checkpoint file) to measure"),
+    Option("checkpoint", "last", "last, best, step_N, or a path"),
+    Option("metrics", "auto", "a list such as [fid,kid,classifier_fd]; auto: what can be computed here", (list, str)),
+    Option("classifier", None, "a classifier run's checkpoint: the feature network of the classifier metrics"),
+    Option("inception_weights", None, "a local copy of torch-fidelity's InceptionV3 weights (offline machines)"),
+    Option("n", 10000, "generated samples (the toys: 2,500 is the published protocol)", int),
+    Option("split", "test", "the real images to compare with: test (held out), train, ..."),
+    Option("dataset_root", None, "where the run's data set lies on this machine, if not where it trained"),
+    Option("ema", "auto", "auto: the EMA generator when the run has one; true / false", (bool, str),
+           ("auto", True, False)),
+    Option("seed", 0, "seed of the latent codes", int),
+    Option("device", "auto", "auto, cpu, cuda, cuda:N"),
+    Option("out", None, "where to write the JSON (default: RUN/eval.json)"),
+]
+SUMMARY = "Measure a run's samples (FID, KID, IS, precision/recall, classifier and toy metrics); writes eval.json."
+EXAMPLES = ["ganlab eval run=DIR classifier=CLASSIFIER_RUN/checkpoints/last.pt",
+            "ganlab eval run=DIR metrics=[fid,kid] inception_weights=~/weights-inception-2015-12-05-6726825d.pth",
+            "ganlab eval run=TOY_RUN n=2500", "ganlab eval run=DIR checkpoint=best metrics=[classifier_fd]"]
+
+
+def cache_dir() -> Path:
+    """Where real-side statistics and clean weight copies are kept ($GANLAB_CACHE, else ~/.cache/ganlab)."""
+    return Path(os.environ.get("GANLAB_CACHE", Path.home() / ".cache" / "ganlab")).expanduser()
+
+
+class Measurer:
+    """Runs the chosen metrics on fresh samples of a run's networks: what `ganlab eval` and
+    `schedule.eval_every` share. Real images come from `real_data` (a data set, loaded on first use)."""
+
+    def __init__(self, names: list[str], n: int, device: torch.device, real_data: Callable[[], Any] | None,
+                 real_key: str, judge: Judge | None = None, inception_weights: str | None = None, mixture=None):
+        check_names(names, "metrics")
+        self.names, self.n, self.device = names, n, device
+        self.real_data, self.real_key, self.judge = real_data, real_key, judge
+        self.inception_weights, self.mixture = inception_weights, mixture
+        self._real: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._real is None:
+            self._real = real_images(self.real_data(), self.n)
+        return self._real
+
+    def __call__(self, run: runs.Run, networks, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+        """(metric values, protocol) of `n` fresh samples drawn with `seed` (the training RNG is untouched)."""
+        generated, labels = generate(run, networks, self.n, torch.Generator().manual_seed(seed))
+        inputs = Inputs(generated, labels, self.real if self.real_data else None, self.real_key, self.device,
+                        cache_dir(), self.judge, self.inception_weights, self.mixture)
+        values = run_metrics(self.names, inputs)
+        protocol = {k: v for k, v in inputs.protocol.items() if not k.startswith("_") and k != "requested"}
+        return values, protocol
+
+
+def real_images(data, limit: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Up to `limit` images of a data set as uint8 (N, C, H, W), with their labels."""
+    images, labels, count = [], [], 0
+    for batch in data.ordered_batches(torch.device("cpu")):
+        x = batch["image"]
+        x = x if data.value_range == "unit" else (x + 1) / 2
+        images.append(x.mul(255).round().clamp(0, 255).byte())
+        labels.append(batch["label"])
+        count += len(x)
+        if count >= limit:
+            break
+    return torch.cat(images)[:limit], torch.cat(labels)[:limit]
+
+
+def open_judge(path: str, facts, device: torch.device, prefixes, key: str) -> Judge:
+    network, value_range = runs.open_classifier(path, key, facts, device, prefixes)
+    return Judge(network, value_range, f"{Path(path).name} sha256:{file_sha256(path)[:16]}")
+
+
+def held_out_data(dataset: dict[str, Any], split: str, prefixes, root: str | None = None):
+    """A builder of the run's data set on `split` (None when it is a toy or has no such split)."""
+    node = {**dataset, "split": split} if "split" in dataset else dict(dataset)
+    if root:
+        node["root"] = root
+    from omegaconf import OmegaConf
+
+    return lambda: build(OmegaConf.create(node), f"dataset (split={split})", prefixes)
+
+
+def main(args: list[str]) -> None:
+    if args and args[0] in ("-h", "--help"):
+        print(usage("eval", SUMMARY, OPTIONS, EXAMPLES))
+        return
+    values = parse("eval", args, OPTIONS)
+    if values["run"] is None:
+        raise ConfigError("ganlab eval needs run=DIR (a run directory under outputs/, or a checkpoint file).")
+    result = evaluate(**values)
+    width = max(len(k) for k in result["metrics"]) if result["metrics"] else 10
+    print(f"{'metric':<{width}}  value")
+    for key, value in result["metrics"].items():
+        print(f"{key:<{width}}  {value:.6g}")
+    print(f"ganlab: wrote {result['path']}")
+
+
+def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "auto", classifier: str | None = None,
+             inception_weights: str | None = None, n: int = 10000, split: str = "test",
+             dataset_root: str | None = None, ema: str | bool = "auto", seed: int = 0, device: str = "auto",
+             out: str | None = None) -> dict[str, Any]:
+    if n <= 1:
+        raise ConfigError(f"n={n} must be at least 2 samples, e.g. n=10000.")
+    device = pick_device(device)
+    opened = runs.open(run, checkpoint, device)
+    if opened.objective.sampler is None:
+        raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate; "
+                          "measure a GAN or VAE run.")
+    prefixes = allowed_prefixes(opened.config.get("allowed_targets") or [])
+    dataset = opened.config["dataset"]
+    mixture = build_toy(dataset, prefixes)
+    judge = open_judge(classifier, opened.facts, device, prefixes, "classifier") if classifier else None
+    names = available(judge is not None, weights_at_hand(inception_weights), mixture is not None) \
+        if metrics == "auto" else list(metrics)
+    if not names:
+        raise ConfigError("no metric can be computed here: give classifier=PATH (a classifier run's checkpoint) "
+                          "for the offline metrics, or inception_weights=PATH for FID/KID/IS/precision-recall.")
+    measure = Measurer(names, n, device, None if mixture else held_out_data(dataset, split, prefixes, dataset_root),
+                       real_key=_real_key(dataset, split, dataset_root, opened), judge=judge,
+                       inception_weights=inception_weights, mixture=mixture)
+    values, protocol = measure(opened, opened.sampling_networks(ema), seed)
+    result = {"metrics": values, "checkpoint": str(opened.path), "step": opened.step,
+              "protocol": {"generated_count": n, "seed": seed, "ema": bool(opened.ema) and ema != False,  # noqa: E712
+                           "real_split": None if mixture else split,
+                           "feature_network": judge.identity if judge else None, **protocol}}
+    path = Path(out) if out else opened.path.parent.parent / "eval.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result["path"] = path
+    return result
+
+
+def build_toy(dataset: dict[str, Any], prefixes):
+    """The 2-d mixture a toy run trained on (it has no files), else None."""
+    if not str(dataset.get("_target_", "")).startswith("ganlab.data.toys."):
+        return None
+    from omegaconf import OmegaConf
+
+    return build(OmegaConf.create(dataset), "dataset", prefixes)
+
+
+def _real_key(dataset: dict[str, Any], split: str, root: str | None, opened: runs.Run) -> str:
+    return json.dumps({"dataset": dataset.get("_target_"), "root": str(root or dataset.get("root")), "split": split,
+                       "shape": list(opened.facts.shape), "value_range": opened.value_range}, sort_keys=True)
+
+
+def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: Callable[[], Any],
+                     device: torch.device, prefixes, dataset) -> tuple[Callable | None, tuple[str, bool] | None, list[str]]:
+    """What `schedule.eval_every` measures during training: (measure(networks, fixed, step) -> values,
+    (the value that keeps best.pt, whether higher is better), the TensorBoard tags), from `metrics.*`."""
+    from dataclasses import replace
+
+    from ganlab.metrics.registry import METRICS, direction
+
+    mixture = data if hasattr(data, "mode_coverage") else None
+    judge = open_judge(str(settings["classifier"]), data.facts, device, prefixes, "metrics.classifier") \
+        if settings.get("classifier") else None
+    names = settings.get("names") or []
+    if names == "auto":
+        names = available(judge is not None, False, mixture is not None)
+    if not names or run.objective.sampler is None:
+        return None, None, []
+    split = "test" if dataset.get("split") == "train" else dataset.get("split")  # what _held_out gives
+    measurer = Measurer(list(names), int(settings.get("n") or 2000), device, None if mixture else real_data,
+                        real_key=json.dumps({"dataset": dataset.get("_target_"), "root": str(dataset.get("root")),
+                                             "split": split, "shape": list(data.facts.shape)}, sort_keys=True),
+                        judge=judge, inception_weights=settings.get("inception_weights"), mixture=mixture)
+    values = [k for n in names for k in METRICS[n].higher_is_better]
+    key = settings.get("best") or values[0]
+    if key not in values:
+        raise ConfigError(f"metrics.best={key} is not measured; the metrics measured give {', '.join(values)}.")
+    seed = int(run.config.get("seed") or 0)
+
+    def measure(networks, fixed, step: int) -> dict[str, float]:
+        return measurer(replace(run, fixed=fixed), networks, seed * 1_000_003 + step)[0]
+
+    return measure, (key, direction(key)), [f"metrics/{v}" for v in values]

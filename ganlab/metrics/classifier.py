@@ -1,0 +1,118 @@
+"""Metrics with a ganlab classifier run as the feature network (`classifier=PATH`): they work
+offline, on any data set a classifier was trained on, where Inception weights are not at hand."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganlab.metrics.registry import Inputs, register
+from ganlab.metrics.stats import cached, frechet_distance, knn_radii, mean_and_covariance, precision_recall
+
+
+@dataclass
+class Judge:
+    """A trained classifier, the pixel range it was trained on, and its weights' identity."""
+
+    network: nn.Module
+    value_range: str
+    identity: str  # path and checksum: names the feature network in eval.json and in caches
+
+    @torch.no_grad()
+    def outputs(self, images: torch.Tensor, device: torch.device, batch: int = 500):
+        """(probabilities, penultimate features) of uint8 images, in batches."""
+        probs, features = [], []
+        for start in range(0, len(images), batch):
+            x = images[start:start + batch].to(device).float().div(255)
+            x = x if self.value_range == "unit" else x * 2 - 1
+            hidden = self.network.features(x)
+            probs.append(torch.softmax(self.network.head(hidden), 1).cpu())
+            features.append(hidden.flatten(1).cpu())
+        return torch.cat(probs), torch.cat(features)
+
+
+def _generated(inputs: Inputs):
+    key = ("generated", id(inputs.generated))
+    if key not in inputs.protocol.setdefault("_memo", {}):
+        inputs.protocol["_memo"][key] = inputs.classifier.outputs(inputs.generated, inputs.device)
+    return inputs.protocol["_memo"][key]
+
+
+def _real(inputs: Inputs) -> dict[str, torch.Tensor]:
+    """The real side's features, statistics and class histogram, cached per data set and classifier."""
+    def compute():
+        images, _ = inputs.real()
+        probs, features = inputs.classifier.outputs(images, inputs.device)
+        mu, sigma = mean_and_covariance(features)
+        classes = probs.shape[1]
+        return {"mu": mu, "sigma": sigma, "features": features, "radii": knn_radii(features.float()),
+                "histogram": torch.bincount(probs.argmax(1), minlength=classes).double() / len(probs)}
+
+    if inputs.real is None:
+        from ganlab.errors import ConfigError
+
+        raise ConfigError("this metric compares with real images, but the run's data set is not at hand; set "
+                          "dataset_root=PATH to where it lies on this machine.")
+    value, hit = cached(inputs.cache_dir, {"real": inputs.real_key, "feature_network": inputs.classifier.identity},
+                        compute)
+    inputs.protocol["real_statistics"] = "cache" if hit else "computed"
+    inputs.protocol["real_count"] = len(value["features"])
+    return value
+
+
+@register("classifier", needs="classifier",
+          higher_is_better={"classes_covered": True, "class_entropy": True, "classifier_score": True,
+                            "class_kl": False})
+def classes(inputs: Inputs) -> dict[str, float]:
+    """Which classes the samples are (the classifier's top prediction), how evenly, and how clearly.
+
+    class_kl: KL(sample class histogram || the real held-out images' histogram), when they are at hand."""
+    probs, _ = _generated(inputs)
+    k = probs.shape[1]
+    histogram = torch.bincount(probs.argmax(1), minlength=k).double() / len(probs)
+    present = histogram[histogram > 0]
+    marginal = probs.mean(0, keepdim=True)
+    score = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(1).mean().exp()
+    inputs.protocol["class_histogram"] = [round(float(h), 4) for h in histogram]
+    values = {"classes_covered": float((histogram > 0).sum()),
+              "class_entropy": max(0.0, float(-(present * present.log()).sum() / math.log(k))),
+              "classifier_score": float(score)}
+    if inputs.real is not None:
+        data = _real(inputs)["histogram"].clamp_min(1e-12)
+        values["class_kl"] = float((present * (present.log() - data[histogram > 0].log())).sum())
+    return values
+
+
+@register("classifier_fd", needs="classifier", higher_is_better={"classifier_fd": False})
+def classifier_fd(inputs: Inputs) -> dict[str, float]:
+    """Frechet distance between real and generated features in the classifier's penultimate layer."""
+    _, features = _generated(inputs)
+    real = _real(inputs)
+    mu, sigma = mean_and_covariance(features)
+    return {"classifier_fd": frechet_distance(mu, sigma, real["mu"], real["sigma"])}
+
+
+@register("classifier_pr", needs="classifier",
+          higher_is_better={"classifier_precision": True, "classifier_recall": True})
+def classifier_pr(inputs: Inputs) -> dict[str, float]:
+    """Precision and recall (k = 3) in the classifier's feature space."""
+    _, features = _generated(inputs)
+    real = _real(inputs)
+    values = precision_recall(real["features"], features, k=3, real_radii=real["radii"])
+    return {f"classifier_{k}": v for k, v in values.items()}
+
+
+@register("class_accuracy", needs="classifier", higher_is_better={"class_accuracy": True})
+def class_accuracy(inputs: Inputs) -> dict[str, float]:
+    """Conditional models: is a sample asked for class k classified as k? (mean, and per class in eval.json)"""
+    labels = inputs.generated_labels
+    if labels is None or labels.dtype != torch.long:
+        return {}
+    probs, _ = _generated(inputs)
+    right = probs.argmax(1) == labels
+    inputs.protocol["class_accuracy_per_class"] = {int(c): round(float(right[labels == c].float().mean()), 4)
+                                                   for c in labels.unique()}
+    return {"class_accuracy": float(right.float().mean())}

@@ -1,0 +1,115 @@
+"""Inception metrics through torch-fidelity (the `ganlab[metrics]` extra): FID, KID, IS and
+precision / recall (k = 3) in InceptionV3 features, the numbers papers report.
+
+Weights: `inception_weights=PATH` (a local copy of torch-fidelity's
+weights-inception-2015-12-05-6726825d.pth), else torch's hub cache, else torch-fidelity's usual
+download. They are read with `weights_only=True` (a weights file runs no code) and handed to
+torch-fidelity as a clean copy. The real side's features are cached by torch-fidelity under a
+name made of the data set, split, count and the weights' checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ganlab.errors import ConfigError
+from ganlab.metrics.registry import Inputs, register
+from ganlab.metrics.stats import file_sha256
+
+URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+FILE = URL.rsplit("/", 1)[1]
+# our metric name -> (torch-fidelity switch, its result keys -> ours, higher is better)
+FAMILY = {
+    "fid": ("fid", {"frechet_inception_distance": ("fid", False)}),
+    "kid": ("kid", {"kernel_inception_distance_mean": ("kid", False)}),
+    "is": ("isc", {"inception_score_mean": ("inception_score", True)}),
+    "pr": ("prc", {"precision": ("precision", True), "recall": ("recall", True)}),
+}
+
+
+def hub_copy() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / FILE
+
+
+def weights_at_hand(path: str | None) -> bool:
+    return bool(path) or hub_copy().is_file()
+
+
+def clean_weights(path: str | None, cache_dir: Path) -> tuple[Path, str]:
+    """A weights file torch-fidelity may load: our copy of the tensors, read safely. (path, sha256)."""
+    source = Path(path).expanduser() if path else hub_copy()
+    if not source.is_file():
+        if path:
+            raise ConfigError(f"inception_weights={path} does not exist; point it at a copy of {FILE}.")
+        try:
+            torch.hub.load_state_dict_from_url(URL, progress=False, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - offline: no route, DNS, proxy refusals
+            raise ConfigError(f"the Inception metrics need InceptionV3 weights, and they could not be downloaded "
+                              f"here ({type(exc).__name__}). Fetch {URL} on a machine with internet, copy it here, "
+                              f"and pass inception_weights=/path/to/{FILE} (or put it in {hub_copy().parent}).") from None
+    sha = file_sha256(source)
+    clean = Path(cache_dir) / f"inception-{sha[:16]}.pt"
+    if not clean.is_file():
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"inception_weights={source} could not be read as plain weights ({type(exc).__name__})."
+                              f" Use torch-fidelity's {FILE}.") from None
+        clean.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, clean)
+    return clean, sha
+
+
+class _RGB(Dataset):
+    """uint8 images (N, C, H, W) as the 3-channel uint8 tensors torch-fidelity reads."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self.images[index]
+        return image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
+
+
+def _compute(inputs: Inputs) -> dict[str, float]:
+    """Every requested Inception metric in one torch-fidelity call (features are extracted once)."""
+    memo = inputs.protocol.setdefault("_memo", {})
+    if "inception" in memo:
+        return memo["inception"]
+    try:
+        import torch_fidelity
+    except ImportError:
+        raise ConfigError("the Inception metrics need torch-fidelity: pip install 'ganlab[metrics]'.") from None
+    if inputs.real is None:
+        raise ConfigError("the Inception metrics compare with real images, but the run's data set is not at hand; "
+                          "set dataset_root=PATH to where it lies on this machine.")
+    weights, sha = clean_weights(inputs.inception_weights, inputs.cache_dir)
+    wanted = [n for n in inputs.protocol.get("requested", FAMILY) if n in FAMILY]
+    real, _ = inputs.real()
+    cache_name = "ganlab-" + hashlib.sha256(f"{inputs.real_key}|{len(real)}|{sha}".encode()).hexdigest()[:16]
+    result = torch_fidelity.calculate_metrics(
+        input1=_RGB(inputs.generated), input2=_RGB(real), input2_cache_name=cache_name,
+        cache_root=str(Path(inputs.cache_dir) / "torch-fidelity"), cuda=inputs.device.type == "cuda",
+        feature_extractor_weights_path=str(weights), verbose=False, batch_size=64,
+        kid_subset_size=min(1000, len(real), len(inputs.generated)), prc_neighborhood=3,
+        **{FAMILY[n][0]: True for n in wanted})
+    inputs.protocol["inception_weights_sha256"] = sha
+    inputs.protocol["real_count"] = len(real)
+    memo["inception"] = {ours: float(result[theirs]) for n in wanted for theirs, (ours, _) in FAMILY[n][1].items()}
+    return memo["inception"]
+
+
+def _metric(name: str):
+    keys = FAMILY[name][1].values()
+    return lambda inputs: {k: v for k, v in _compute(inputs).items() if k in {ours for ours, _ in keys}}
+
+
+for _name, (_, _outputs) in FAMILY.items():
+    register(_name, needs="inception", higher_is_better=dict(_outputs.values()))(_metric(_name))

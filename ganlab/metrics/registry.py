@@ -1,0 +1,92 @@
+"""The metric registry and what every metric receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ganlab.errors import ConfigError
+
+
+@dataclass
+class Inputs:
+    """What an evaluation hands every metric.
+
+    `generated`: N samples as uint8 images (N, C, H, W) or float points (N, 2); `generated_labels`:
+    the labels a conditional model was asked for (else None). `real()` gives held-out real samples
+    in the same form (and their labels); `real_key` names them for caches. The feature networks
+    (`classifier`, `inception_weights`) and the toy `mixture` are None when not at hand.
+    """
+
+    generated: torch.Tensor
+    generated_labels: torch.Tensor | None
+    real: Callable[[], tuple[torch.Tensor, torch.Tensor | None]] | None
+    real_key: str
+    device: torch.device
+    cache_dir: Path
+    classifier: Any = None  # metrics.judges.Judge
+    inception_weights: str | None = None
+    mixture: Any = None  # data.toys.GaussianMixture
+    protocol: dict[str, Any] = field(default_factory=dict)  # filled by metrics: feature networks, real counts
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    compute: Callable[[Inputs], dict[str, float]]
+    needs: str  # classifier | inception | toy
+    higher_is_better: dict[str, bool]  # for each value it returns
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register(name: str, needs: str, higher_is_better: dict[str, bool]):
+    """Decorator: `@register("toy", needs="toy", higher_is_better={"modes_covered": True, ...})`."""
+
+    def add(function: Callable[[Inputs], dict[str, float]]):
+        METRICS[name] = Metric(name, function, needs, higher_is_better)
+        return function
+
+    return add
+
+
+def direction(value_name: str) -> bool:
+    """Whether a larger `value_name` (a metric's output, e.g. classifier_fd) is better."""
+    for metric in METRICS.values():
+        if value_name in metric.higher_is_better:
+            return metric.higher_is_better[value_name]
+    raise ConfigError(f"metrics.best={value_name!r} is not a value any metric returns; they are "
+                      f"{', '.join(sorted(k for m in METRICS.values() for k in m.higher_is_better))}.")
+
+
+def available(has_classifier: bool, has_inception: bool, is_toy: bool) -> list[str]:
+    """What can be computed here and now (`metrics=auto`)."""
+    ready = {"classifier": has_classifier, "inception": has_inception, "toy": is_toy}
+    return [name for name, metric in METRICS.items() if ready[metric.needs]]
+
+
+def check_names(names: list[str], key: str) -> None:
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ConfigError(f"{key}: {unknown} are not metrics; the metrics are {', '.join(METRICS)}.")
+
+
+def run_metrics(names: list[str], inputs: Inputs) -> dict[str, float]:
+    """Compute each named metric; a metric whose feature network is missing says which key sets it."""
+    check_names(names, "metrics")
+    inputs.protocol["requested"] = list(names)
+    values: dict[str, float] = {}
+    for name in names:
+        metric = METRICS[name]
+        missing = {"classifier": inputs.classifier is None, "toy": inputs.mixture is None,
+                   "inception": False}[metric.needs]
+        if missing:
+            fix = "classifier=PATH (metrics.classifier=PATH in training), a classifier run's checkpoint" \
+                if metric.needs == "classifier" else "a 2-d toy run (dataset=ring or grid)"
+            raise ConfigError(f"metric {name} needs {fix}.")
+        values.update(metric.compute(inputs))
+    return values

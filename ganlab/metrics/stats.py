@@ -1,0 +1,77 @@
+"""Feature statistics shared by the metrics: Frechet distance, k-NN precision / recall, and a
+cache of the real side named by a hash of what produced it (data set, split, size, network)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
+    """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2), in float64 through symmetric eigensolves."""
+    mu1, mu2, sigma1, sigma2 = (t.double() for t in (mu1, mu2, sigma1, sigma2))
+    values, vectors = torch.linalg.eigh(sigma1)
+    root1 = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    middle = torch.linalg.eigvalsh(root1 @ sigma2 @ root1).clamp_min(0).sqrt().sum()
+    return float((mu1 - mu2).pow(2).sum() + sigma1.trace() + sigma2.trace() - 2 * middle)
+
+
+def mean_and_covariance(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    features = features.double()
+    return features.mean(0), torch.cov(features.T)
+
+
+def knn_radii(features: torch.Tensor, k: int = 3, chunk: int = 2048) -> torch.Tensor:
+    """Distance of each point to its k-th nearest neighbour among the others."""
+    radii = []
+    for start in range(0, len(features), chunk):
+        distances = torch.cdist(features[start:start + chunk], features)
+        radii.append(distances.kthvalue(k + 1, dim=1).values)  # +1: the point itself is at 0
+    return torch.cat(radii)
+
+
+def coverage(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 2048) -> float:
+    """Share of `points` inside at least one ball (centre, radius)."""
+    inside = []
+    for start in range(0, len(points), chunk):
+        inside.append((torch.cdist(points[start:start + chunk], centres) <= radii[None]).any(1))
+    return float(torch.cat(inside).float().mean())
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
+                     real_radii: torch.Tensor | None = None) -> dict[str, float]:
+    """Kynkaanniemi et al. (2019): precision = fakes inside the real k-NN manifold, recall = reals
+    inside the fake one."""
+    real, fake = real.float(), fake.float()
+    real_radii = knn_radii(real, k) if real_radii is None else real_radii
+    return {"precision": coverage(fake, real, real_radii), "recall": coverage(real, fake, knn_radii(fake, k))}
+
+
+def cached(cache_dir: Path, description: dict[str, Any], compute: Callable[[], dict[str, torch.Tensor]]):
+    """`compute()` once per `description` (saved as <sha>.pt with the description beside it)."""
+    key = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"real_{key}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=True), True
+        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
+            path.unlink(missing_ok=True)
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(value, tmp)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(description, indent=1, default=str), encoding="utf-8")
+    return value, False
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
