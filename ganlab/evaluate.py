@@ -32,6 +32,7 @@ from ganlab.options import Option, parse, usage
 from ganlab.sample import generate
 
 log = logging.getLogger("ganlab")
+REAL_LIMIT = 10_000  # real images compared with (the usual FID protocol: a test split of 10k)
 OPTIONS = [
     Option("run", None, "the run directory (or a checkpoint file) to measure"),
     Option("checkpoint", "last", "last, best, step_N, or a path"),
@@ -71,8 +72,9 @@ class Measurer:
         self._real: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The held-out images: all of them up to max(n, 10,000), the same set whatever n is asked."""
         if self._real is None:
-            self._real = real_images(self.real_data(), self.n)
+            self._real = real_images(self.real_data(), max(self.n, REAL_LIMIT))
         return self._real
 
     def __call__(self, run: runs.Run, networks, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
@@ -178,7 +180,7 @@ def _real_key(dataset: dict[str, Any], split: str, root: str | None, opened: run
 
 
 def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: Callable[[], Any],
-                     device: torch.device, prefixes, dataset) -> tuple[Callable | None, tuple[str, bool] | None, list[str]]:
+                     device: torch.device, dataset, judge: Judge | None) -> tuple[Callable | None, tuple[str, bool] | None, list[str]]:
     """What `schedule.eval_every` measures during training: (measure(networks, fixed, step) -> values,
     (the value that keeps best.pt, whether higher is better), the TensorBoard tags), from `metrics.*`."""
     from dataclasses import replace
@@ -186,8 +188,6 @@ def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: C
     from ganlab.metrics.registry import METRICS, direction
 
     mixture = data if hasattr(data, "mode_coverage") else None
-    judge = open_judge(str(settings["classifier"]), data.facts, device, prefixes, "metrics.classifier") \
-        if settings.get("classifier") else None
     names = settings.get("names") or []
     if names == "auto":
         names = available(judge is not None, False, mixture is not None)

@@ -99,8 +99,27 @@ def sample_diagnostics(samples: torch.Tensor, diagnose=None) -> dict[str, float]
 def update_ema(ema: nn.Module, live: nn.Module, decay: float) -> None:
     for ema_p, live_p in zip(ema.parameters(), live.parameters()):
         ema_p.lerp_(live_p, 1.0 - decay)
-    for ema_b, live_b in zip(ema.buffers(), live.buffers()):  # BatchNorm statistics are copied
+    for ema_b, live_b in zip(ema.buffers(), live.buffers()):  # kept in step; recalibrated before use
         ema_b.copy_(live_b)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: nn.Module, forward: Callable[[], Any], passes: int = 4) -> None:
+    """Running BatchNorm statistics for `net`'s own weights: the live G's statistics do not fit the
+    averaged EMA weights, so they are re-estimated on `passes` fresh batches (cumulative average)."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    net.train()
+    for _ in range(passes):
+        forward()
+    net.eval()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 class Loop:
@@ -222,8 +241,10 @@ class Loop:
                 extra += 1
             if self.schedule.adaptive and self.schedule.adaptive.phase == phase.name:
                 self.meter.add({f"schedule/extra_{phase.name}": torch.tensor(float(extra))})
-        for name, ema in self.ema.items():
-            update_ema(ema, self.networks[name], self.schedule.ema_decay)
+        if self.ema:
+            beta = self.schedule.ema_beta(self.step, self.batch_size)
+            for name, ema in self.ema.items():
+                update_ema(ema, self.networks[name], beta)
 
     def _update(self, phase, batch) -> torch.Tensor:
         """One optimizer step of `phase` on `batch`; returns the detached loss."""
@@ -283,18 +304,37 @@ class Loop:
         self.logger.scalars(self.step, values)
 
     def _sample(self) -> dict[str, float]:
-        """Save the snapshot grids; returns the diagnostics of the fixed samples."""
-        networks = {**self.networks, **self.ema}
+        """Save the snapshot grids (the EMA's, and the live networks' beside them as live_*);
+        returns the diagnostics of the fixed samples the grids show."""
+        networks = self._networks_for_use()
         with evaluating(networks):
             samples = self.objective.samples(self.fixed, networks)
             shown = self.objective.snapshots(self.fixed, networks, samples)
+            if self.ema:
+                live = self.objective.samples(self.fixed, self.networks)
+                shown.update({f"live_{name}": grid for name, grid in
+                              self.objective.snapshots(self.fixed, self.networks, live).items()})
         for name, (images, columns) in shown.items():
             self.logger.images(self.step, name, images, nrow=columns)
         return sample_diagnostics(samples, self.diagnose) if samples is not None else {}
 
+    def _networks_for_use(self) -> dict[str, nn.Module]:
+        """The live networks with their EMA copies in place, BatchNorm statistics re-estimated."""
+        sampler = self.objective.sampler
+        if sampler in self.ema:
+            ema, rng = self.ema[sampler], torch.Generator().manual_seed(self.step)
+            labels = self.fixed.get("labels")
+
+            def forward():
+                latent = self.objective.latent(self.schedule.sample_count, rng).to(self.device)
+                self.objective.decode({sampler: ema}, latent, labels)
+
+            recalibrate_batchnorm(ema, forward)
+        return {**self.networks, **self.ema}
+
     def _evaluate(self) -> dict[str, float]:
         """The objective's held-out evaluation (eval/<name>) and the metrics of fresh samples (metrics/<name>)."""
-        networks = {**self.networks, **self.ema}
+        networks = self._networks_for_use()
         values: dict[str, float] = {}
         with evaluating(networks):
             if self.evaluation_batches is not None:

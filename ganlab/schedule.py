@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,9 @@ class Schedule:
     ckpt_every: int = 500
     snapshot_every: int = 0  # periodic checkpoints/step_XXXXXX.pt beside last.pt; 0 = none
     keep_last: int = 3  # how many periodic checkpoints to keep
-    ema_decay: float = 0.0  # EMA of the objective's ema_networks (the generator); 0 = off
+    ema_decay: float = 0.0  # EMA of the objective's ema_networks (the generator) per step at this batch size; 0 = off
+    ema_kimg: float | None = None  # or its half-life in thousands of images (StyleGAN2-ADA); wins over ema_decay
+    ema_rampup: float | None = 0.05  # warm-up: the half-life is at most this fraction of the images seen
     sample_count: int = 64  # size of the fixed sample batch
     lr_decay: str = "none"  # none, or linear: to 0 at the last step, from lr_decay_start * steps on
     lr_decay_start: float = 0.0
@@ -44,6 +47,19 @@ class Schedule:
                               "it is the fraction of steps trained at the full rate.")
         if isinstance(self.adaptive, dict):
             self.adaptive = AdaptiveRule(**self.adaptive) if self.adaptive.get("phase") is not None else None
+
+    @property
+    def uses_ema(self) -> bool:
+        return self.ema_decay > 0 or bool(self.ema_kimg)
+
+    def ema_beta(self, step: int, batch_size: int) -> float:
+        """The EMA's decay for the update after `step` steps of `batch_size` images: a half-life in
+        images, so it does not change with the batch size, capped during warm-up so that the EMA of
+        a young G is not the random initial one."""
+        half_life = self.ema_kimg * 1000 if self.ema_kimg else batch_size * math.log(0.5) / math.log(self.ema_decay)
+        if self.ema_rampup:
+            half_life = min(half_life, (step + 1) * batch_size * self.ema_rampup)
+        return 0.5 ** (batch_size / max(half_life, 1e-8))
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of every base learning rate at `step` (0-based, before the step runs)."""

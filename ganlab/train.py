@@ -18,7 +18,7 @@ from ganlab.errors import ConfigError
 from ganlab.logging import RunLogger
 from ganlab.loop import Loop
 from ganlab.rundir import RunDirLock
-from ganlab.evaluate import training_metrics
+from ganlab.evaluate import open_judge, training_metrics
 from ganlab.metrics.judges import ClassifierMetrics
 from ganlab.schedule import Schedule
 from ganlab.models.blocks import count_parameters
@@ -54,16 +54,18 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device
     dataset = _training_split(cfg.dataset, runs.objective_class(cfg, prefixes).wants_evaluation)
     data = build(dataset, "dataset", prefixes)
     value_range = getattr(data, "value_range", "tanh")
-    run = runs.build(cfg, data.facts, value_range, device, prefixes, ema=float(cfg.schedule.ema_decay) > 0)
+    run = runs.build(cfg, data.facts, value_range, device, prefixes, ema=float(cfg.schedule.ema_decay) > 0 or bool(cfg.schedule.get("ema_kimg")))
     _check_value_range(run.objective, value_range)
     optimizers = {name: _build_optimizer(cfg.optimizer, name, net, prefixes) for name, net in run.networks.items()}
     schedule = _schedule(cfg.schedule, data.batches_per_epoch, run.objective.batches_per_step())
     run.steps_per_epoch = data.batches_per_epoch / run.objective.batches_per_step()
     metrics = to_plain(cfg.get("metrics")) or {}
     held_out = _held_out(dataset, data, prefixes) if run.objective.wants_evaluation else None
-    diagnose = _diagnostics(metrics, data, value_range, prefixes, device)
+    judge = open_judge(str(metrics["classifier"]), data.facts, device, prefixes, "metrics.classifier") \
+        if metrics.get("classifier") else None
+    diagnose = _diagnostics(data, value_range, judge)
     measure, best, metric_tags = training_metrics(  # the real side is loaded on the first measurement
-        metrics, run, data, lambda: held_out or _held_out(dataset, data, prefixes), device, prefixes, dataset)
+        metrics, run, data, lambda: held_out or _held_out(dataset, data, prefixes), device, dataset, judge)
     _write_summary(run.networks, run_dir)  # the first file of a run: written once everything is built
 
     # --- run -------------------------------------------------------------------------------
@@ -181,17 +183,16 @@ def _training_split(node: DictConfig, evaluates: bool) -> DictConfig:
     return node
 
 
-def _diagnostics(metrics: dict[str, Any], data, value_range: str, prefixes, device):
-    """Measures of generated samples: the data set's own (modes of the toys) and classifier-based ones."""
+def _diagnostics(data, value_range: str, judge):
+    """Measures of the fixed samples at each sample step: the data set's own (modes of the toys) and
+    the classifier's (`metrics.classifier`)."""
     judges = [getattr(data, "mode_coverage", None)]
-    if metrics.get("classifier"):
-        network, trained_range = runs.open_classifier(str(metrics.classifier), "metrics.classifier", data.facts,
-                                                      device, prefixes)
-        judges.append(ClassifierMetrics(network, rescale=value_range == "tanh" and trained_range == "unit"))
-    judges = [judge for judge in judges if judge is not None]
+    if judge is not None:
+        judges.append(ClassifierMetrics(judge.network, rescale=value_range == "tanh" and judge.value_range == "unit"))
+    judges = [j for j in judges if j is not None]
     if not judges:
         return None
-    return lambda samples: {k: v for judge in judges for k, v in judge(samples).items()}
+    return lambda samples: {k: v for j in judges for k, v in j(samples).items()}
 
 
 def _check_value_range(objective, given: str) -> None:

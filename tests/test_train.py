@@ -47,7 +47,9 @@ def test_tensorboard_events_hold_scalars_and_sample_images(finished_run):
 def test_sample_grids_are_pngs_of_the_fixed_batch(finished_run):
     run_dir, _ = finished_run
     pngs = sorted(p.name for p in (run_dir / "samples").glob("*.png"))
-    assert pngs == ["step_000004.png", "step_000008.png"]
+    # the EMA generator's grids, and the live one's beside them
+    assert pngs == ["live_samples_step_000004.png", "live_samples_step_000008.png", "step_000004.png",
+                    "step_000008.png"]
     grid = Image.open(run_dir / "samples" / "step_000008.png")
     # 16 samples of 16 px in rows of 8 with 2 px padding: 2 rows x 8 columns
     assert grid.size == (8 * 18 + 2, 2 * 18 + 2)
