@@ -210,3 +210,29 @@ def test_the_ema_generator_gets_its_own_batchnorm_statistics(gan_run):
     live, ema = state["networks"]["generator"], state["ema"]["generator"]
     assert any(k.endswith("running_mean") for k in ema)
     assert (gan_run / "samples" / "live_samples_step_000012.png").is_file()  # both grids when both exist
+
+
+def random_inception_weights(path):
+    """A weights file of the right layout with random values: the real torch-fidelity path runs offline."""
+    import torch_fidelity.feature_extractor_inceptionv3 as module
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "load_state_dict_from_url", lambda *a, **k: None)
+        patch.setattr(module.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        net = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.mark.slow
+def test_inception_metrics_run_through_torch_fidelity_with_local_weights(gan_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "cache"))
+    weights = random_inception_weights(tmp_path / "weights-inception-2015-12-05-6726825d.pth")
+    result = evaluate(str(gan_run), metrics=["fid", "kid", "is", "pr"], n=40, device="cpu",
+                      inception_weights=str(weights), out=str(tmp_path / "eval.json"))
+    values = result["metrics"]
+    assert set(values) == {"fid", "kid", "inception_score", "precision", "recall"}
+    # random weights: degenerate features, so only the ranges are meaningful here
+    assert values["fid"] > -1e-6 and values["inception_score"] > 1 - 1e-6 and 0 <= values["precision"] <= 1
+    assert result["protocol"]["inception_weights_sha256"]
+    assert list((tmp_path / "cache" / "torch-fidelity").rglob("*ganlab-*"))  # the real side's features, cached

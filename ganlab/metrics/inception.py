@@ -97,6 +97,7 @@ def _compute(inputs: Inputs) -> dict[str, float]:
     result = torch_fidelity.calculate_metrics(
         input1=_RGB(inputs.generated), input2=_RGB(real), input2_cache_name=cache_name,
         cache_root=str(Path(inputs.cache_dir) / "torch-fidelity"), cuda=inputs.device.type == "cuda",
+        feature_extractor="inception-v3-compat", feature_layer_prc="2048",  # precision/recall in Inception features too
         feature_extractor_weights_path=str(weights), verbose=False, batch_size=64,
         kid_subset_size=min(1000, len(real), len(inputs.generated)), prc_neighborhood=3,
         **{FAMILY[n][0]: True for n in wanted})
