@@ -110,3 +110,13 @@ def read_metrics(run_dir: Path) -> list[dict]:
     """The rows of a run's `metrics.jsonl` (for scripts and tests)."""
     path = Path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class NullLogger:
+    """What processes other than the main one log to under torchrun: nothing (rank 0 writes)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None

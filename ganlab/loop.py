@@ -22,6 +22,7 @@ from ganlab import checkpoint
 from ganlab.errors import ConfigError, Interrupted, TrainingDiverged
 from ganlab.logging import RunLogger
 from ganlab.run import Run
+from ganlab.runtime import Runtime, unwrap
 from ganlab.schedule import Schedule
 
 log = logging.getLogger("ganlab")
@@ -42,6 +43,14 @@ class Meter:
 
     def means(self) -> dict[str, float]:
         return {key: (self.sums[key] / self.counts[key]).item() for key in self.sums}
+
+    def synchronise(self, runtime: Runtime) -> None:
+        """Average the sums over processes, so every process logs and decides on the same numbers."""
+        if not runtime.distributed or not self.sums:
+            return
+        keys = sorted(self.sums)
+        total = runtime.sum(torch.stack([self.sums[k].reshape(()) for k in keys])) / runtime.world_size
+        self.sums = dict(zip(keys, total.unbind()))
 
     def first_diverged(self, limit: float | None) -> tuple[str, float] | None:
         """The first statistic whose mean is NaN, infinite or beyond `limit` in absolute value."""
@@ -126,7 +135,7 @@ class Loop:
     """Trains `run` (its objective's networks and EMA copies) with `optimizers` on `batches`."""
 
     def __init__(self, run: Run, optimizers: dict[str, torch.optim.Optimizer], batches,
-                 schedule: Schedule, logger: RunLogger, run_dir: Path, device: torch.device, batch_size: int,
+                 schedule: Schedule, logger: RunLogger, run_dir: Path, runtime: Runtime, batch_size: int,
                  diagnose: Callable[[torch.Tensor], dict[str, float]] | None = None,
                  evaluation_batches: Callable[[], Iterator[dict[str, torch.Tensor]]] | None = None,
                  measure: Callable[[dict[str, nn.Module], dict[str, torch.Tensor], int], dict[str, float]] | None = None,
@@ -135,13 +144,14 @@ class Loop:
         logged as metrics/*; `best` = (the value that keeps checkpoints/best.pt, higher is better)."""
         self.objective, self.optimizers, self.batches = run.objective, optimizers, batches
         self.metadata = run.metadata  # config, data facts, value range: what opens the run without its data
-        self.schedule, self.logger, self.device = schedule, logger, device
+        self.schedule, self.logger, self.runtime, self.device = schedule, logger, runtime, runtime.device
+        self.scaler = runtime.scaler()
         self.batch_size, self.diagnose = batch_size, diagnose
         self.evaluation_batches, self.measure, self.best_rule = evaluation_batches, measure, best
         self.best: dict[str, Any] | None = None  # {"value", "step"} of best.pt
         self.ckpt_dir = run_dir / "checkpoints"
         self.networks, self.ema = run.networks, run.ema
-        self.fixed = self.objective.fixed_inputs(schedule.sample_count, device, self._example(schedule.sample_count))
+        self.fixed = self.objective.fixed_inputs(schedule.sample_count, self.device, self._example(schedule.sample_count))
         self.step = 0
         self._saved_step: int | None = None  # the step of the newest last.pt this run wrote or resumed from
         self.meter = Meter()
@@ -170,7 +180,7 @@ class Loop:
             "format_version": checkpoint.FORMAT_VERSION,
             **self.metadata(),
             "step": self.step,
-            "networks": {name: net.state_dict() for name, net in self.networks.items()},
+            "networks": {name: unwrap(net).state_dict() for name, net in self.networks.items()},
             "ema": {name: net.state_dict() for name, net in self.ema.items()},
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "fixed": {name: t.cpu() for name, t in self.fixed.items()},
@@ -182,7 +192,7 @@ class Loop:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, net in self.networks.items():
-            net.load_state_dict(state["networks"][name])
+            unwrap(net).load_state_dict(state["networks"][name])
         for name, net in self.ema.items():
             net.load_state_dict(state["ema"].get(name) or state["networks"][name])
         for name, opt in self.optimizers.items():
@@ -221,9 +231,9 @@ class Loop:
                     if not checkpoint.is_disk_full(exc):
                         raise
                     raise checkpoint.disk_full(self.logger.run_dir) from None
-                if self._stop_signal is not None:
+                if self.runtime.any(self._stop_signal is not None):  # a signal to one process stops all
                     self._save_last()
-                    raise Interrupted(self._stop_signal, self.step)
+                    raise Interrupted(self._stop_signal or signal.SIGTERM, self.step)
         return self.step
 
     def _train_step(self) -> None:
@@ -231,12 +241,12 @@ class Loop:
         self.objective.begin_step(self.step)
         batch, last_loss = None, {}
         for phase in self.objective.phases:
-            for _ in range(phase.repeats):
-                batch = next(self.batches) if phase.uses_data or batch is None else batch
+            for repeat in range(phase.repeats):
+                batch = self._inputs(phase, batch, reuse=repeat == 0 and phase.name == self.objective.reuses_latent)
                 last_loss[phase.name] = self._update(phase, batch)
             extra = 0
             while self._wants_extra(phase.name, last_loss, extra):
-                batch = next(self.batches) if phase.uses_data else batch
+                batch = self._inputs(phase, batch, reuse=False)
                 last_loss[phase.name] = self._update(phase, batch)
                 extra += 1
             if self.schedule.adaptive and self.schedule.adaptive.phase == phase.name:
@@ -246,6 +256,16 @@ class Loop:
             for name, ema in self.ema.items():
                 update_ema(ema, self.networks[name], beta)
 
+    def _inputs(self, phase, batch, reuse: bool) -> dict[str, torch.Tensor]:
+        """This process's shard of the next global batch (or the last one, for a phase that draws no
+        data), with fresh latent codes unless the phase reuses the previous phase's."""
+        if phase.uses_data or batch is None:
+            batch = {key: self.runtime.shard(value) for key, value in next(self.batches).items()}
+        if self.objective.latent_inputs and not reuse:
+            codes = self.objective.latent(self.batch_size, device=self.device)
+            batch = {**batch, "latent": self.runtime.shard(codes)}
+        return batch
+
     def _update(self, phase, batch) -> torch.Tensor:
         """One optimizer step of `phase` on `batch`; returns the detached loss."""
         if phase.uses_data:
@@ -253,9 +273,15 @@ class Loop:
         optimizer = self.optimizers[phase.network]
         train_only(self.networks, phase.network)
         optimizer.zero_grad(set_to_none=True)
-        loss, stats = self.objective.loss(phase.name, batch)
-        loss.backward()
-        optimizer.step()
+        with self.runtime.autocast():
+            loss, stats = self.objective.loss(phase.name, batch)
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        self.runtime.average_gradients(self.networks[phase.network])
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
         self.objective.after_step(phase.name)
         self.meter.add({f"loss/{phase.name}": loss, **{f"{phase.name}/{k}": v for k, v in stats.items()}})
         return loss.detach()
@@ -265,7 +291,8 @@ class Loop:
         rule = self.schedule.adaptive
         if not rule or rule.phase != phase or extra >= rule.max_extra or rule.rival not in last_loss:
             return False
-        return (last_loss[phase] - last_loss[rule.rival]).item() > rule.margin
+        gap = self.runtime.sum(last_loss[phase] - last_loss[rule.rival]) / self.runtime.world_size
+        return gap.item() > rule.margin  # one decision for every process
 
     def _set_learning_rates(self) -> None:
         factor = self.schedule.lr_factor(self.step)
@@ -279,8 +306,9 @@ class Loop:
 
     def _maintain(self) -> None:
         s = self.schedule
-        extra = self._sample() if self._due(s.sample_every) else {}
-        if (self.evaluation_batches is not None or self.measure is not None) and self._due(s.eval_every):
+        extra = self._sample() if self._due(s.sample_every) and self.runtime.is_main else {}
+        if (self.evaluation_batches is not None or self.measure is not None) and self._due(s.eval_every) \
+                and self.runtime.is_main:
             extra.update(self._evaluate())
         if self._due(s.log_every):
             self._log(extra)
@@ -366,11 +394,14 @@ class Loop:
         self.logger.flush()
 
     def _save(self, path: Path) -> None:
-        """Write a checkpoint, unless a weight or BatchNorm statistic is already NaN or infinite."""
+        """Write a checkpoint (the main process only), unless a weight or BatchNorm statistic is
+        already NaN or infinite."""
         state = self.state_dict()
         bad = checkpoint.first_non_finite(state)
         if bad is not None:
             self._diverged(f"{bad} became NaN or infinite")
+        if not self.runtime.is_main:
+            return
         if path.name in (checkpoint.LAST, checkpoint.BEST):
             checkpoint.save_atomic(state, path)
             if path.name == checkpoint.LAST:
@@ -379,6 +410,7 @@ class Loop:
             checkpoint.save_periodic(state, self.ckpt_dir, self.step, self.schedule.keep_last)
 
     def _guard_finite(self) -> None:
+        self.meter.synchronise(self.runtime)  # the same numbers, so the same decision, on every process
         bad = self.meter.first_diverged(self.schedule.divergence_limit)
         if bad is not None:
             key, value = bad

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import fields
@@ -15,9 +16,10 @@ from ganlab import checkpoint, run as runs
 from ganlab.build import allowed_prefixes, build, check_targets, to_plain
 from ganlab.checks import check_known_keys, check_top_level, check_values, config_changes, pick_device
 from ganlab.errors import ConfigError
-from ganlab.logging import RunLogger
+from ganlab.logging import NullLogger, RunLogger
 from ganlab.loop import Loop
 from ganlab.rundir import RunDirLock
+from ganlab.runtime import Runtime, build_runtime, unwrap
 from ganlab.evaluate import open_judge, training_metrics
 from ganlab.metrics.judges import ClassifierMetrics
 from ganlab.schedule import Schedule
@@ -36,26 +38,30 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
     check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
     check_known_keys(cfg)
     check_values(cfg)
-    device = pick_device(str(cfg.device))
-    with RunDirLock(run_dir):  # one process per run directory
-        return _train_locked(cfg, run_dir, prefixes, device)
+    runtime = build_runtime(pick_device(str(cfg.device)), **(to_plain(cfg.get("runtime")) or {}))
+    # one process per run directory (under torchrun: the main one holds it for all)
+    with RunDirLock(run_dir) if runtime.is_main else contextlib.nullcontext():
+        return _train_locked(cfg, run_dir, prefixes, runtime)
 
 
-def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device) -> Loop:
-    removed = checkpoint.remove_stale_temporaries(run_dir / "checkpoints")
-    if removed:
-        log.info("removed %d temporary file(s) left by an interrupted checkpoint write", len(removed))
-    resume_state, resumed = _resume_state(cfg, run_dir)
+def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime) -> Loop:
+    device = runtime.device
+    if runtime.is_main:
+        removed = checkpoint.remove_stale_temporaries(run_dir / "checkpoints")
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted checkpoint write", len(removed))
+    resume_state, resumed = _resume_state(cfg, run_dir) if runtime.is_main else (None, False)
+    resume_state, resumed = runtime.broadcast((resume_state, resumed))  # rank 0 decides, all follow
 
     # --- build -----------------------------------------------------------------------------
-    torch.manual_seed(cfg.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    runtime.apply_global_settings(int(cfg.seed))
     dataset = _training_split(cfg.dataset, runs.objective_class(cfg, prefixes).wants_evaluation)
     data = build(dataset, "dataset", prefixes)
     value_range = getattr(data, "value_range", "tanh")
     run = runs.build(cfg, data.facts, value_range, device, prefixes, ema=float(cfg.schedule.ema_decay) > 0 or bool(cfg.schedule.get("ema_kimg")))
     _check_value_range(run.objective, value_range)
+    for name, net in run.networks.items():  # SyncBatchNorm, channels_last, compile: the objective calls these
+        run.objective.networks[name] = runtime.prepare(net)
     optimizers = {name: _build_optimizer(cfg.optimizer, name, net, prefixes) for name, net in run.networks.items()}
     schedule = _schedule(cfg.schedule, data.batches_per_epoch, run.objective.batches_per_step())
     run.steps_per_epoch = data.batches_per_epoch / run.objective.batches_per_step()
@@ -66,14 +72,15 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, device: torch.device
     diagnose = _diagnostics(data, value_range, judge)
     measure, best, metric_tags = training_metrics(  # the real side is loaded on the first measurement
         metrics, run, data, lambda: held_out or _held_out(dataset, data, prefixes), device, dataset, judge)
-    _write_summary(run.networks, run_dir)  # the first file of a run: written once everything is built
+    if runtime.is_main:
+        _write_summary({name: unwrap(net) for name, net in run.networks.items()}, run_dir)  # the run's first file
 
     # --- run -------------------------------------------------------------------------------
     start = int(resume_state["step"]) if resume_state else 0
     logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)),
-                       resumed=resumed)
+                       resumed=resumed) if runtime.is_main else NullLogger(run_dir)
     logger.hparams(_overrides(run_dir), [f"loss/{phase.name}" for phase in run.objective.phases] + metric_tags)
-    loop = Loop(run, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir, device,
+    loop = Loop(run, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir, runtime,
                 batch_size=data.batch_size, diagnose=diagnose,
                 evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None,
                 measure=measure, best=best)

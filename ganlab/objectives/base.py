@@ -84,9 +84,17 @@ class Objective:
     sampler: str | None = None
     #: whether `decode` takes labels (class indices or attribute vectors)
     conditional: bool = False
+    #: whether each update reads `batch["latent"]`: codes the loop draws for the global batch and
+    #: shards, so N processes see the codes one process would
+    latent_inputs: bool = False
+    #: the phase whose update reuses the previous phase's batch and latent codes (a GAN's G step
+    #: reusing the D step's fakes), or None
+    reuses_latent: str | None = None
 
-    def latent(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`count` latent codes drawn on the CPU from `generator` (reproducible on any device)."""
+    def latent(self, count: int, generator: torch.Generator | None = None,
+               device: torch.device | None = None) -> torch.Tensor:
+        """`count` latent codes from `generator` (a CPU generator: reproducible on any device), or
+        from `device`'s default generator."""
         raise NotImplementedError(f"{type(self).__name__} does not generate samples")
 
     def decode(self, networks: dict[str, nn.Module], latent: torch.Tensor,

@@ -17,15 +17,25 @@ from ganlab.errors import ConfigError
 from ganlab.losses import AdversarialLoss
 from ganlab.objectives.base import Objective, Phase
 from ganlab.plots import scatter_image
+from ganlab.runtime import grad_enabled_for
 
 
 class GANObjective(Objective):
+    """`reuse_fakes` (auto: when n_critic = g_steps = 1): the G step reuses the D step's fakes (the
+    same codes, G's graph kept), as pytorch/examples' DCGAN does: one G forward per step instead of two."""
+
     ema_networks = ("generator",)
     needs_adversarial_loss = True
+    latent_inputs = True
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  n_critic: int = 1, g_steps: int = 1, penalties: dict[str, Any] | None = None,
-                 constraints: dict[str, Any] | None = None):
+                 constraints: dict[str, Any] | None = None, reuse_fakes: bool | str = "auto"):
+        if reuse_fakes not in ("auto", True, False):
+            raise ConfigError(f"model.objective.reuse_fakes={reuse_fakes!r} must be auto, true or false.")
+        self.reuse_fakes = (n_critic == 1 and g_steps == 1) if reuse_fakes == "auto" else bool(reuse_fakes)
+        self.reuses_latent = "G" if self.reuse_fakes else None
+        self._kept: tuple[torch.Tensor, torch.Tensor] | None = None  # (codes, fakes with G's graph)
         self.networks = {"generator": generator, "discriminator": discriminator}
         self.adversarial = loss
         self.penalties = dict(penalties or {})
@@ -60,25 +70,30 @@ class GANObjective(Objective):
     # --- drawing samples ------------------------------------------------------------------
     sampler = "generator"
 
-    def latent(self, count, generator=None):
-        return torch.randn(count, *self.generator.latent_shape, generator=generator)
+    def latent(self, count, generator=None, device=None):
+        return torch.randn(count, *self.generator.latent_shape, generator=generator, device=device)
 
     def decode(self, networks, latent, labels=None):
         return self.generate(networks["generator"], latent, labels)
 
     def loss(self, phase, batch):
-        real, labels = batch["image"], batch["label"]
-        fake = self.generate(self.generator, self.noise(real.shape[0], real.device), labels)
+        real, labels, codes = batch["image"], batch["label"], batch["latent"]
         if phase == "D":
+            with grad_enabled_for(self.generator, self.reuse_fakes):  # keep G's graph for the G step
+                fake = self.generate(self.generator, codes, labels)
+            self._kept = (codes, fake) if self.reuse_fakes else None
             return self._d_loss(real, fake.detach(), labels)  # detached: D's step must not reach into G
+        kept, self._kept = self._kept, None
+        fake = kept[1] if kept is not None and kept[0] is codes else self.generate(self.generator, codes, labels)
         fake_logits, fake_aux = self.discriminate(fake, labels)
-        loss = self.adversarial.g_loss(fake_logits)
+        loss = self.adversarial.g_loss(fake_logits.float())
         aux = self.auxiliary_loss(fake_aux, labels)
         return (loss, {}) if aux is None else (loss + aux, {"aux_loss": aux.detach()})
 
     def _d_loss(self, real, fake, labels):
         real_logits, real_aux = self.discriminate(real, labels)
         fake_logits, fake_aux = self.discriminate(fake, labels)
+        real_logits, fake_logits = real_logits.float(), fake_logits.float()  # loss arithmetic in float32
         loss = self.adversarial.d_loss(real_logits, fake_logits)
         stats = {"real_logit": real_logits.detach().mean(), "fake_logit": fake_logits.detach().mean()}
         for name, penalty in self.penalties.items():

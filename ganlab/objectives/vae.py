@@ -79,8 +79,8 @@ class VAEObjective(Objective):
 
     sampler = "vae"
 
-    def latent(self, count, generator=None):
-        return torch.randn(count, self.vae.latent_dim, generator=generator)
+    def latent(self, count, generator=None, device=None):
+        return torch.randn(count, self.vae.latent_dim, generator=generator, device=device)
 
     def decode(self, networks, latent, labels=None):
         return networks["vae"].decode(latent)
