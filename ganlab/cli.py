@@ -89,6 +89,30 @@ def _stop_cleanly_on_signals() -> None:
         signal.signal(sig, stop)
 
 
+def _one_run_dir_for_all_processes(overrides: list[str]) -> list[str]:
+    """Under torchrun every process composes its own config, and Hydra's ${now} differs between
+    them: rank 0 picks the run directory and the others receive it. Only rank 0 keeps Hydra's
+    files and log (the others write nothing)."""
+    import time
+
+    import torch.distributed as dist
+
+    if "-m" in overrides or "--multirun" in overrides:
+        print("ganlab: error: a sweep (-m) cannot run under torchrun; launch one torchrun per sweep point, or use "
+              "hydra/launcher=submitit_slurm with GPUs per job.", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    from ganlab.runtime import join_processes
+
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
+    join_processes()  # the group the run then trains in
+    holder = [given[-1] if given else time.strftime("outputs/%Y-%m-%d/%H-%M-%S")]
+    dist.broadcast_object_list(holder, src=0)
+    rank = dist.get_rank()
+    quiet = [] if rank == 0 else ["hydra.output_subdir=null", "hydra/job_logging=disabled",
+                                  "hydra/hydra_logging=disabled"]
+    return [f"hydra.run.dir={holder[0]}", *quiet]
+
+
 def job_folder_name(overrides: str) -> str:
     """A sweep job's folder name from its overrides, cut (with a hash, to stay unique) where too long
     for a file name. Registered as the `ganlab_job_name` resolver that configs/config.yaml uses."""
@@ -140,6 +164,8 @@ def _hydra_train(overrides: list[str]) -> None:
     overrides = with_run_overrides(overrides)
     if "-m" in overrides or "--multirun" in overrides:
         overrides = [*overrides, _name_jobs_by_swept_keys(overrides)]
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        overrides = [*overrides, *_one_run_dir_for_all_processes(overrides)]
     sys.argv = ["ganlab train", *overrides]  # Hydra reads its arguments from sys.argv
     held = sys.stderr = _HeldStderr(sys.stderr)  # Hydra's composition errors become one ganlab paragraph
     try:
@@ -259,14 +285,20 @@ def _train_job(cfg) -> None:
             FAILED_JOBS.append(f"{run_dir}: {str(exc).split('. ')[0]}")
             raise JobFailed(f"sweep job {run_dir} failed: {kind}: {exc}") from None
         print(f"ganlab: {kind}: {exc}", file=sys.stderr)
-        if isinstance(exc, ConfigError) and str(cfg.get("resume")).lower() == "false":
+        if isinstance(exc, ConfigError) and str(cfg.get("resume")).lower() == "false" and _is_main():
             remove_if_never_ran(run_dir)  # a refused command leaves no run directory behind
         sys.exit(code)
     except Interrupted as exc:
-        print(f"ganlab: stopped at step {exc.step}; saved {run_dir / 'checkpoints' / 'last.pt'}. Continue with:\n"
-              f"  ganlab train resume=true hydra.run.dir={run_dir}", file=sys.stderr)
+        if _is_main():
+            print(f"ganlab: stopped at step {exc.step}; saved {run_dir / 'checkpoints' / 'last.pt'}. Continue "
+                  f"with:\n  ganlab train resume=true hydra.run.dir={run_dir}", file=sys.stderr)
         sys.exit(128 + exc.signum)
-    print(f"ganlab: run finished: {run_dir}")
+    if _is_main():
+        print(f"ganlab: run finished: {run_dir}")
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _file_sources(hydra_cfg) -> list[Path]:

@@ -149,14 +149,20 @@ def build_runtime(device: torch.device, precision: str = "auto", compile: bool |
 
 def init_processes(device: torch.device) -> tuple[int, int]:
     """(rank, world size) from torchrun's environment, joining the process group once."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    join_processes()
     return dist.get_rank(), dist.get_world_size()
+
+
+def join_processes() -> None:
+    """Join torchrun's process group (once): gloo for CPU tensors, NCCL for CUDA ones when there is a GPU."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,141 @@
+"""The runtime seam: precision, layout, compile and many processes, each in its CPU form
+(bf16 autocast, channels_last, torch.compile and torchrun over gloo all run on CPU)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import compose_config
+from ganlab.checkpoint import load
+from ganlab.errors import ConfigError
+from ganlab.logging import read_metrics
+from ganlab.train import train
+
+MLP = ["model=mlp", "dataset.resolution=8", "model.generator.hidden=[32]", "model.discriminator.hidden=[32]",
+       "model.generator.latent_dim=8"]
+DCGAN_BN = ["dataset.resolution=16", "model.generator.width=8", "model.discriminator.width=8",
+            "model.generator.latent_dim=16", "runtime.sync_batchnorm=true"]
+COMMON = ["device=cpu", "progress=false", "dataset.batch_size=16", "schedule.log_every=2", "schedule.ckpt_every=2",
+          "schedule.sample_every=100", "schedule.snapshot_every=0"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def losses(run_dir):
+    return [{k: v for k, v in row.items() if k.startswith(("loss/", "D/"))} for row in read_metrics(run_dir)]
+
+
+def ganlab(*args, cwd, processes=1, **popen):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
+        if processes > 1 else [sys.executable]
+    return subprocess.Popen([*launcher, "-m", "ganlab", "train", *args], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finished(proc):
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return out + err
+
+
+def assert_close(a, b):
+    assert len(a) == len(b) and a
+    for row_a, row_b in zip(a, b):
+        assert row_a.keys() == row_b.keys()
+        for key in row_a:
+            assert row_a[key] == pytest.approx(row_b[key], rel=1e-4, abs=1e-5), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [MLP, DCGAN_BN], ids=["no-batchnorm", "sync-batchnorm"])
+def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, model):
+    args = [*COMMON, *model, "schedule.steps=6"]
+    one = ganlab(*args, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
+    finished(one)
+    output = finished(ganlab(*args, f"hydra.run.dir={tmp_path / 'two'}", cwd=tmp_path, processes=2))
+    assert_close(losses(tmp_path / "two"), losses(tmp_path / "one"))
+    # exactly one set of files: one events file, one Hydra folder, one log, one line per log step
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
+    names = lambda run: sorted(p.name for p in (tmp_path / run).iterdir() if not p.name.startswith("events."))
+    assert names("two") == names("one")
+    assert output.count("run finished") == 1
+    state = load(tmp_path / "two" / "checkpoints" / "last.pt")
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in state["networks"]["generator"])
+
+
+@pytest.mark.slow
+def test_a_torchrun_stopped_by_sigterm_resumes(tmp_path):
+    args = [*COMMON, *MLP, "schedule.steps=4000", "schedule.ckpt_every=1000", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = ganlab(*args, cwd=tmp_path, processes=2, start_new_session=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 20):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)  # as a scheduler stops a job: every process gets it
+    out, err = proc.communicate(timeout=120)
+    stopped = load(tmp_path / "run" / "checkpoints" / "last.pt")["step"]
+    assert 20 <= stopped < 4000, err[-2000:]
+    resumed = [a for a in args if not a.startswith("schedule.steps")] + ["schedule.steps=" + str(stopped + 10),
+                                                                        "resume=true"]
+    finished(ganlab(*resumed, cwd=tmp_path, processes=2))
+    rows = read_metrics(tmp_path / "run")
+    assert rows[-1]["step"] == stopped + 10 and [r["step"] for r in rows] == sorted({r["step"] for r in rows})
+
+
+def test_bf16_autocast_runs_on_cpu_and_keeps_float32_weights(tmp_path):
+    loop = train(compose_config(["runtime.precision=bf16", "schedule.steps=4"]), tmp_path)
+    assert loop.runtime.precision == "bf16"
+    rows = read_metrics(tmp_path)
+    assert all(math_finite(r["loss/D"]) and math_finite(r["loss/G"]) for r in rows)
+    state = load(tmp_path / "checkpoints" / "last.pt")
+    assert all(t.dtype == torch.float32 for t in state["networks"]["generator"].values() if t.is_floating_point())
+
+
+def math_finite(x):
+    return x == x and abs(x) != float("inf")
+
+
+def test_channels_last_trains_and_its_checkpoint_opens_anywhere(tmp_path):
+    loop = train(compose_config(["runtime.channels_last=true", "schedule.steps=2"]), tmp_path)
+    conv = next(m for m in loop.networks["discriminator"].modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    from ganlab.sample import sample
+
+    assert sample(str(tmp_path), n=4, device="cpu")[0].is_file()
+
+
+def test_fp16_on_cpu_and_unknown_precisions_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="runtime.precision=fp16 needs a CUDA device"):
+        train(compose_config(["runtime.precision=fp16"]), tmp_path)
+    with pytest.raises(ConfigError, match="runtime.precision='fp8' is not known"):
+        train(compose_config(["runtime.precision=fp8"]), tmp_path)
+
+
+@pytest.mark.slow
+def test_compiled_networks_train_and_checkpoint_without_wrapper_prefixes(tmp_path):
+    train(compose_config(MLP + ["runtime.compile=true", "schedule.steps=3"]), tmp_path / "compiled")
+    state = load(tmp_path / "compiled" / "checkpoints" / "last.pt")
+    assert not any("_orig_mod" in k for net in state["networks"].values() for k in net)
+    # ... so a plain run resumes it
+    assert train(compose_config(MLP + ["schedule.steps=5", f"resume={tmp_path}/compiled/checkpoints/last.pt"]),
+                 tmp_path / "plain").step == 5
+
+
+def test_the_g_step_reuses_the_d_steps_fakes_only_when_one_d_step_precedes_it(tmp_path):
+    cfg = compose_config(["schedule.steps=1"])
+    loop = train(cfg, tmp_path / "a")
+    assert loop.objective.reuse_fakes and loop.objective.reuses_latent == "G"
+    two = train(compose_config(["schedule.steps=1", "schedule.n_critic=2"]), tmp_path / "b")
+    assert not two.objective.reuse_fakes
+
+
+def test_help_and_composing_do_not_import_torch():
+    code = ("import sys; from ganlab.cli import main; main(['--help']); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert result.stdout.strip().endswith("NO TORCH")
