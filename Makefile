@@ -10,9 +10,9 @@ ARGS   ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 train: install
@@ -23,6 +23,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run $(ARGS)
+	$(BIN)/python -m benchmarks.loop_vs_hand
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs --samples_per_plugin images=0  # 0: serve every sample grid, not 10
