@@ -236,3 +236,18 @@ def test_inception_metrics_run_through_torch_fidelity_with_local_weights(gan_run
     assert values["fid"] > -1e-6 and values["inception_score"] > 1 - 1e-6 and 0 <= values["precision"] <= 1
     assert result["protocol"]["inception_weights_sha256"]
     assert list((tmp_path / "cache" / "torch-fidelity").rglob("*ganlab-*"))  # the real side's features, cached
+
+
+def test_ganlab_eval_through_the_cli_prints_a_table_on_a_toy_run(tmp_path, monkeypatch, capsys):
+    from conftest import cli_in_process
+
+    train(compose_config(["model=mlp", "dataset=ring", "schedule.steps=2"]), tmp_path / "toy")
+    code, out, err = cli_in_process("eval", f"run={tmp_path / 'toy'}", "n=2500", "device=cpu", cwd=tmp_path,
+                                    monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    assert "modes_covered" in out and "reverse_kl" in out and "eval.json" in out
+    saved = json.loads((tmp_path / "toy" / "eval.json").read_text())
+    assert saved["protocol"]["generated_count"] == 2500 and 0 <= saved["metrics"]["modes_covered"] <= 8
+    code, _, err = cli_in_process("eval", f"run={tmp_path / 'toy'}", "metrics=[fidd]", cwd=tmp_path,
+                                  monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and "['fidd'] are not metrics" in err
