@@ -145,12 +145,12 @@ def _refuse_unknown(prefix: str, keys, names: set[str]) -> None:
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Flattened `key: (old, new)` for the values that differ between a run's stored config and now
     (`resume` itself excluded)."""
-    before, after = _flatten(old), _flatten(new)
+    before, after = flatten(old), flatten(new)
     return {key: (before.get(key), after.get(key)) for key in sorted(before.keys() | after.keys())
             if key != "resume" and before.get(key) != after.get(key)}
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict) and node:
-        return {k: v for key, child in node.items() for k, v in _flatten(child, f"{prefix}{key}.").items()}
+        return {k: v for key, child in node.items() for k, v in flatten(child, f"{prefix}{key}.").items()}
     return {prefix.rstrip("."): node}

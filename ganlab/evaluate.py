@@ -28,7 +28,7 @@ from ganlab.metrics.classifier import Judge
 from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.registry import check_names
 from ganlab.metrics.stats import file_sha256
-from ganlab.options import Option, parse, usage
+from ganlab.options import Option, read
 from ganlab.sample import generate
 
 log = logging.getLogger("ganlab")
@@ -117,12 +117,9 @@ def held_out_data(dataset: dict[str, Any], split: str, prefixes, root: str | Non
 
 
 def main(args: list[str]) -> None:
-    if args and args[0] in ("-h", "--help"):
-        print(usage("eval", SUMMARY, OPTIONS, EXAMPLES))
+    values = read("eval", args, OPTIONS, SUMMARY, EXAMPLES)
+    if values is None:
         return
-    values = parse("eval", args, OPTIONS)
-    if values["run"] is None:
-        raise ConfigError("ganlab eval needs run=DIR (a run directory under outputs/, or a checkpoint file).")
     result = evaluate(**values)
     width = max(len(k) for k in result["metrics"]) if result["metrics"] else 10
     print(f"{'metric':<{width}}  value")

@@ -78,3 +78,16 @@ def usage(verb: str, summary: str, options: list[Option], examples: list[str]) -
 
 def _shown(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def read(verb: str, args: list[str], options: list[Option], summary: str, examples: list[str],
+         positional: str | None = None) -> dict[str, Any] | None:
+    """The verb's options, or None after printing its help (-h / --help). `run=`, where the verb
+    has it, is required."""
+    if args and args[0] in ("-h", "--help"):
+        print(usage(verb, summary, options, examples))
+        return None
+    values = parse(verb, args, options, positional)
+    if "run" in values and values["run"] is None:
+        raise ConfigError(f"ganlab {verb} needs run=DIR (a run directory under outputs/, or a checkpoint file).")
+    return values

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from ganlab import run as runs
-from ganlab.checks import _flatten
+from ganlab.checks import flatten
 from ganlab.errors import ConfigError
-from ganlab.options import Option, parse, usage
+from ganlab.options import Option, read
 
 OPTIONS = [
     Option("runs", None, "run directories, or a sweep directory (all of its runs); also given without runs=", list),
@@ -36,10 +36,9 @@ HIGHER_IS_BETTER = ("accuracy", "classes_covered", "class_entropy", "classifier_
 
 
 def main(args: list[str]) -> None:
-    if args and args[0] in ("-h", "--help"):
-        print(usage("report", SUMMARY, OPTIONS, EXAMPLES))
+    values = read("report", args, OPTIONS, SUMMARY, EXAMPLES, positional="runs")
+    if values is None:
         return
-    values = parse("report", args, OPTIONS, positional="runs")
     for path in report(values["runs"] or [], values["out"], values["steps"], values["epochs"]):
         print(f"ganlab: wrote {path}")
 
@@ -104,13 +103,13 @@ def run_labels(infos: list[dict[str, Any]]) -> list[str]:
     labels = [" ".join(o for o in i["overrides"] if o not in common) for i in infos]
     if len(set(labels)) < len(labels) or not all(labels):
         differing = differing_keys(infos)
-        labels = [" ".join(f"{k}={_flatten(i['config']).get(k)}" for k in differing[:3]) or i["dir"].name
+        labels = [" ".join(f"{k}={flatten(i['config']).get(k)}" for k in differing[:3]) or i["dir"].name
                   for i in infos]
     return labels if len(set(labels)) == len(labels) else [f"{i['dir'].name}: {l}" for i, l in zip(infos, labels)]
 
 
 def differing_keys(infos: list[dict[str, Any]]) -> list[str]:
-    flat = [_flatten(i["config"]) for i in infos]
+    flat = [flatten(i["config"]) for i in infos]
     keys = sorted(set().union(*flat))
     return [k for k in keys if k != "resume" and len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
 
@@ -196,7 +195,7 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
     header = ["run", *keys, *(f"{n} {which}" for n in names for which in ("final", "best"))]
     table = []
     for info, label in zip(infos, labels):
-        flat = _flatten(info["config"])
+        flat = flatten(info["config"])
         row = [label, *(flat.get(k) for k in keys)]
         for name in names:
             _, values = series(info["rows"], name)

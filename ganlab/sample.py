@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ganlab import run as runs
 from ganlab.checks import pick_device
 from ganlab.errors import ConfigError
-from ganlab.options import Option, parse, usage
+from ganlab.options import Option, read
 from ganlab.plots import labelled_grid, scatter_image
 
 log = logging.getLogger("ganlab")
@@ -51,12 +51,9 @@ EXAMPLES = ["ganlab sample run=outputs/2026-11-25/10-00-00", "ganlab sample run=
 
 
 def main(args: list[str]) -> None:
-    if args and args[0] in ("-h", "--help"):
-        print(usage("sample", SUMMARY, OPTIONS, EXAMPLES))
+    values = read("sample", args, OPTIONS, SUMMARY, EXAMPLES)
+    if values is None:
         return
-    values = parse("sample", args, OPTIONS)
-    if values["run"] is None:
-        raise ConfigError("ganlab sample needs run=DIR (a run directory under outputs/, or a checkpoint file).")
     for path in sample(**values):
         print(f"ganlab: wrote {path}")
 

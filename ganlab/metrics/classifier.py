@@ -63,6 +63,20 @@ def _real(inputs: Inputs) -> dict[str, torch.Tensor]:
     return value
 
 
+def class_statistics(probs: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    """Classes covered (some sample's top prediction), the normalised entropy of the predicted-class
+    histogram (1 = all classes equally often) and the classifier score exp(E KL(p(y|x) || p(y)));
+    and the histogram itself."""
+    k = probs.shape[1]
+    histogram = torch.bincount(probs.argmax(1), minlength=k).double() / len(probs)
+    present = histogram[histogram > 0]
+    marginal = probs.mean(0, keepdim=True)
+    score = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(1).mean().exp()
+    return {"classes_covered": float((histogram > 0).sum()),
+            "class_entropy": max(0.0, float(-(present * present.log()).sum() / math.log(k))),
+            "classifier_score": float(score)}, histogram
+
+
 @register("classifier", needs="classifier",
           higher_is_better={"classes_covered": True, "class_entropy": True, "classifier_score": True,
                             "class_kl": False})
@@ -71,15 +85,9 @@ def classes(inputs: Inputs) -> dict[str, float]:
 
     class_kl: KL(sample class histogram || the real held-out images' histogram), when they are at hand."""
     probs, _ = _generated(inputs)
-    k = probs.shape[1]
-    histogram = torch.bincount(probs.argmax(1), minlength=k).double() / len(probs)
+    values, histogram = class_statistics(probs)
     present = histogram[histogram > 0]
-    marginal = probs.mean(0, keepdim=True)
-    score = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(1).mean().exp()
     inputs.protocol["class_histogram"] = [round(float(h), 4) for h in histogram]
-    values = {"classes_covered": float((histogram > 0).sum()),
-              "class_entropy": max(0.0, float(-(present * present.log()).sum() / math.log(k))),
-              "classifier_score": float(score)}
     if inputs.real is not None:
         data = _real(inputs)["histogram"].clamp_min(1e-12)
         values["class_kl"] = float((present * (present.log() - data[histogram > 0].log())).sum())

@@ -10,9 +10,9 @@ fixed sample batch at every sample step. Logged as diagnostics/*:
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from ganlab.metrics.classifier import class_statistics
 
 
 class ClassifierMetrics:
@@ -25,12 +25,4 @@ class ClassifierMetrics:
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor) -> dict[str, float]:
         images = (samples.clamp(-1, 1) + 1) / 2 if self.rescale else samples
-        probs = torch.softmax(self.network(images), dim=1)
-        classes = probs.shape[1]
-        histogram = torch.bincount(probs.argmax(1), minlength=classes).float() / probs.shape[0]
-        present = histogram[histogram > 0]
-        marginal = probs.mean(0, keepdim=True)
-        kl = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(1).mean()
-        return {"classes_covered": float((histogram > 0).sum()),
-                "class_entropy": max(0.0, float(-(present * present.log()).sum() / math.log(classes))),
-                "classifier_score": float(kl.exp())}
+        return class_statistics(torch.softmax(self.network(images), dim=1))[0]
