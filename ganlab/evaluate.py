@@ -41,6 +41,7 @@ OPTIONS = [
     Option("inception_weights", None, "a local copy of torch-fidelity's InceptionV3 weights (offline machines)"),
     Option("n", 10000, "generated samples (the toys: 2,500 is the published protocol)", int),
     Option("split", "test", "the real images to compare with: test (held out), train, ..."),
+    Option("real_n", 10000, "at most this many real images (the usual protocol: a 10,000-image test split)", int),
     Option("dataset_root", None, "where the run's data set lies on this machine, if not where it trained"),
     Option("ema", "auto", "auto: the EMA generator when the run has one; true / false", (bool, str),
            ("auto", True, False)),
@@ -64,17 +65,18 @@ class Measurer:
     `schedule.eval_every` share. Real images come from `real_data` (a data set, loaded on first use)."""
 
     def __init__(self, names: list[str], n: int, device: torch.device, real_data: Callable[[], Any] | None,
-                 real_key: str, judge: Judge | None = None, inception_weights: str | None = None, mixture=None):
+                 real_key: str, judge: Judge | None = None, inception_weights: str | None = None, mixture=None,
+                 real_limit: int = REAL_LIMIT):
         check_names(names, "metrics")
-        self.names, self.n, self.device = names, n, device
+        self.names, self.n, self.device, self.real_limit = names, n, device, real_limit
         self.real_data, self.real_key, self.judge = real_data, real_key, judge
         self.inception_weights, self.mixture = inception_weights, mixture
         self._real: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The held-out images: all of them up to max(n, 10,000), the same set whatever n is asked."""
+        """The held-out images, up to `real_limit`: the same set whatever n is asked."""
         if self._real is None:
-            self._real = real_images(self.real_data(), max(self.n, REAL_LIMIT))
+            self._real = real_images(self.real_data(), self.real_limit)
         return self._real
 
     def __call__(self, run: runs.Run, networks, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
@@ -129,7 +131,7 @@ def main(args: list[str]) -> None:
 
 
 def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "auto", classifier: str | None = None,
-             inception_weights: str | None = None, n: int = 10000, split: str = "test",
+             inception_weights: str | None = None, n: int = 10000, split: str = "test", real_n: int = REAL_LIMIT,
              dataset_root: str | None = None, ema: str | bool = "auto", seed: int = 0, device: str = "auto",
              out: str | None = None) -> dict[str, Any]:
     if n <= 1:
@@ -149,8 +151,8 @@ def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "aut
         raise ConfigError("no metric can be computed here: give classifier=PATH (a classifier run's checkpoint) "
                           "for the offline metrics, or inception_weights=PATH for FID/KID/IS/precision-recall.")
     measure = Measurer(names, n, device, None if mixture else held_out_data(dataset, split, prefixes, dataset_root),
-                       real_key=_real_key(dataset, split, dataset_root, opened), judge=judge,
-                       inception_weights=inception_weights, mixture=mixture)
+                       real_key=real_key(dataset, split, dataset_root, opened.facts.shape, real_n), judge=judge,
+                       inception_weights=inception_weights, mixture=mixture, real_limit=real_n)
     values, protocol = measure(opened, opened.sampling_networks(ema), seed)
     result = {"metrics": values, "checkpoint": str(opened.path), "step": opened.step,
               "protocol": {"generated_count": n, "seed": seed, "ema": bool(opened.ema) and ema != False,  # noqa: E712
@@ -171,9 +173,11 @@ def build_toy(dataset: dict[str, Any], prefixes):
     return build(OmegaConf.create(dataset), "dataset", prefixes)
 
 
-def _real_key(dataset: dict[str, Any], split: str, root: str | None, opened: runs.Run) -> str:
+def real_key(dataset: dict[str, Any], split: str, root: str | None, shape, limit: int) -> str:
+    """What names a real side in the caches: the data set, where it lies, split, shape, pixel range, count."""
     return json.dumps({"dataset": dataset.get("_target_"), "root": str(root or dataset.get("root")), "split": split,
-                       "shape": list(opened.facts.shape), "value_range": opened.value_range}, sort_keys=True)
+                       "shape": list(shape), "value_range": dataset.get("value_range"), "limit": limit},
+                      sort_keys=True)
 
 
 def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: Callable[[], Any],
@@ -192,8 +196,7 @@ def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: C
         return None, None, []
     split = "test" if dataset.get("split") == "train" else dataset.get("split")  # what _held_out gives
     measurer = Measurer(list(names), int(settings.get("n") or 2000), device, None if mixture else real_data,
-                        real_key=json.dumps({"dataset": dataset.get("_target_"), "root": str(dataset.get("root")),
-                                             "split": split, "shape": list(data.facts.shape)}, sort_keys=True),
+                        real_key=real_key(dataset, split, None, data.facts.shape, REAL_LIMIT),
                         judge=judge, inception_weights=settings.get("inception_weights"), mixture=mixture)
     values = [k for n in names for k in METRICS[n].higher_is_better]
     key = settings.get("best") or values[0]
