@@ -43,6 +43,7 @@ class HandLoop:
     def __init__(self, loop):
         self.G = copy.deepcopy(loop.networks["generator"])
         self.D = copy.deepcopy(loop.networks["discriminator"])
+        self.G.requires_grad_(True), self.D.requires_grad_(True)  # as pytorch/examples: never toggled
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.batches, self.latent = copy.deepcopy(loop.batches), loop.objective.generator.latent_shape
