@@ -23,7 +23,7 @@ import torch
 
 # Tiny, but every maintenance path runs often: a checkpoint every step, snapshots, grids, logs.
 RUN_ARGS = ["device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",
-            "model.generator.width=8", "model.discriminator.width=8", "schedule.steps=100", "schedule.log_every=2",
+            "model.generator.width=8", "model.discriminator.width=8", "schedule.steps=60", "schedule.log_every=2",
             "schedule.sample_every=5", "schedule.ckpt_every=1", "schedule.snapshot_every=7", "schedule.keep_last=2",
             "schedule.ema_decay=0.9"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

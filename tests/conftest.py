@@ -101,11 +101,47 @@ def make_cfg():
     return compose_config
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `ganlab` as a user would, in a fresh Python process."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ganlab", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+def run_cli(*args: str, cwd: Path, timeout: float = 240, env: dict | None = None,
+            fresh_process: bool = False) -> subprocess.CompletedProcess:
+    """Run `ganlab` as a user would: the real CLI and Hydra path, in this process (no interpreter
+    start-up per test) unless `fresh_process` (signals, launchers that spawn workers)."""
+    if fresh_process:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        return subprocess.run([sys.executable, "-m", "ganlab", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout, env=full_env)
+    import contextlib
+    import io
+    import logging
+    import signal
+
+    from ganlab import cli
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved_cwd, saved_env, saved_argv = os.getcwd(), dict(os.environ), sys.argv
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
+    cli.FAILED_JOBS.clear()
+    GlobalHydra.instance().clear()
+    try:
+        os.chdir(cwd)
+        os.environ.update(env or {})
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        root.handlers[:] = root_handlers  # Hydra's handlers write to the streams captured here
+        root.setLevel(root_level)
+        GlobalHydra.instance().clear()
+    return subprocess.CompletedProcess(["ganlab", *args], code, out.getvalue(), err.getvalue())
 
 
 def cli_in_process(*args: str, cwd: Path, monkeypatch, capsys) -> tuple[int, str, str]:

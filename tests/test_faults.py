@@ -228,7 +228,7 @@ def test_sweep_failures_are_written_to_the_job_and_fail_the_sweep(tmp_path, monk
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_sweep_failures_fail_under_other_launchers(tmp_path, launcher):
     result = run_cli("train", "-m", f"hydra/launcher={launcher}", *CLI_TINY, "schedule.steps=2",
-                     "dataset.batch_size=16,0", "hydra.sweep.dir=sweep", cwd=tmp_path)
+                     "dataset.batch_size=16,0", "hydra.sweep.dir=sweep", cwd=tmp_path, fresh_process=True)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "dataset.batch_size=0 must be positive" in result.stderr
     [failed] = (tmp_path / "sweep").glob("1_dataset.batch_size=0")
