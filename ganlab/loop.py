@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+import ganlab
+
 from ganlab import checkpoint
 from ganlab.errors import ConfigError, Interrupted, TrainingDiverged
 from ganlab.logging import RunLogger
@@ -221,9 +223,12 @@ class Loop:
         """Train from `self.step` to `schedule.steps`; returns the last step done."""
         with self._signals_saved():
             self._clock, self._images = time.perf_counter(), 0
+            first = self.step
             while self.step < self.schedule.steps:
                 self._train_step()
                 self.step += 1
+                if self.step == first + 1:
+                    log.info("first step done %.1f s after start-up began", time.perf_counter() - ganlab.STARTED)
                 self.logger.advance()
                 try:
                     self._maintain()
