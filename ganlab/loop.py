@@ -23,7 +23,7 @@ import ganlab
 from ganlab import checkpoint
 from ganlab.errors import ConfigError, Interrupted, TrainingDiverged
 from ganlab.logging import RunLogger
-from ganlab.run import Run
+from ganlab.run import Run, with_calibrated_ema
 from ganlab.runtime import Runtime, unwrap
 from ganlab.schedule import Schedule
 
@@ -112,25 +112,6 @@ def update_ema(ema: nn.Module, live: nn.Module, decay: float) -> None:
         ema_p.lerp_(live_p, 1.0 - decay)
     for ema_b, live_b in zip(ema.buffers(), live.buffers()):  # kept in step; recalibrated before use
         ema_b.copy_(live_b)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(net: nn.Module, forward: Callable[[], Any], passes: int = 4) -> None:
-    """Running BatchNorm statistics for `net`'s own weights: the live G's statistics do not fit the
-    averaged EMA weights, so they are re-estimated on `passes` fresh batches (cumulative average)."""
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    net.train()
-    for _ in range(passes):
-        forward()
-    net.eval()
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
 
 
 class Loop:
@@ -353,17 +334,7 @@ class Loop:
 
     def _networks_for_use(self) -> dict[str, nn.Module]:
         """The live networks with their EMA copies in place, BatchNorm statistics re-estimated."""
-        sampler = self.objective.sampler
-        if sampler in self.ema:
-            ema, rng = self.ema[sampler], torch.Generator().manual_seed(self.step)
-            labels = self.fixed.get("labels")
-
-            def forward():
-                latent = self.objective.latent(self.schedule.sample_count, rng).to(self.device)
-                self.objective.decode({sampler: ema}, latent, labels)
-
-            recalibrate_batchnorm(ema, forward)
-        return {**self.networks, **self.ema}
+        return with_calibrated_ema(self.objective, self.networks, self.ema, self.fixed, seed=self.step)
 
     def _evaluate(self) -> dict[str, float]:
         """The objective's held-out evaluation (eval/<name>) and the metrics of fresh samples (metrics/<name>)."""

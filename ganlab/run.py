@@ -47,15 +47,45 @@ class Run:
         return self.objective.networks
 
     def sampling_networks(self, ema: str | bool = "auto") -> dict[str, nn.Module]:
-        """The networks to draw samples with: EMA copies when the run has them (ema=auto/true)."""
+        """The networks to draw samples with: EMA copies when the run has them (ema=auto/true), their
+        BatchNorm statistics re-estimated for their own weights."""
         if ema is True and not self.ema:
             raise ConfigError("ema=true but this run has no EMA weights (schedule.ema_decay was 0); use ema=auto.")
-        return {**self.networks, **(self.ema if ema in ("auto", True) else {})}
+        if ema in ("auto", True):
+            return with_calibrated_ema(self.objective, self.networks, self.ema, self.fixed, seed=self.step)
+        return dict(self.networks)
 
     def metadata(self) -> dict[str, Any]:
         """What a checkpoint stores beside the weights so the run opens without its data."""
         return {"config": self.config, "facts": asdict(self.facts), "value_range": self.value_range,
                 "steps_per_epoch": self.steps_per_epoch}
+
+
+def with_calibrated_ema(objective: Objective, networks: dict[str, nn.Module], ema: dict[str, nn.Module],
+                        fixed: dict[str, torch.Tensor], seed: int, passes: int = 4) -> dict[str, nn.Module]:
+    """`networks` with the EMA copies in place. The EMA generator's running BatchNorm statistics are
+    the live G's (they do not fit the averaged weights), so they are re-estimated on `passes` fresh
+    batches of codes drawn from a generator of their own (the training RNG is untouched)."""
+    sampler = objective.sampler
+    net = ema.get(sampler)
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats] if net is not None else []
+    if norms:
+        device, rng = next(net.parameters()).device, torch.Generator().manual_seed(seed)
+        labels = fixed.get("labels")
+        count = len(labels) if labels is not None else 64
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the passes
+        net.train()
+        with torch.no_grad():
+            for _ in range(passes):
+                objective.decode({sampler: net}, objective.latent(count, rng).to(device), labels)
+        net.eval()
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+    return {**networks, **ema}
 
 
 def build(cfg: DictConfig, facts: DataFacts, value_range: str, device: torch.device,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -163,18 +163,3 @@ def join_processes() -> None:
 
     if not dist.is_initialized():
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
-
-
-@contextlib.contextmanager
-def grad_enabled_for(net: nn.Module, on: bool) -> Iterator[None]:
-    """Temporarily turn `net`'s parameter gradients on (to keep a graph for a later phase)."""
-    if not on:
-        yield
-        return
-    previous = [p.requires_grad for p in net.parameters()]
-    net.requires_grad_(True)
-    try:
-        yield
-    finally:
-        for p, flag in zip(net.parameters(), previous):
-            p.requires_grad_(flag)

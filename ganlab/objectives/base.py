@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -105,3 +107,18 @@ class Objective:
     def batches_per_step(self) -> int:
         """Data batches one step draws: what converts `schedule.epochs` into steps."""
         return sum(p.repeats for p in self.phases if p.uses_data) or 1
+
+
+@contextlib.contextmanager
+def grad_enabled_for(net: nn.Module, on: bool) -> Iterator[None]:
+    """Temporarily turn `net`'s parameter gradients on (to keep a graph for a later phase)."""
+    if not on:
+        yield
+        return
+    previous = [p.requires_grad for p in net.parameters()]
+    net.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p, flag in zip(net.parameters(), previous):
+            p.requires_grad_(flag)

@@ -15,9 +15,8 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.losses import AdversarialLoss
-from ganlab.objectives.base import Objective, Phase
+from ganlab.objectives.base import Objective, Phase, grad_enabled_for
 from ganlab.plots import scatter_image
-from ganlab.runtime import grad_enabled_for
 
 
 class GANObjective(Objective):
@@ -64,9 +63,6 @@ class GANObjective(Objective):
         return None
 
     # --- phases ---------------------------------------------------------------------------
-    def noise(self, count: int, device: torch.device) -> torch.Tensor:
-        return torch.randn(count, *self.generator.latent_shape, device=device)
-
     # --- drawing samples ------------------------------------------------------------------
     sampler = "generator"
 
@@ -116,7 +112,7 @@ class GANObjective(Objective):
 
     # --- fixed samples --------------------------------------------------------------------
     def fixed_inputs(self, count, device, example):
-        fixed = {"noise": self.noise(count, device)}
+        fixed = {"noise": self.latent(count, device=device)}
         if example["image"].ndim == 2:  # points: show the real ones beside the fakes
             fixed["reference"] = example["image"].to(device)
         return fixed
