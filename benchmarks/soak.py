@@ -68,18 +68,21 @@ def compare(reference: Path, victim: Path) -> list[str]:
     return problems
 
 
-def timed_reference(run_dir: Path, cwd: Path) -> tuple[float, float]:
-    """Run the uninterrupted reference; (seconds to its first checkpoint, seconds in all)."""
-    started, first = time.perf_counter(), None
-    proc = launch(run_dir, cwd, resume=False)
-    while proc.poll() is None:
-        if first is None and (run_dir / "checkpoints" / "last.pt").exists():
-            first = time.perf_counter() - started
-        time.sleep(0.02)
-    if proc.returncode != 0:
-        raise RuntimeError(f"reference run failed with {proc.returncode}: {proc.stderr.read()[-2000:]}")
-    duration = time.perf_counter() - started
-    return (first or duration / 2), duration
+def timed_reference(run_dir: Path, cwd: Path) -> float:
+    """Run the uninterrupted reference; returns its duration in seconds."""
+    started = time.perf_counter()
+    finish(run_dir, cwd, resume=False)
+    return time.perf_counter() - started
+
+
+def wait_for_progress(path: Path, proc: subprocess.Popen, timeout: float) -> None:
+    """Until `path` is rewritten (a new checkpoint of this attempt), or the process ends."""
+    before = path.stat().st_mtime_ns if path.exists() else None
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and path.stat().st_mtime_ns != before:
+            return
+        time.sleep(0.01)
 
 
 def saved_step(run_dir: Path) -> int | None:
@@ -91,17 +94,20 @@ def saved_step(run_dir: Path) -> int | None:
 
 
 def campaign(workdir: Path, kills: int, seed: int = 0, window: tuple[float, float] = (0.3, 6.0)) -> dict:
-    """Run the reference, then a victim killed `kills` times; returns the tally."""
+    """Run the reference, then a victim killed `kills` times (every other kill just after a new
+    checkpoint of that attempt, the rest at random moments); returns the tally."""
     rng = random.Random(seed)
     reference, victim = workdir / "reference", workdir / "victim"
-    first_checkpoint, duration = timed_reference(reference, workdir)
+    duration = timed_reference(reference, workdir)
     tally = {"kills": 0, "during_start_up": 0, "mid_run": 0, "after_the_end": 0}
     for _ in range(kills):
         before = saved_step(victim)
         proc = launch(victim, workdir, resume=victim.is_dir())
-        # every other kill lands while training runs; the rest anywhere, start-up included
-        earliest = first_checkpoint if tally["kills"] % 2 == 0 else window[0]
-        time.sleep(rng.uniform(earliest, max(earliest, min(window[1], duration * 1.1))))
+        if tally["kills"] % 2 == 0:  # every other kill lands while training runs: after a new checkpoint
+            wait_for_progress(victim / "checkpoints" / "last.pt", proc, timeout=120)
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:  # the rest anywhere, start-up included
+            time.sleep(rng.uniform(window[0], min(window[1], duration * 1.1)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         tally["kills"] += 1
