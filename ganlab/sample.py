@@ -184,9 +184,8 @@ def _write_grid(opened: runs.Run, networks, plan: Plan, target: Path, batch_size
         return [target, points]
     written = [target]
     labelled_grid(to_unit(samples, opened.value_range), plan.columns, plan.row_labels).save(target)
-    if "inputs" in opened.fixed and hasattr(opened.objective, "reconstruct"):  # VAEs: held-out inputs, rebuilt
-        inputs = opened.fixed["inputs"]
-        pairs = torch.stack([inputs, opened.objective.reconstruct(networks, inputs)], 1).flatten(0, 1).cpu()
+    if "inputs" in opened.fixed and hasattr(opened.objective, "reconstruction_pairs"):  # VAEs: held-out inputs
+        pairs = opened.objective.reconstruction_pairs(networks, opened.fixed["inputs"]).cpu()
         written.append(target.with_name(target.stem + "_reconstructions.png"))
         labelled_grid(to_unit(pairs, opened.value_range), 8).save(written[-1])
     return written

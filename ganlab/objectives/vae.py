@@ -86,10 +86,11 @@ class VAEObjective(Objective):
         return networks["vae"].decode(latent)
 
     @torch.no_grad()
-    def reconstruct(self, networks, images: torch.Tensor) -> torch.Tensor:
-        """Reconstructions of `images` from their mean codes."""
+    def reconstruction_pairs(self, networks, images: torch.Tensor) -> torch.Tensor:
+        """Each image followed by its reconstruction from the mean code (grids of pairs)."""
         vae = networks["vae"]
-        return vae.decode(vae.encode(images)[0])
+        recon = vae.decode(vae.encode(images)[0])
+        return torch.stack([images, recon], dim=1).flatten(0, 1)
 
     def fixed_inputs(self, count, device, example):
         return {"z": torch.randn(count, self.vae.latent_dim, device=device),
@@ -102,8 +103,7 @@ class VAEObjective(Objective):
     @torch.no_grad()
     def snapshots(self, fixed, networks, samples):
         inputs = fixed["inputs"]
-        recon = self.reconstruct(networks, inputs)
-        pairs = torch.stack([inputs, recon], dim=1).flatten(0, 1)  # input, its reconstruction, ...
+        pairs = self.reconstruction_pairs(networks, inputs)
         return {"samples": (samples.clamp(0, 1), 8), "reconstructions": (pairs.clamp(0, 1), 8)}
 
     @torch.no_grad()
