@@ -285,7 +285,7 @@ def _train_job(cfg) -> None:
             FAILED_JOBS.append(f"{run_dir}: {str(exc).split('. ')[0]}")
             raise JobFailed(f"sweep job {run_dir} failed: {kind}: {exc}") from None
         print(f"ganlab: {kind}: {exc}", file=sys.stderr)
-        if isinstance(exc, ConfigError) and str(cfg.get("resume")).lower() == "false" and _is_main():
+        if isinstance(exc, ConfigError) and str(cfg.get("resume")).lower() != "true" and _is_main():
             remove_if_never_ran(run_dir)  # a refused command leaves no run directory behind
         sys.exit(code)
     except Interrupted as exc:

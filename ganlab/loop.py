@@ -24,7 +24,7 @@ from ganlab import checkpoint
 from ganlab.errors import ConfigError, Interrupted, TrainingDiverged
 from ganlab.logging import RunLogger
 from ganlab.run import Run, with_calibrated_ema
-from ganlab.runtime import Runtime, unwrap
+from ganlab.runtime import HostCopy, Runtime, unwrap
 from ganlab.schedule import Schedule
 
 log = logging.getLogger("ganlab")
@@ -106,6 +106,10 @@ def sample_diagnostics(samples: torch.Tensor, diagnose=None) -> dict[str, float]
     return values
 
 
+# optimizer settings that pick kernels (runtime.fused, the device), not what is computed
+_KERNEL_CHOICES = ("fused", "foreach", "capturable")
+
+
 @torch.no_grad()
 def update_ema(ema: nn.Module, live: nn.Module, decay: float) -> None:
     for ema_p, live_p in zip(ema.parameters(), live.parameters()):
@@ -139,6 +143,7 @@ class Loop:
         self._saved_step: int | None = None  # the step of the newest last.pt this run wrote or resumed from
         self.meter = Meter()
         self._stop_signal: int | None = None
+        self._gaps: HostCopy | None = None  # the adaptive rule's loss gaps of the last step, on their way to the host
         for optimizer in optimizers.values():
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -171,6 +176,7 @@ class Loop:
             "meter": self.meter.state_dict(),
             "rng": checkpoint.rng_state(),
             "best": dict(self.best) if self.best else None,
+            "adaptive_gaps": self._gaps.values() if self._gaps is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -187,6 +193,8 @@ class Loop:
         self.meter.load_state_dict(state["meter"], self.device)
         checkpoint.set_rng_state(state["rng"])
         self.best = state.get("best")
+        gaps = state.get("adaptive_gaps")
+        self._gaps = HostCopy(torch.tensor(gaps)) if gaps is not None else None
         self.step = self._saved_step = int(state["step"])
 
     def _apply_typed_settings(self, name: str, optimizer, typed: list[dict[str, Any]]) -> None:
@@ -195,9 +203,15 @@ class Loop:
         for group, wanted in zip(optimizer.param_groups, typed):
             for key, value in wanted.items():
                 if key in group and group[key] != value:
-                    shown = "lr" if key == "initial_lr" else key
-                    log.info("resume: optimizer %s: %s %s -> %s (as typed now)", name, shown, group[key], value)
+                    if key not in _KERNEL_CHOICES:  # those follow the device, not the user
+                        shown = "lr" if key == "initial_lr" else key
+                        log.info("resume: optimizer %s: %s %s -> %s (as typed now)", name, shown, group[key], value)
                     group[key] = value
+            if group.get("fused") or group.get("capturable"):  # their kernels want the step count on the device
+                for param in group["params"]:
+                    state = optimizer.state.get(param, {})
+                    if torch.is_tensor(state.get("step")):
+                        state["step"] = state["step"].to(param.device)
 
     # --- training --------------------------------------------------------------------------
     def run(self) -> int:
@@ -225,18 +239,28 @@ class Loop:
     def _train_step(self) -> None:
         self._set_learning_rates()
         self.objective.begin_step(self.step)
-        batch, last_loss = None, {}
+        rule = self.schedule.adaptive
+        last_gaps = self._gaps.values() if self._gaps is not None else []
+        batch, last_loss, gaps = None, {}, []
         for phase in self.objective.phases:
             for repeat in range(phase.repeats):
                 batch = self._inputs(phase, batch, reuse=repeat == 0 and phase.name == self.objective.reuses_latent)
                 last_loss[phase.name] = self._update(phase, batch)
+            if not (rule and rule.phase == phase.name and rule.rival in last_loss):
+                continue
+            # The adaptive rule, one step late so that the host never waits for the device: extra
+            # update k runs while, at the previous step, the phase's loss after its update k still
+            # exceeded the rival's by the margin.
+            gaps.append(last_loss[phase.name] - last_loss[rule.rival])
             extra = 0
-            while self._wants_extra(phase.name, last_loss, extra):
+            while extra < min(rule.max_extra, len(last_gaps)) and last_gaps[extra] > rule.margin:
                 batch = self._inputs(phase, batch, reuse=False)
                 last_loss[phase.name] = self._update(phase, batch)
+                gaps.append(last_loss[phase.name] - last_loss[rule.rival])
                 extra += 1
-            if self.schedule.adaptive and self.schedule.adaptive.phase == phase.name:
-                self.meter.add({f"schedule/extra_{phase.name}": torch.tensor(float(extra))})
+            self.meter.add({f"schedule/extra_{phase.name}": torch.tensor(float(extra))})
+        if gaps:  # one decision for every process: the gaps averaged over them
+            self._gaps = HostCopy(self.runtime.sum(torch.stack(gaps)) / self.runtime.world_size)
         if self.ema:
             beta = self.schedule.ema_beta(self.step, self.batch_size)
             for name, ema in self.ema.items():
@@ -271,14 +295,6 @@ class Loop:
         self.objective.after_step(phase.name)
         self.meter.add({f"loss/{phase.name}": loss, **{f"{phase.name}/{k}": v for k, v in stats.items()}})
         return loss.detach()
-
-    def _wants_extra(self, phase: str, last_loss: dict[str, torch.Tensor], extra: int) -> bool:
-        """The adaptive rule: another update of `phase` while its loss exceeds the rival's by the margin."""
-        rule = self.schedule.adaptive
-        if not rule or rule.phase != phase or extra >= rule.max_extra or rule.rival not in last_loss:
-            return False
-        gap = self.runtime.sum(last_loss[phase] - last_loss[rule.rival]) / self.runtime.world_size
-        return gap.item() > rule.margin  # one decision for every process
 
     def _set_learning_rates(self) -> None:
         factor = self.schedule.lr_factor(self.step)

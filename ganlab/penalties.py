@@ -35,6 +35,27 @@ class GradientPenalty:
         return self.weight * (grad.flatten(1).norm(dim=1) - self.target).pow(2).mean()
 
 
+class R1Penalty:
+    """R1 (Mescheder et al. 2018): weight * E[||grad D(x)||^2] on real samples only, so D stops
+    pushing on G once G's samples sit on the data; this is what lets G settle on sharp modes.
+    The paper's gamma is 2 * weight."""
+
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
+
+    def check(self, discriminator: nn.Module) -> None:
+        if has_batch_norm(discriminator):
+            raise ConfigError(
+                "the R1 penalty penalises each real sample's gradient, but the discriminator uses BatchNorm, which "
+                "mixes samples in a batch. Set model.discriminator.norm=layer (or none / instance).")
+
+    def __call__(self, critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
+                 fake: torch.Tensor) -> torch.Tensor:
+        real = real.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
+        return self.weight * grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
 class WeightClipping:
     """The original WGAN's Lipschitz constraint: clamp every D parameter to [-clip, clip] after its step."""
 

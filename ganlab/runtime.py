@@ -32,6 +32,7 @@ class Runtime:
     channels_last: bool = False
     deterministic: bool = False
     sync_batchnorm: bool = False
+    fused: bool = False  # fused optimizer kernels where the optimizer has them (else torch's foreach default)
     rank: int = 0
     world_size: int = 1
 
@@ -107,6 +108,15 @@ class Runtime:
             net.to(memory_format=torch.channels_last)
         return torch.compile(net) if self.compile else net
 
+    def fuse(self, optimizer: torch.optim.Optimizer, params) -> torch.optim.Optimizer:
+        """`optimizer` rebuilt with fused kernels (one kernel for all parameters) when the run asks
+        for them, the optimizer has them and its config did not choose fused or foreach itself."""
+        options = optimizer.defaults
+        if not self.fused or "fused" not in options or options.get("fused") is not None \
+                or options.get("foreach") is not None:
+            return optimizer
+        return type(optimizer)(params, **{**options, "fused": True})
+
     def apply_global_settings(self, seed: int) -> None:
         """Seeds (the same on every process: shards come from one global batch) and kernel choice."""
         torch.manual_seed(seed)
@@ -118,6 +128,28 @@ class Runtime:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+class HostCopy:
+    """A device tensor on its way to the host: the copy starts now without waiting, and `values()`
+    waits only for the work queued before it started, never for work queued since (on CUDA a
+    pinned buffer and an event; on CPU a plain copy). This is how the loop reads a step's value
+    one step late without draining the GPU's queue."""
+
+    def __init__(self, values: torch.Tensor):
+        values = values.detach()
+        if values.device.type == "cuda":
+            self.host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            self.host.copy_(values, non_blocking=True)
+            self.done = torch.cuda.Event()
+            self.done.record()
+        else:
+            self.host, self.done = values.clone(), None
+
+    def values(self) -> list[float]:
+        if self.done is not None:
+            self.done.synchronize()
+        return self.host.tolist()
+
+
 def unwrap(net: nn.Module) -> nn.Module:
     """The plain module behind compile or DDP wrappers (what checkpoints store)."""
     while hasattr(net, "_orig_mod") or hasattr(net, "module"):
@@ -127,7 +159,7 @@ def unwrap(net: nn.Module) -> nn.Module:
 
 def build_runtime(device: torch.device, precision: str = "auto", compile: bool | str = "auto",
                   channels_last: bool | str = "auto", deterministic: bool = False,
-                  sync_batchnorm: bool = False) -> Runtime:
+                  sync_batchnorm: bool = False, fused: bool | str = "auto") -> Runtime:
     """The `runtime` config group's settings, `auto` resolved for `device`; under torchrun also
     the process group (gloo on CPU, nccl on CUDA)."""
     if precision not in PRECISIONS:
@@ -138,13 +170,14 @@ def build_runtime(device: torch.device, precision: str = "auto", compile: bool |
     if precision == "fp16" and not cuda:
         raise ConfigError("runtime.precision=fp16 needs a CUDA device (fp16 on CPU is slow and lossy); use bf16, "
                           "which also runs on CPU, or fp32.")
-    for key, value in (("compile", compile), ("channels_last", channels_last)):
+    for key, value in (("compile", compile), ("channels_last", channels_last), ("fused", fused)):
         if value not in ("auto", True, False):
             raise ConfigError(f"runtime.{key}={value!r} must be true, false or auto.")
     rank, world = init_processes(device)
     return Runtime(device, precision, compile=compile is True, channels_last=cuda if channels_last == "auto"
                    else bool(channels_last), deterministic=bool(deterministic),
-                   sync_batchnorm=bool(sync_batchnorm), rank=rank, world_size=world)
+                   sync_batchnorm=bool(sync_batchnorm), fused=cuda if fused == "auto" else bool(fused),
+                   rank=rank, world_size=world)
 
 
 def init_processes(device: torch.device) -> tuple[int, int]:

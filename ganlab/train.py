@@ -62,7 +62,8 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime) ->
     _check_value_range(run.objective, value_range)
     for name, net in run.networks.items():  # SyncBatchNorm, channels_last, compile: the objective calls these
         run.objective.networks[name] = runtime.prepare(net)
-    optimizers = {name: _build_optimizer(cfg.optimizer, name, net, prefixes) for name, net in run.networks.items()}
+    optimizers = {name: runtime.fuse(_build_optimizer(cfg.optimizer, name, net, prefixes), net.parameters())
+                  for name, net in run.networks.items()}
     schedule = _schedule(cfg.schedule, data.batches_per_epoch, run.objective.batches_per_step())
     run.steps_per_epoch = data.batches_per_epoch / run.objective.batches_per_step()
     metrics = to_plain(cfg.get("metrics")) or {}
@@ -110,12 +111,16 @@ def _resume_state(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any] | None
 
     resume=true takes the newest intact checkpoint (last.pt, else the newest good step_*.pt); a run
     killed before its first checkpoint starts again from step 0 with a clean log. A new run may not
-    start in a folder that holds one already: nothing written is overwritten.
+    start in a folder that holds one already: nothing written is overwritten. resume=auto is true
+    when run_dir holds a run and false otherwise (what a resubmitted cluster job needs).
     """
     resume, ckpt_dir = cfg.resume, run_dir / "checkpoints"
     earlier = (run_dir / "metrics.jsonl").exists() or (run_dir / "model_summary.txt").exists()
+    holds_run = bool(checkpoint.periodic(ckpt_dir)) or (ckpt_dir / checkpoint.LAST).exists() or earlier
+    if resume == "auto":  # a job that may be resubmitted (Slurm preemption): continue if it ran before
+        resume = holds_run
     if resume in (False, None, "false", ""):
-        if checkpoint.periodic(ckpt_dir) or (ckpt_dir / checkpoint.LAST).exists() or earlier:
+        if holds_run:
             raise ConfigError(f"{run_dir} already holds a run. Continue it with resume=true, or pick another "
                               "hydra.run.dir for a new run (nothing already written is overwritten).")
         return None, False

@@ -224,6 +224,18 @@ def test_sweep_failures_are_written_to_the_job_and_fail_the_sweep(tmp_path, monk
     assert (ran / "checkpoints" / "last.pt").is_file()  # the job after the failed one still ran
 
 
+def test_a_resubmitted_sweep_job_with_resume_auto_continues_its_run(tmp_path, monkeypatch, capsys):
+    # what a Slurm job requeued after preemption does: the same command line in the same folder
+    sweep = ["train", "-m", *CLI_TINY, "loss=bce", "resume=auto", "hydra.sweep.dir=sweep"]
+    code, _, _ = cli_in_process(*sweep, "schedule.steps=2", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0
+    [job] = (tmp_path / "sweep").glob("0_*")
+    code, _, err = cli_in_process(*sweep, "schedule.steps=4", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    assert "resume: continuing from" in (job / "train.log").read_text()
+    assert [row["step"] for row in read_metrics(job)] == [2, 4]  # logged every 2 steps, none twice
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_sweep_failures_fail_under_other_launchers(tmp_path, launcher):

@@ -103,11 +103,13 @@ def test_resnet_shapes(resolution):
     assert images.shape == (2, 3, resolution, resolution) and d(images).shape == (2, 1)
 
 
-def test_adaptive_rule_adds_generator_updates(tmp_path):
-    cfg = compose_config(["schedule.steps=3", "schedule.log_every=3", "schedule.adaptive.phase=G",
-                          "schedule.adaptive.margin=-100", "schedule.adaptive.max_extra=2"])
+@pytest.mark.parametrize("margin, extras", [(-100, [0, 1, 2, 2]), (100, [0, 0, 0, 0])])
+def test_adaptive_rule_adds_generator_updates_one_step_late(tmp_path, margin, extras):
+    cfg = compose_config(["schedule.steps=4", "schedule.log_every=1", "schedule.adaptive.phase=G",
+                          f"schedule.adaptive.margin={margin}", "schedule.adaptive.max_extra=2"])
     train(cfg, tmp_path)
-    assert read_metrics(tmp_path)[-1]["schedule/extra_G"] == 2.0  # the rule always fires, up to the cap
+    # extra update k of a step runs when the gap after update k of the step before exceeded the margin
+    assert [row["schedule/extra_G"] for row in read_metrics(tmp_path)] == extras
 
 
 def test_linear_lr_decay_after_its_start(tmp_path):

@@ -16,8 +16,10 @@ from ganlab.logging import read_metrics
 from ganlab.train import train
 
 # log_every=3 does not divide the stop step 5: the partial averaging window must survive the resume.
+# The adaptive rule (always firing, decided one step late) needs the last step's gaps from the checkpoint.
 COMMON = ["schedule.log_every=3", "schedule.ckpt_every=5", "schedule.sample_every=5", "schedule.ema_decay=0.5",
-          "model.discriminator.dropout=0.2"]
+          "model.discriminator.dropout=0.2", "schedule.adaptive.phase=G", "schedule.adaptive.margin=-100",
+          "schedule.adaptive.max_extra=2"]
 
 
 def losses(run_dir):

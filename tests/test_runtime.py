@@ -109,6 +109,20 @@ def test_channels_last_trains_and_its_checkpoint_opens_anywhere(tmp_path):
     assert sample(str(tmp_path), n=4, device="cpu")[0].is_file()
 
 
+def test_fused_optimizers_compute_what_the_plain_ones_do_and_resume_either_way(tmp_path):
+    fused = train(compose_config(["runtime.fused=true", "schedule.steps=4", "schedule.log_every=1"]), tmp_path / "f")
+    assert all(opt.defaults["fused"] for opt in fused.optimizers.values())
+    plain = train(compose_config(["schedule.steps=4", "schedule.log_every=1"]), tmp_path / "p")
+    assert not any(opt.defaults.get("fused") for opt in plain.optimizers.values())  # auto: fused on CUDA only
+    assert_close(losses(tmp_path / "f"), losses(tmp_path / "p"))
+    # a fused run's checkpoint resumes into a plain run (the kernel choice follows the run, not the file)
+    resumed = train(compose_config(["schedule.steps=6", f"resume={tmp_path}/f/checkpoints/last.pt"]), tmp_path / "r")
+    assert not any(group["fused"] for opt in resumed.optimizers.values() for group in opt.param_groups)
+    # ... and an optimizer that has no fused kernels keeps torch's default
+    rms = train(compose_config(["runtime.fused=true", "optimizer=rmsprop", "schedule.steps=1"]), tmp_path / "rms")
+    assert "fused" not in rms.optimizers["generator"].defaults
+
+
 def test_fp16_on_cpu_and_unknown_precisions_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="runtime.precision=fp16 needs a CUDA device"):
         train(compose_config(["runtime.precision=fp16"]), tmp_path)
