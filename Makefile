@@ -23,7 +23,8 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run $(ARGS)
-	$(BIN)/python -m benchmarks.loop_vs_hand
+	$(BIN)/python -m benchmarks.loop_vs_hand --resolution 28
+	$(BIN)/python -m benchmarks.loop_vs_hand --resolution 32
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs --samples_per_plugin images=0  # 0: serve every sample grid, not 10

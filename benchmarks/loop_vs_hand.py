@@ -1,16 +1,25 @@
-"""ganlab's training step against a hand-written loop with the identical networks, loss,
-optimizers and batches (pytorch/examples' DCGAN loop: one G forward per step, its fakes reused
-by the G step). Rounds alternate between the two so that machine noise hits both alike.
+"""ganlab's training step against hand-written loops with the identical networks, loss and
+optimizers (pytorch/examples' DCGAN loop: one G forward per step, its fakes reused by the G step).
+Rounds alternate between the loops so that machine noise hits all alike.
 
-    python -m benchmarks.loop_vs_hand [--steps 150] [--rounds 4] [--device auto]
+    python -m benchmarks.loop_vs_hand [--resolution 28|32] [--steps 150] [--rounds 3] [--device auto]
 
-Prints ms/step for the hand loop, ganlab's bare step (no maintenance), and ganlab at its default
-intervals (log every 25, grids and last.pt every 250 steps), with the ratios.
+The loops, on the same images (the bundled digits, written as PNG files for the DataLoader):
+- plain + DataLoader: the homework script, fp32, fed by `DataLoader(ImageFolder(PNGs))` with 2
+  workers (pinned memory on CUDA); ganlab's defaults should beat it (target on CUDA: 2x).
+- plain, same data and options: the hand loop on ganlab's in-memory batches with ganlab's runtime
+  options for the device (bf16 autocast, channels_last, fused Adam on CUDA); ganlab's bare step
+  should be within 5% of it.
+- ganlab step (no maintenance) and ganlab at its default intervals (log every 25, grids and
+  last.pt every 250 steps; target: under 3% on top).
+Prints ms/step, images/s and achieved TFLOP/s (FLOPs of one step counted by torch's FlopCounterMode),
+with the GPU's peak where it is known, as a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import sys
@@ -20,16 +29,22 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import datasets, transforms
+from torchvision.io import write_png
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import compose_config  # noqa: E402  (the real config tree, as the CLI composes it)
 
 from ganlab.checks import pick_device  # noqa: E402
+from ganlab.data.digits import load_digits  # noqa: E402
 from ganlab.logging import RunLogger  # noqa: E402
 from ganlab.train import train  # noqa: E402
 
-# DCGAN at 28 px with the hand loop's widths (64), batch 64, BCE, Adam 2e-4 (0.5, 0.999)
-CONFIG = ["dataset.resolution=28", "dataset.batch_size=64", "progress=false", "schedule.snapshot_every=0"]
+# dense peak TFLOP/s (bf16 tensor cores, fp32 without tensor cores) of GPUs this may run on
+PEAK_TFLOPS = {"H100": {"bf16": 989.0, "fp32": 67.0}, "H200": {"bf16": 989.0, "fp32": 67.0},
+               "A100": {"bf16": 312.0, "fp32": 19.5}}
 
 
 def sync(device: torch.device) -> None:
@@ -37,28 +52,61 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-class HandLoop:
-    """The plain loop: the same G, D (copies), Adam settings and data batches as ganlab's run."""
+def write_image_folder(root: Path, resolution: int, channels: int) -> int:
+    """The digits as PNG files in one class folder (what the DataLoader loop and ganlab both read)."""
+    images = load_digits(resolution=resolution, batch_size=1).images
+    folder = root / "digits"
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images):
+        write_png(image.expand(channels, -1, -1).contiguous(), str(folder / f"{i:05d}.png"))
+    return len(images)
 
-    def __init__(self, loop):
+
+def data_loader_batches(root: Path, resolution: int, channels: int, batch_size: int, device: torch.device):
+    """pytorch/examples' data path: ImageFolder + transforms in 2 DataLoader workers."""
+    steps = [transforms.Grayscale()] if channels == 1 else []
+    transform = transforms.Compose([*steps, transforms.Resize(resolution), transforms.ToTensor(),
+                                    transforms.Normalize([0.5] * channels, [0.5] * channels)])
+    loader = DataLoader(datasets.ImageFolder(str(root), transform=transform), batch_size=batch_size, shuffle=True,
+                        num_workers=2, pin_memory=device.type == "cuda", drop_last=True, persistent_workers=True)
+    while True:
+        for images, _ in loader:
+            yield {"image": images.to(device, non_blocking=True)}
+
+
+class HandLoop:
+    """The plain loop on copies of ganlab's G and D. `options=True` gives it ganlab's runtime
+    options (autocast precision, channels_last, fused Adam); `batches` is where its images come from."""
+
+    def __init__(self, loop, batches, options: bool):
+        runtime = loop.runtime
         self.G = copy.deepcopy(loop.networks["generator"])
         self.D = copy.deepcopy(loop.networks["discriminator"])
         self.G.requires_grad_(True), self.D.requires_grad_(True)  # as pytorch/examples: never toggled
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.batches, self.latent = copy.deepcopy(loop.batches), loop.objective.generator.latent_shape
+        self.channels_last = options and runtime.channels_last
+        if self.channels_last:
+            self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
+        fused = {"fused": True} if options and runtime.fused else {}
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999), **fused)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999), **fused)
+        self.autocast = runtime.autocast if options else contextlib.nullcontext
+        self.batches, self.latent = batches, loop.objective.generator.latent_shape
         self.device = loop.device
 
     def step(self) -> None:
         real = next(self.batches)["image"]
+        if self.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
         z = torch.randn(real.shape[0], *self.latent, device=self.device)
-        fake = self.G(z)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d = F.softplus(-self.D(real)).mean() + F.softplus(self.D(fake.detach())).mean()
+        with self.autocast():
+            fake = self.G(z)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d = F.softplus(-self.D(real).float()).mean() + F.softplus(self.D(fake.detach()).float()).mean()
         loss_d.backward()
         self.opt_d.step()
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g = F.softplus(-self.D(fake)).mean()
+        with self.autocast():
+            loss_g = F.softplus(-self.D(fake).float()).mean()
         loss_g.backward()
         self.opt_g.step()
 
@@ -88,30 +136,69 @@ def time_ganlab(loop, run_dir: str, steps: int, maintenance: bool) -> float:
     return elapsed / steps * 1000
 
 
+def step_flops(hand: HandLoop) -> int:
+    """Floating-point operations of one training step (forward and backward of both phases)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        hand.step()
+    return counter.get_total_flops()
+
+
+def peak(device: torch.device, precision: str) -> str:
+    if device.type != "cuda":
+        return "-"
+    name = torch.cuda.get_device_name(device)
+    known = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    return f"{known['bf16' if precision == 'bf16' else 'fp32']:.0f}" if known else "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolution", type=int, default=28, choices=[28, 32],
+                        help="28: the MNIST DCGAN (1 channel); 32: the CIFAR DCGAN (3 channels)")
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = pick_device(args.device)
-    with tempfile.TemporaryDirectory() as run_dir:
-        loop = train(compose_config([*CONFIG, f"device={device}", "schedule.steps=10"], shrink=False), run_dir)
-        hand = HandLoop(loop)
-        time_hand(hand, 10)  # warm-up
-        results = {"hand": [], "ganlab": [], "ganlab_maintained": []}
+    channels = 1 if args.resolution == 28 else 3
+    with tempfile.TemporaryDirectory() as tmp:
+        images, run_dir = Path(tmp) / "images", str(Path(tmp) / "run")
+        count = write_image_folder(images, args.resolution, channels)
+        config = ["dataset=folder", f"dataset.root={images}", f"dataset.resolution={args.resolution}",
+                  f"dataset.channels={channels}", f"dataset.batch_size={args.batch_size}", "progress=false",
+                  "model.generator.width=64", "model.discriminator.width=64",  # pytorch/examples: ngf = ndf = 64
+                  "schedule.snapshot_every=0", f"device={device}", "schedule.steps=10"]
+        loop = train(compose_config(config, shrink=False), run_dir)
+        loaders = {"plain + DataLoader (fp32)": (data_loader_batches(images, args.resolution, channels,
+                                                                      args.batch_size, device), False),
+                   "plain, same data and options": (copy.deepcopy(loop.batches), True)}
+        hands = {name: HandLoop(loop, batches, options) for name, (batches, options) in loaders.items()}
+        flops = step_flops(HandLoop(loop, copy.deepcopy(loop.batches), False))
+        for hand in hands.values():
+            time_hand(hand, 10)  # warm-up: workers started, kernels chosen
+        results = {name: [] for name in [*hands, "ganlab step", "ganlab, default intervals"]}
         for _ in range(args.rounds):
-            results["hand"].append(time_hand(hand, args.steps))
-            results["ganlab"].append(time_ganlab(loop, run_dir, args.steps, maintenance=False))
+            for name, hand in hands.items():
+                results[name].append(time_hand(hand, args.steps))
+            results["ganlab step"].append(time_ganlab(loop, run_dir, args.steps, maintenance=False))
             # 500 steps: two grids and checkpoints (at 250 and 500), as in every 500 steps of a run
-            results["ganlab_maintained"].append(time_ganlab(loop, run_dir, 500, maintenance=True))
+            results["ganlab, default intervals"].append(time_ganlab(loop, run_dir, 500, maintenance=True))
+    runtime = loop.runtime
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; DCGAN 28 px, "
-          f"widths 64, batch 64; median of {args.rounds} alternating rounds")
-    print(f"hand loop                   {med['hand']:7.1f} ms/step")
-    print(f"ganlab step                 {med['ganlab']:7.1f} ms/step   hand/ganlab = {med['hand'] / med['ganlab']:.3f}")
-    print(f"ganlab, default maintenance {med['ganlab_maintained']:7.1f} ms/step   overhead "
-          f"{(med['ganlab_maintained'] / med['ganlab'] - 1) * 100:+.1f}% (log 25, grids and last.pt 250)")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"{where}; torch {torch.__version__}; DCGAN {args.resolution} px, {channels} channel(s), batch "
+          f"{args.batch_size}, {count} images; ganlab's options: precision {runtime.precision}, channels_last "
+          f"{runtime.channels_last}, fused {runtime.fused}, compile {runtime.compile}; median of {args.rounds} "
+          f"alternating rounds; {flops / 1e9:.2f} GFLOP per step; peak TFLOP/s: {peak(device, runtime.precision)}\n")
+    print("| loop | ms/step | images/s | TFLOP/s | vs. plain + DataLoader | vs. plain, same data |")
+    print("|---|---|---|---|---|---|")
+    for name, ms in med.items():
+        print(f"| {name} | {ms:.2f} | {args.batch_size / ms * 1000:,.0f} | {flops / ms / 1e9:.2f} | "
+              f"{med['plain + DataLoader (fp32)'] / ms:.2f}x | {med['plain, same data and options'] / ms:.2f}x |")
+    print(f"\ndefault intervals cost {(med['ganlab, default intervals'] / med['ganlab step'] - 1) * 100:+.1f}% "
+          "on top of the bare step (log 25, grids and last.pt 250)")
 
 
 if __name__ == "__main__":

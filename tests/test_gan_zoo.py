@@ -8,7 +8,8 @@ from conftest import SHRINK, adversarial_losses, compose_config, gan_models
 from ganlab.errors import ConfigError
 from ganlab.logging import read_metrics
 from ganlab.models.dcgan import DCGANDiscriminator
-from ganlab.penalties import GradientPenalty, WeightClipping, has_batch_norm
+from ganlab.models.mlp import MLPDiscriminator
+from ganlab.penalties import GradientPenalty, R1Penalty, WeightClipping, has_batch_norm
 from omegaconf import OmegaConf
 from ganlab.train import train
 
@@ -59,6 +60,40 @@ def test_gradient_penalty_matches_an_independent_computation():
     assert ours.item() == pytest.approx(10.0 * expected.item() / 5, rel=1e-5)
     ours.backward()  # it must be differentiable w.r.t. the critic's weights (create_graph)
     assert critic[1].weight.grad is not None and critic[1].weight.grad.abs().sum() > 0
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_on_real_samples_and_trains(tmp_path):
+    weights = torch.tensor([[3.0, 4.0]])
+    critic = nn.Linear(2, 1, bias=False)
+    critic.weight.data.copy_(weights)
+    real = torch.randn(6, 2)
+    penalty = R1Penalty(weight=0.5)(critic, real, fake=torch.randn(6, 2))
+    assert penalty.item() == pytest.approx(0.5 * 25.0)  # ||grad|| = ||w|| = 5 for every real sample
+    penalty.backward()  # differentiable w.r.t. D's weights: d/dw (0.5 ||w||^2) = w
+    assert torch.allclose(critic.weight.grad, weights)
+    cfg = compose_config(["model=mlp", "schedule.steps=2", "schedule.log_every=1",
+                          "+loss.penalties.r1._target_=ganlab.penalties.R1Penalty", "+loss.penalties.r1.weight=1.0"])
+    train(cfg, tmp_path)
+    assert all(row["D/r1"] > 0 for row in read_metrics(tmp_path))
+
+
+@pytest.mark.parametrize("per_sample", [0, 1])
+def test_a_packed_discriminator_judges_each_pack_of_samples_jointly(per_sample):
+    torch.manual_seed(0)
+    d = MLPDiscriminator((2,), hidden=[16, 16], pack=4, per_sample=per_sample)
+    x = torch.randn(8, 2)
+    logits = d(x)
+    assert logits.shape == (2, 1)  # two packs of four
+    changed = x.clone()
+    changed[5] += 1.0  # a sample of the second pack
+    after = d(changed)
+    assert torch.equal(after[0], logits[0]) and not torch.equal(after[1], logits[1])
+    first = d.each[1] if per_sample else d.main[1]
+    assert first.in_features == (2 if per_sample else 8)  # per-sample layers see one sample, shared by the pack
+    if per_sample:  # ... and equal running that layer on every sample, then the joint layers on the pack
+        assert torch.allclose(logits, d.main(d.each(x).reshape(2, -1)))
+    with pytest.raises(ConfigError, match="pack=4 needs batches that are a multiple of it"):
+        d(torch.randn(6, 2))
 
 
 def test_weight_clipping_holds_after_every_step(tmp_path):

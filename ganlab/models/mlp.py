@@ -38,24 +38,41 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """x -> hidden layers -> logits. `pack` > 1 is PacGAN: D judges `pack` samples at once (their
     features side by side), which penalises a G whose samples look alike; a batch then gives
-    batch / pack logits, so the batch size must be a multiple of `pack`."""
+    batch / pack logits, so the batch size must be a multiple of `pack`. `per_sample` > 0: the first
+    that many hidden layers see one sample at a time (weights shared across the pack) before the
+    pack's features are joined, so D keeps a full-width detector per sample instead of splitting
+    its first layer between the pack's members."""
 
     def __init__(self, shape: tuple[int, ...], hidden: list[int] = (256, 256), leaky_slope: float = 0.2,
-                 dropout: float = 0.0, spectral_norm: bool = False, outputs: int = 1, pack: int = 1):
+                 dropout: float = 0.0, spectral_norm: bool = False, outputs: int = 1, pack: int = 1,
+                 per_sample: int = 0):
         super().__init__()
         check_positive(outputs=outputs, pack=pack, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        if not 0 <= per_sample <= len(hidden):
+            raise ConfigError(f"model.discriminator.per_sample={per_sample} must be between 0 and the number of "
+                              f"hidden layers ({len(hidden)}).")
         self.norm, self.pack = "none", pack
-        layers: list[nn.Module] = [nn.Flatten()]
-        features = math.prod(shape) * pack
-        for size in hidden:
-            layers += [maybe_spectral(nn.Linear(features, size), spectral_norm), nn.LeakyReLU(leaky_slope, inplace=True)]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            features = size
+        features = math.prod(shape)
+
+        def hidden_layers(sizes: list[int]) -> list[nn.Module]:
+            nonlocal features
+            layers: list[nn.Module] = []
+            for size in sizes:
+                layers += [maybe_spectral(nn.Linear(features, size), spectral_norm),
+                           nn.LeakyReLU(leaky_slope, inplace=True)]
+                if dropout > 0:
+                    layers.append(nn.Dropout(dropout))
+                features = size
+            return layers
+
+        self.each = nn.Sequential(nn.Flatten(), *hidden_layers(list(hidden[:per_sample])))
+        features *= pack
+        layers = [nn.Flatten(), *hidden_layers(list(hidden[per_sample:]))]
         layers.append(maybe_spectral(nn.Linear(features, outputs), spectral_norm))
         self.main = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.each(x)
         if self.pack > 1:
             if x.shape[0] % self.pack:
                 raise ConfigError(f"model.discriminator.pack={self.pack} needs batches that are a multiple of it; "
