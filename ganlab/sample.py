@@ -83,9 +83,15 @@ def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = No
     if opened.objective.sampler is None:
         raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate "
                           "images; sample from a GAN or VAE run.")
+    points = len(opened.facts.shape) == 1  # the 2-d toys
+    if points and format != "grid":
+        raise ConfigError(f"format={format}: this run draws 2-d points; use format=grid (a scatter plot and the "
+                          "points as .npz).")
+    target = Path(out) if out else _default_out(opened, checkpoint, format, n)
+    if format == "grid" and target.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"out={out}: a grid is an image; name a .png file, e.g. out={target.with_suffix('.png')}.")
     networks = opened.sampling_networks(ema)
     rng = torch.Generator().manual_seed(seed)
-    target = Path(out) if out else _default_out(opened, checkpoint, format, n)
     if format == "grid":
         return _write_grid(opened, networks, _plan(opened, n, labels, flip, interpolate, rng), target, batch_size)
     plan = _plan(opened, n, labels, None, 0, rng, grid=False)
@@ -200,8 +206,6 @@ def _write_files(opened: runs.Run, networks, plan: Plan, target: Path, format: s
     for start in tqdm(range(0, count, batch_size), desc="sample", unit="batch", disable=count <= batch_size):
         stop = min(start + batch_size, count)
         batch = _draw(opened, networks, plan, start, stop)
-        if batch.ndim == 2:
-            raise ConfigError("this run draws 2-d points; use format=grid (a scatter plot and the points).")
         pixels = to_unit(batch, opened.value_range).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
         if format == "png":
             for i, image in enumerate(pixels, start):

@@ -140,6 +140,10 @@ def test_toys_give_a_scatter_and_the_points(tmp_path):
     png, points = sample(str(tmp_path / "run"), n=100, device="cpu")
     assert Image.open(png).size == (256, 256)
     assert np.load(points)["points"].shape == (100, 2)
+    with pytest.raises(ConfigError, match="format=npz: this run draws 2-d points; use format=grid"):
+        sample(str(tmp_path / "run"), n=100, format="npz", device="cpu")
+    with pytest.raises(ConfigError, match="a grid is an image; name a .png file, e.g. out=.*points.png"):
+        sample(str(tmp_path / "run"), n=100, out=str(tmp_path / "points"), device="cpu")
 
 
 def test_cli_sample_help_and_bad_options(cgan_run, tmp_path, monkeypatch, capsys):
