@@ -2,7 +2,7 @@
 next to the lab's printed DCGAN, which collapses, both judged every 250 steps by an MLP
 classifier trained first on MNIST itself.
 
-    python -m benchmarks.metrics_mnist --data ../shared/data [--steps 1500] [--out /tmp/metrics_mnist]
+    python -m benchmarks.metrics_mnist --data ../shared/data [--steps 2000] [--out /tmp/metrics_mnist]
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-METRICS = ["metrics.names=[classifier,classifier_fd,classifier_pr]", "metrics.n=2000", "schedule.eval_every=250",
-           "progress=false", "device=auto"]
+METRICS = ["metrics.names=[classifier,classifier_fd,classifier_pr]", "metrics.best=classifier_fd", "metrics.n=2000",
+           "schedule.eval_every=250", "progress=false", "device=auto"]
 
 
 def ganlab(*args: str) -> None:
@@ -29,7 +29,7 @@ def rows(run_dir: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2000, help="2,000: the default schedule (schedule.steps)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_metrics_mnist"))
     args = parser.parse_args()
     root, out = args.data.resolve(), args.out.resolve()

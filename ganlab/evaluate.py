@@ -199,12 +199,14 @@ def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: C
                         real_key=real_key(dataset, split, None, data.facts.shape, REAL_LIMIT),
                         judge=judge, inception_weights=settings.get("inception_weights"), mixture=mixture)
     values = [k for n in names for k in METRICS[n].higher_is_better]
-    key = settings.get("best") or values[0]
-    if key not in values:
+    key = settings.get("best")
+    if key and key not in values:
         raise ConfigError(f"metrics.best={key} is not measured; the metrics measured give {', '.join(values)}.")
+    # metrics.best decides alone; by default the first metric's values in order (ties broken by the next)
+    rule = [(key, direction(key))] if key else list(METRICS[names[0]].higher_is_better.items())
     seed = int(run.config.get("seed") or 0)
 
     def measure(networks, fixed, step: int) -> dict[str, float]:
         return measurer(replace(run, fixed=fixed), networks, seed * 1_000_003 + step)[0]
 
-    return measure, (key, direction(key)), [f"metrics/{v}" for v in values]
+    return measure, rule, [f"metrics/{v}" for v in values]

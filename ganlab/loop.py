@@ -126,9 +126,10 @@ class Loop:
                  diagnose: Callable[[torch.Tensor], dict[str, float]] | None = None,
                  evaluation_batches: Callable[[], Iterator[dict[str, torch.Tensor]]] | None = None,
                  measure: Callable[[dict[str, nn.Module], dict[str, torch.Tensor], int], dict[str, float]] | None = None,
-                 best: tuple[str, bool] | None = None):
+                 best: list[tuple[str, bool]] | None = None):
         """`measure(networks, fixed inputs, step)`: metrics of fresh samples every eval_every steps,
-        logged as metrics/*; `best` = (the value that keeps checkpoints/best.pt, higher is better)."""
+        logged as metrics/*; `best` = [(a value, whether higher is better), ...]: what keeps
+        checkpoints/best.pt, the first value deciding and the next ones breaking its ties."""
         self.objective, self.optimizers, self.batches = run.objective, optimizers, batches
         self.metadata = run.metadata  # config, data facts, value range: what opens the run without its data
         self.schedule, self.logger, self.runtime, self.device = schedule, logger, runtime, runtime.device
@@ -370,15 +371,17 @@ class Loop:
         return values
 
     def _keep_best(self, measured: dict[str, float]) -> None:
-        """Write checkpoints/best.pt when the chosen metric improves on the best so far."""
-        key, higher = self.best_rule
-        value = measured.get(key)
-        if value is None:
+        """Write checkpoints/best.pt when the chosen metric improves on the best so far; ties on it
+        are broken by the rule's next values (25 of 25 toy modes at two steps: the higher quality)."""
+        (key, higher), signed = self.best_rule[0], lambda name, up: measured[name] if up else -measured[name]
+        if key not in measured:
             return
-        if self.best is None or (value > self.best["value"] if higher else value < self.best["value"]):
-            self.best = {"metric": key, "value": float(value), "step": self.step}
+        score = [signed(name, up) for name, up in self.best_rule if name in measured]
+        best = None if self.best is None else self.best.get("score") or [self.best["value"] * (1 if higher else -1)]
+        if best is None or score > best:
+            self.best = {"metric": key, "value": float(measured[key]), "step": self.step, "score": score}
             self._save(self.ckpt_dir / checkpoint.BEST)
-            log.info("best %s so far: %.5g at step %d (checkpoints/best.pt)", key, value, self.step)
+            log.info("best %s so far: %.5g at step %d (checkpoints/best.pt)", key, measured[key], self.step)
 
     def _save_last(self) -> None:
         self._guard_finite()

@@ -77,6 +77,16 @@ def class_statistics(probs: torch.Tensor) -> tuple[dict[str, float], torch.Tenso
             "classifier_score": float(score)}, histogram
 
 
+# registered first: with metrics.names=auto, the FD decides best.pt
+@register("classifier_fd", needs="classifier", higher_is_better={"classifier_fd": False})
+def classifier_fd(inputs: Inputs) -> dict[str, float]:
+    """Frechet distance between real and generated features in the classifier's penultimate layer."""
+    _, features = _generated(inputs)
+    real = _real(inputs)
+    mu, sigma = mean_and_covariance(features)
+    return {"classifier_fd": frechet_distance(mu, sigma, real["mu"], real["sigma"])}
+
+
 @register("classifier", needs="classifier",
           higher_is_better={"classes_covered": True, "class_entropy": True, "classifier_score": True,
                             "class_kl": False})
@@ -92,15 +102,6 @@ def classes(inputs: Inputs) -> dict[str, float]:
         data = _real(inputs)["histogram"].clamp_min(1e-12)
         values["class_kl"] = float((present * (present.log() - data[histogram > 0].log())).sum())
     return values
-
-
-@register("classifier_fd", needs="classifier", higher_is_better={"classifier_fd": False})
-def classifier_fd(inputs: Inputs) -> dict[str, float]:
-    """Frechet distance between real and generated features in the classifier's penultimate layer."""
-    _, features = _generated(inputs)
-    real = _real(inputs)
-    mu, sigma = mean_and_covariance(features)
-    return {"classifier_fd": frechet_distance(mu, sigma, real["mu"], real["sigma"])}
 
 
 @register("classifier_pr", needs="classifier",
