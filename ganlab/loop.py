@@ -373,10 +373,11 @@ class Loop:
     def _keep_best(self, measured: dict[str, float]) -> None:
         """Write checkpoints/best.pt when the chosen metric improves on the best so far; ties on it
         are broken by the rule's next values (25 of 25 toy modes at two steps: the higher quality)."""
-        (key, higher), signed = self.best_rule[0], lambda name, up: measured[name] if up else -measured[name]
+        key, higher = self.best_rule[0]
         if key not in measured:
             return
-        score = [signed(name, up) for name, up in self.best_rule if name in measured]
+        # larger is better for every entry: values where lower is better enter negated
+        score = [measured[name] if up else -measured[name] for name, up in self.best_rule if name in measured]
         best = None if self.best is None else self.best.get("score") or [self.best["value"] * (1 if higher else -1)]
         if best is None or score > best:
             self.best = {"metric": key, "value": float(measured[key]), "step": self.step, "score": score}

@@ -37,8 +37,8 @@ class GradientPenalty:
 
 class R1Penalty:
     """R1 (Mescheder et al. 2018): weight * E[||grad D(x)||^2] on real samples only, so D stops
-    pushing on G once G's samples sit on the data; this is what lets G settle on sharp modes.
-    The paper's gamma is 2 * weight."""
+    pushing on G once G's samples sit on the data (their fix for non-converging GAN training, and
+    StyleGAN's regulariser). The paper's gamma is 2 * weight."""
 
     def __init__(self, weight: float = 1.0):
         self.weight = weight
