@@ -29,6 +29,7 @@ from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.registry import check_names
 from ganlab.metrics.stats import file_sha256
 from ganlab.options import Option, read
+from ganlab.plots import to_unit
 from ganlab.sample import generate
 
 log = logging.getLogger("ganlab")
@@ -94,8 +95,7 @@ def real_images(data, limit: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     images, labels, count = [], [], 0
     for batch in data.ordered_batches(torch.device("cpu")):
         x = batch["image"]
-        x = x if data.value_range == "unit" else (x + 1) / 2
-        images.append(x.mul(255).round().clamp(0, 255).byte())
+        images.append(to_unit(x, data.value_range).mul(255).round().byte())
         labels.append(batch["label"])
         count += len(x)
         if count >= limit:

@@ -1,8 +1,14 @@
-"""Pictures made without a plotting library: 2-d scatter plots as image tensors."""
+"""Pictures made without a plotting library: pixels in [0, 1], 2-d scatter plots and labelled grids as image
+tensors."""
 
 from __future__ import annotations
 
 import torch
+
+
+def to_unit(samples: torch.Tensor, value_range: str) -> torch.Tensor:
+    """Images in a value range ("tanh": [-1, 1], "unit": [0, 1]) as pixels in [0, 1]."""
+    return ((samples.clamp(-1, 1) + 1) / 2) if value_range == "tanh" else samples.clamp(0, 1)
 
 
 def scatter_image(points: torch.Tensor, reference: torch.Tensor | None = None, size: int = 256,

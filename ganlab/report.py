@@ -30,9 +30,10 @@ OPTIONS = [
 SUMMARY = "Learning curves, samples over time and a table comparing runs, written as PNG, Markdown and CSV."
 EXAMPLES = ["ganlab report outputs/2026-11-25/10-00-00", "ganlab report outputs/multirun/2026-11-25/10-00-00",
             "ganlab report RUN epochs=[1,5,10,50,100]", "ganlab report RUN_A RUN_B out=comparison"]
-# Metrics where a larger value is better; every other series is better when lower (losses, FD, MSE).
-HIGHER_IS_BETTER = ("accuracy", "classes_covered", "class_entropy", "classifier_score", "modes_covered",
-                    "high_quality", "precision", "recall", "inception_score", "diversity")
+# Series outside the metric registry where a larger value is better (eval/accuracy,
+# diagnostics/diversity); metrics/* take their direction from the registry; the rest (losses, MSE) is
+# better when lower.
+HIGHER_IS_BETTER = ("accuracy", "diversity")
 
 
 def main(args: list[str]) -> None:
@@ -187,6 +188,16 @@ def samples_over_time(info: dict[str, Any], label: str, steps, epochs, folder: P
     return path
 
 
+def higher_is_better(series_name: str) -> bool:
+    from ganlab.metrics import METRICS  # torch: imported only when a table is written
+
+    leaf = series_name.rsplit("/", 1)[-1]
+    for metric in METRICS.values():
+        if leaf in metric.higher_is_better:
+            return metric.higher_is_better[leaf]
+    return leaf in HIGHER_IS_BETTER
+
+
 def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Path) -> list[Path]:
     """runs.md and runs.csv: the differing config values, then each series' final and best value."""
     keys = differing_keys(infos) if len(infos) > 1 else []
@@ -199,7 +210,7 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
         row = [label, *(flat.get(k) for k in keys)]
         for name in names:
             _, values = series(info["rows"], name)
-            best = (max if name.rsplit("/", 1)[-1] in HIGHER_IS_BETTER else min)(values) if values else None
+            best = (max if higher_is_better(name) else min)(values) if values else None
             row += [values[-1] if values else None, best]
         table.append(row)
     with open(folder / "runs.csv", "w", newline="", encoding="utf-8") as handle:

@@ -24,7 +24,7 @@ from ganlab import run as runs
 from ganlab.checks import pick_device
 from ganlab.errors import ConfigError
 from ganlab.options import Option, read
-from ganlab.plots import labelled_grid, scatter_image
+from ganlab.plots import labelled_grid, scatter_image, to_unit
 
 log = logging.getLogger("ganlab")
 GRID_LIMIT = 4096
@@ -169,11 +169,6 @@ def generate(opened: runs.Run, networks, n: int, rng: torch.Generator, batch_siz
     if samples.ndim > 2:
         samples = to_unit(samples, opened.value_range).mul(255).round().byte()
     return samples, plan.labels
-
-
-def to_unit(samples: torch.Tensor, value_range: str) -> torch.Tensor:
-    """Samples in the run's value range as pixels in [0, 1]."""
-    return ((samples.clamp(-1, 1) + 1) / 2) if value_range == "tanh" else samples.clamp(0, 1)
 
 
 def _write_grid(opened: runs.Run, networks, plan: Plan, target: Path, batch_size: int) -> list[Path]:

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import CLI_TINY, cli_in_process
 from ganlab.logging import read_metrics
-from ganlab.report import report
+from ganlab.report import higher_is_better, report
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,14 @@ def test_a_sweep_report_has_a_table_of_the_differing_keys_and_real_values(sweep)
     assert markdown.startswith("| run | loss.adversarial._target_") and "| loss=hinge |" in markdown
     assert "schedule.steps" not in markdown  # the same in both jobs
     assert Image.open(sweep / "report" / "learning_curves.png").size[0] > 600
+
+
+def test_best_values_follow_each_metric_direction():
+    # metrics/* from the registry; eval/accuracy and diagnostics/diversity by name; the rest lower
+    assert [higher_is_better(n) for n in ("metrics/high_quality", "metrics/reverse_kl", "metrics/classifier_fd",
+                                          "metrics/classifier_recall", "metrics/fid", "metrics/inception_score",
+                                          "eval/accuracy", "diagnostics/diversity", "eval/mse", "loss/G")] \
+        == [True, False, False, True, False, True, True, True, False, False]
 
 
 def test_a_run_report_shows_samples_at_the_chosen_steps(sweep, tmp_path):

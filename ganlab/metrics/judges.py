@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ganlab.metrics.classifier import class_statistics
+from ganlab.plots import to_unit
 
 
 class ClassifierMetrics:
@@ -24,5 +25,5 @@ class ClassifierMetrics:
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor) -> dict[str, float]:
-        images = (samples.clamp(-1, 1) + 1) / 2 if self.rescale else samples
+        images = to_unit(samples, "tanh") if self.rescale else samples
         return class_statistics(torch.softmax(self.network(images), dim=1))[0]

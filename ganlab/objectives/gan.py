@@ -16,7 +16,7 @@ from torch import nn
 from ganlab.errors import ConfigError
 from ganlab.losses import AdversarialLoss
 from ganlab.objectives.base import Objective, Phase, grad_enabled_for
-from ganlab.plots import scatter_image
+from ganlab.plots import scatter_image, to_unit
 
 
 class GANObjective(Objective):
@@ -125,7 +125,7 @@ class GANObjective(Objective):
     def snapshots(self, fixed, networks, samples):
         if samples.ndim == 2:  # 2-d points: a scatter plot
             return {"samples": (scatter_image(samples, fixed.get("reference"))[None], 1)}
-        return {"samples": ((samples.clamp(-1, 1) + 1) / 2, self.grid_columns(fixed))}
+        return {"samples": (to_unit(samples, "tanh"), self.grid_columns(fixed))}
 
     def grid_columns(self, fixed: dict[str, torch.Tensor]) -> int:
         return 8
