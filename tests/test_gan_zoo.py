@@ -8,7 +8,7 @@ from conftest import SHRINK, adversarial_losses, compose_config, gan_models
 from ganlab.errors import ConfigError
 from ganlab.logging import read_metrics
 from ganlab.models.dcgan import DCGANDiscriminator
-from ganlab.models.mlp import MLPDiscriminator
+from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganlab.penalties import GradientPenalty, R1Penalty, WeightClipping, has_batch_norm
 from omegaconf import OmegaConf
 from ganlab.train import train
@@ -94,6 +94,21 @@ def test_a_packed_discriminator_judges_each_pack_of_samples_jointly(per_sample):
         assert torch.allclose(logits, d.main(d.each(x).reshape(2, -1)))
     with pytest.raises(ConfigError, match="pack=4 needs batches that are a multiple of it"):
         d(torch.randn(6, 2))
+
+
+def test_a_categorical_latent_is_read_off_z_and_fed_as_a_one_hot():
+    torch.manual_seed(0)
+    g = MLPGenerator((2,), latent_dim=8, hidden=[16], categories=4, category_scale=3.0)
+    assert g.main[0].in_features == 8 + 4 and g.latent_shape == (8,)  # drawing z is unchanged
+    z = torch.randn(64, 8)
+    picked = z[:, :4].argmax(1)
+    expected = g.main(torch.cat([z, 3.0 * torch.nn.functional.one_hot(picked, 4).float()], 1))
+    assert torch.equal(g(z), expected)
+    assert set(picked.tolist()) == {0, 1, 2, 3}  # argmax of i.i.d. coordinates: equally likely categories
+    g.category_scale = 0.0  # the one-hot carries information G uses
+    assert not torch.allclose(g(z), expected)
+    with pytest.raises(ConfigError, match="categories=9 must be between 0"):
+        MLPGenerator((2,), latent_dim=8, categories=9)
 
 
 def test_weight_clipping_holds_after_every_step(tmp_path):

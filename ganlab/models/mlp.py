@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ganlab.errors import ConfigError
@@ -12,16 +13,29 @@ from ganlab.models.blocks import check_positive, maybe_spectral
 
 
 class MLPGenerator(nn.Module):
-    """z -> hidden layers -> one sample of `shape`; tanh output for images, linear for points."""
+    """z -> hidden layers -> one sample of `shape`; tanh output for images, linear for points.
+
+    `categories` > 0 makes the latent a mixture: the argmax of z's first `categories` coordinates
+    picks one of that many equally likely categories, fed beside z as a one-hot of height
+    `category_scale` (a categorical code as in InfoGAN, read off z so that drawing z is unchanged).
+    A continuous map of one Gaussian must pass through the space between separated modes, and the
+    samples on that path are the "bridges" of the 2-d toys; with categories G can give each its own
+    mode. More categories than modes is fine: several land on one mode."""
 
     def __init__(self, shape: tuple[int, ...], latent_dim: int = 64, hidden: list[int] = (256, 256),
-                 batch_norm: bool = False, leaky_slope: float = 0.2):
+                 batch_norm: bool = False, leaky_slope: float = 0.2, categories: int = 0,
+                 category_scale: float = 3.0):
         super().__init__()
         check_positive(latent_dim=latent_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        if not 0 <= categories <= latent_dim:
+            raise ConfigError(f"model.generator.categories={categories} must be between 0 (off) and "
+                              f"model.generator.latent_dim ({latent_dim}): the categories are read off z's "
+                              "first coordinates.")
         self.shape = tuple(shape)
         self.latent_shape = (latent_dim,)
+        self.categories, self.category_scale = categories, category_scale
         layers: list[nn.Module] = []
-        features = latent_dim
+        features = latent_dim + categories
         for size in hidden:
             layers += [nn.Linear(features, size), nn.BatchNorm1d(size) if batch_norm else nn.Identity(),
                        nn.LeakyReLU(leaky_slope, inplace=True)]
@@ -32,7 +46,11 @@ class MLPGenerator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z.flatten(1)).view(z.shape[0], *self.shape)
+        z = z.flatten(1)
+        if self.categories:
+            picked = z[:, :self.categories].argmax(1)
+            z = torch.cat([z, self.category_scale * F.one_hot(picked, self.categories).to(z.dtype)], 1)
+        return self.main(z).view(z.shape[0], *self.shape)
 
 
 class MLPDiscriminator(nn.Module):
