@@ -184,6 +184,10 @@ def _hydra_train(overrides: list[str]) -> None:
         sys.stderr = held.stream
     if FAILED_JOBS:
         _report_failed_jobs()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from ganlab.runtime import leave_processes
+
+        leave_processes()
 
 
 def _report_failed_jobs() -> None:

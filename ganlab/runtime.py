@@ -196,3 +196,14 @@ def join_processes() -> None:
 
     if not dist.is_initialized():
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+
+
+def leave_processes() -> None:
+    """Leave torchrun's process group after a run that finished. Without it gloo's worker threads
+    can outlive the interpreter, and a process aborts at exit ("terminate called without an active
+    exception"). Only on success: a rank that failed may leave others inside a collective, where
+    this call would wait for them forever."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -160,3 +160,16 @@ def test_help_and_composing_do_not_import_torch():
             "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert result.stdout.strip().endswith("NO TORCH")
+
+
+def test_a_finished_run_leaves_the_process_group(tmp_path):
+    # an undestroyed gloo group can abort a process at exit ("terminate called without an active exception")
+    import torch.distributed as dist
+
+    from ganlab.runtime import leave_processes
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    leave_processes()
+    assert not dist.is_initialized()
+    leave_processes()  # and again: nothing to leave
