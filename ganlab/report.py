@@ -189,13 +189,11 @@ def samples_over_time(info: dict[str, Any], label: str, steps, epochs, folder: P
 
 
 def higher_is_better(series_name: str) -> bool:
-    from ganlab.metrics import METRICS  # torch: imported only when a table is written
+    from ganlab.metrics import known_direction  # torch: imported only when a table is written
 
     leaf = series_name.rsplit("/", 1)[-1]
-    for metric in METRICS.values():
-        if leaf in metric.higher_is_better:
-            return metric.higher_is_better[leaf]
-    return leaf in HIGHER_IS_BETTER
+    higher = known_direction(leaf)
+    return leaf in HIGHER_IS_BETTER if higher is None else higher
 
 
 def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Path) -> list[Path]:

@@ -8,7 +8,8 @@ recall, class coverage and balance, classifier score, per-class accuracy of cond
 KID, IS, precision / recall through torch-fidelity, the `ganlab[metrics]` extra).
 """
 
-from ganlab.metrics.registry import METRICS, Inputs, Metric, available, direction, register, run_metrics
+from ganlab.metrics.registry import (METRICS, Inputs, Metric, available, direction, known_direction, register,
+                                     run_metrics)
 from ganlab.metrics import classifier, inception, toys  # noqa: F401  (they register their metrics)
 
-__all__ = ["METRICS", "Inputs", "Metric", "available", "direction", "register", "run_metrics"]
+__all__ = ["METRICS", "Inputs", "Metric", "available", "direction", "known_direction", "register", "run_metrics"]

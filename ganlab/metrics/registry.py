@@ -54,11 +54,20 @@ def register(name: str, needs: str, higher_is_better: dict[str, bool]):
     return add
 
 
-def direction(value_name: str) -> bool:
-    """Whether a larger `value_name` (a metric's output, e.g. classifier_fd) is better."""
+def known_direction(value_name: str) -> bool | None:
+    """Whether a larger `value_name` (a metric's output, e.g. classifier_fd) is better; None when no
+    metric returns it."""
     for metric in METRICS.values():
         if value_name in metric.higher_is_better:
             return metric.higher_is_better[value_name]
+    return None
+
+
+def direction(value_name: str) -> bool:
+    """`known_direction`, for a name the user chose (metrics.best): an unknown one is a ConfigError."""
+    higher = known_direction(value_name)
+    if higher is not None:
+        return higher
     raise ConfigError(f"metrics.best={value_name!r} is not a value any metric returns; they are "
                       f"{', '.join(sorted(k for m in METRICS.values() for k in m.higher_is_better))}.")
 
