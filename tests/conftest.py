@@ -64,8 +64,6 @@ def shrink_networks(cfg, overrides) -> None:
         for key, value in sizes.items():
             if key in params and f"{path}.{key}" not in typed:
                 node[key] = value
-        if node.get("categories", 0) > node.get("latent_dim", float("inf")):  # the toys' mixture latent
-            node["categories"] = node["latent_dim"]
         for key, child in node.items():
             if isinstance(child, DictConfig) and "_target_" in child:
                 shrink(child, f"{path}.{key}", BACKBONE_SIZES)
