@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from ganlab.errors import ConfigError, RunFault
+from ganlab.rundir import is_disk_full  # noqa: F401 - checkpoint.is_disk_full for the loop
 
 FORMAT_VERSION = 2
 LAST, BEST = "last.pt", "best.pt"
@@ -81,14 +81,6 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
         if is_disk_full(exc):
             raise disk_full(path) from None
         raise
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """torch reports a full disk as RuntimeError('... unexpected pos ...'); Python as ENOSPC / EDQUOT."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-    return isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "No space left" in str(exc)
-                                              or "file write failed" in str(exc))
 
 
 def disk_full(path: Path) -> RunFault:

@@ -108,8 +108,7 @@ def _one_run_dir_for_all_processes(overrides: list[str]) -> list[str]:
     holder = [given[-1] if given else time.strftime("outputs/%Y-%m-%d/%H-%M-%S")]
     dist.broadcast_object_list(holder, src=0)
     rank = dist.get_rank()
-    quiet = [] if rank == 0 else ["hydra.output_subdir=null", "hydra/job_logging=disabled",
-                                  "hydra/hydra_logging=disabled"]
+    quiet = [] if rank == 0 else ["hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
     return [f"hydra.run.dir={holder[0]}", *quiet]
 
 
@@ -160,20 +159,30 @@ def _register_resolvers() -> None:
 def _hydra_train(overrides: list[str]) -> None:
     import hydra
 
+    from ganlab import vetting
+
+    if any(o.startswith("--experimental-rerun") for o in overrides):
+        print("ganlab: error: --experimental-rerun is not supported: it unpickles a file, which could run code. "
+              "Continue a run with resume=true hydra.run.dir=DIR instead.", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     _register_resolvers()
-    overrides = with_run_overrides(overrides)
+    overrides, replayed = with_run_overrides(overrides)
     if "-m" in overrides or "--multirun" in overrides:
         overrides = [*overrides, _name_jobs_by_swept_keys(overrides)]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         overrides = [*overrides, *_one_run_dir_for_all_processes(overrides)]
+    primary_named = any(o.split("=", 1)[0] in ("--config-name", "-cn", "--config-path", "-cp") for o in overrides)
+    vetting.set_origins(vetting.Origins(replayed=replayed, primary_is_users=primary_named))
     sys.argv = ["ganlab train", *overrides]  # Hydra reads its arguments from sys.argv
     held = sys.stderr = _HeldStderr(sys.stderr)  # Hydra's composition errors become one ganlab paragraph
     try:
-        hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_train_job)()
+        with vetting.installed():
+            hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_train_job)()
     except SystemExit as exc:
         if exc.code == 1 and held.before_any_job:
             text, held.buffer = "".join(held.buffer), []
-            hint = "" if "sweep job" in text else " See `ganlab train --help` for the groups and keys."
+            hint = "" if "sweep job" in text or "Refused" in text else \
+                " See `ganlab train --help` for the groups and keys."
             print(f"ganlab: error: {held.paragraph(text)}{hint}", file=held.stream)
             sys.exit(EXIT_CONFIG)
         if exc.code == 1 and FAILED_JOBS:
@@ -227,28 +236,50 @@ class _HeldStderr(io.TextIOBase):
         return self.stream.fileno()
 
 
-def with_run_overrides(overrides: list[str]) -> list[str]:
+def with_run_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     """`resume=true hydra.run.dir=DIR` continues that run: its saved overrides are applied first,
     so `model=sngan` and friends need not be typed again; overrides given now still win.
-    They go just before the first typed override, after flags such as `--cfg job`."""
+    They go just before the first typed override, after flags such as `--cfg job`.
+
+    Returns (all overrides, the replayed ones). What is read back is shared input: the vetting
+    lets replayed overrides neither configure Hydra nor widen allowed_targets. They come from the
+    run's newest intact checkpoint (which holds them), else from its `.hydra/overrides.yaml`."""
     given = {_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
     if given.get("resume", "").lower() != "true" or "hydra.run.dir" not in given:
-        return overrides
+        return overrides, []
     run_dir = Path(given["hydra.run.dir"]).expanduser()
     if not run_dir.is_dir():
         print(f"ganlab: error: resume=true but hydra.run.dir={run_dir} does not exist; point it at the folder of "
               "the run to continue (outputs/<date>/<time>).", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
-    saved = run_dir / ".hydra" / "overrides.yaml"
-    if not saved.is_file():
-        return overrides
-    import yaml
-
-    previous = yaml.safe_load(saved.read_text(encoding="utf-8")) or []
+    previous = saved_overrides(run_dir)
     skip = set(given) | {"resume", "hydra.run.dir"}
     previous = [o for o in previous if _key(o) not in skip]
     first = next(i for i, o in enumerate(overrides) if "=" in o and not o.startswith("-"))
-    return overrides[:first] + previous + overrides[first:]
+    return overrides[:first] + previous + overrides[first:], previous
+
+
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The overrides a run was started with: from its newest intact checkpoint, else `.hydra/`."""
+    from ganlab import run as runs
+
+    stored = runs.stored_overrides(run_dir)
+    if stored is not None:
+        return stored
+    import yaml
+
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        previous = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else []
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"ganlab: error: {saved} could not be read ({str(exc).splitlines()[0]}); retype the run's overrides, "
+              "or remove that file.", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    if not isinstance(previous, list) or not all(isinstance(o, str) for o in previous):
+        print(f"ganlab: error: {saved} is not a list of overrides; retype the run's overrides, or remove that file.",
+              file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    return previous
 
 
 def _key(override: str) -> str:
@@ -266,10 +297,10 @@ def _train_job(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from ganlab.build import check_presets_do_not_widen
     from ganlab.errors import ConfigError, Interrupted, JobFailed, RunFault, TrainingDiverged
-    from ganlab.rundir import remove_if_never_ran
+    from ganlab.rundir import open_run_logs, remove_created
     from ganlab.train import train
+    from ganlab.vetting import created_by_this_process
 
     _register_resolvers()  # in a launcher's worker process too
     if isinstance(sys.stderr, _HeldStderr):
@@ -278,19 +309,22 @@ def _train_job(cfg) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     log = logging.getLogger("ganlab")
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        check_presets_do_not_widen(hydra_cfg.runtime.choices, _file_sources(hydra_cfg))
-        train(cfg, run_dir)
+        train(cfg, run_dir, overrides=overrides, on_accept=lambda: _write_hydra_files(cfg, run_dir))
     except (ConfigError, TrainingDiverged, RunFault) as exc:
         kind = {TrainingDiverged: "training diverged", RunFault: "fault"}.get(type(exc), "error")
         code = {TrainingDiverged: EXIT_DIVERGED, RunFault: EXIT_FAULT}.get(type(exc), EXIT_CONFIG)
+        created = created_by_this_process(run_dir) if _is_main() else []
         if sweeping:
-            log.error("%s: %s", kind, exc)  # into this job's train.log
+            log.error("%s: %s", kind, exc)
+            if created:
+                open_run_logs()  # the job's own new folder keeps its error in train.log
             FAILED_JOBS.append(f"{run_dir}: {str(exc).split('. ')[0]}")
             raise JobFailed(f"sweep job {run_dir} failed: {kind}: {exc}") from None
+        if isinstance(exc, ConfigError):
+            remove_created(created)  # a refused command leaves no folder behind
         print(f"ganlab: {kind}: {exc}", file=sys.stderr)
-        if isinstance(exc, ConfigError) and str(cfg.get("resume")).lower() != "true" and _is_main():
-            remove_if_never_ran(run_dir)  # a refused command leaves no run directory behind
         sys.exit(code)
     except Interrupted as exc:
         if _is_main():
@@ -301,11 +335,21 @@ def _train_job(cfg) -> None:
         print(f"ganlab: run finished: {run_dir}")
 
 
+def _write_hydra_files(cfg, run_dir: Path) -> None:
+    """What Hydra would have written into <run>/.hydra/ at start: written once the command is
+    accepted (a refused one leaves a run folder as it was), atomically, never through a link."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from ganlab.rundir import open_run_logs, write_text_atomic
+
+    hydra_cfg = HydraConfig.get()
+    folder = run_dir / ".hydra"
+    write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
+    write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
+    open_run_logs()
+
+
 def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _file_sources(hydra_cfg) -> list[Path]:
-    """The folders Hydra composed from (the packaged configs/, --config-dir, hydra.searchpath)."""
-    return [Path(source.path) for source in hydra_cfg.runtime.config_sources
-            if source.schema == "file" and source.path]

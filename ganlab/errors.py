@@ -19,6 +19,11 @@ class JobFailed(CompactHydraException):
     """A sweep job's failure as Hydra reports it: one line, no traceback, under every launcher."""
 
 
+class Refused(CompactHydraException):
+    """The vetting refused a composed config, raised inside Hydra's composition: Hydra prints it as
+    one message (no traceback) and stops before acting on any of the config."""
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived during training; `last.pt` was saved at `step`. A BaseException,
     like KeyboardInterrupt, so that no `except Exception` (Hydra's included) eats it."""

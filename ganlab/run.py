@@ -41,6 +41,8 @@ class Run:
     step: int = 0
     steps_per_epoch: float | None = None
     path: Path | None = None  # the checkpoint it was opened from
+    overrides: list[str] = field(default_factory=list)  # the command line it was started with
+    images: int | None = None  # how many images (or points) it trains on
 
     @property
     def networks(self) -> dict[str, nn.Module]:
@@ -58,7 +60,7 @@ class Run:
     def metadata(self) -> dict[str, Any]:
         """What a checkpoint stores beside the weights so the run opens without its data."""
         return {"config": self.config, "facts": asdict(self.facts), "value_range": self.value_range,
-                "steps_per_epoch": self.steps_per_epoch}
+                "steps_per_epoch": self.steps_per_epoch, "overrides": list(self.overrides), "images": self.images}
 
 
 def with_calibrated_ema(objective: Objective, networks: dict[str, nn.Module], ema: dict[str, nn.Module],
@@ -89,7 +91,8 @@ def with_calibrated_ema(objective: Objective, networks: dict[str, nn.Module], em
 
 
 def build(cfg: DictConfig, facts: DataFacts, value_range: str, device: torch.device,
-          prefixes: tuple[str, ...], ema: bool = False, start_encoder: bool = True) -> Run:
+          prefixes: tuple[str, ...], ema: bool = False, start_encoder: bool = True,
+          overrides: list[str] | None = None) -> Run:
     """Build every network of `cfg.model` for the data `facts`, then the objective that trains them
     (`start_encoder`: apply `model.encoder_init`, which a reopened run does not need)."""
     facts_kw = asdict(facts)
@@ -101,7 +104,8 @@ def build(cfg: DictConfig, facts: DataFacts, value_range: str, device: torch.dev
     objective = build_object(cfg.model.objective, "model.objective", prefixes, **networks, **facts_kw)
     copies = {name: copy.deepcopy(objective.networks[name]).requires_grad_(False)
               for name in objective.ema_networks} if ema else {}
-    return Run(OmegaConf.to_container(cfg, resolve=True), facts, value_range, objective, copies)
+    return Run(OmegaConf.to_container(cfg, resolve=True), facts, value_range, objective, copies,
+               overrides=list(overrides or []))
 
 
 def objective_class(cfg: DictConfig, prefixes: tuple[str, ...]) -> type:
@@ -156,12 +160,13 @@ def network_weights(path: str | Path, key: str) -> dict[str, dict[str, torch.Ten
 def open(run: str | Path, which: str = "last", device: torch.device | str = "cpu",
          prefixes: tuple[str, ...] | None = None, key: str = "run") -> Run:
     """Open a finished (or running) run: its networks, EMA copies and fixed inputs on `device`,
-    rebuilt from the checkpoint's own config and data facts. The stored config passes the same
-    allow-list check as one typed by the user."""
+    rebuilt from the checkpoint's own config and data facts. The stored config is shared input: it
+    is checked against `prefixes`, the allow-list of the user running this command (by default
+    ganlab's own), never against the `allowed_targets` stored in it (anyone can re-sign a file)."""
     path = checkpoint_path(run, which, key)
     state = checkpoint.load(path, key)
     device = torch.device(device)
-    prefixes = prefixes or allowed_prefixes(state["config"].get("allowed_targets") or [])
+    prefixes = prefixes or allowed_prefixes()
     facts = _facts(state["facts"])
     opened = build(OmegaConf.create(state["config"]), facts, state["value_range"], device, prefixes,
                    ema=bool(state["ema"]), start_encoder=False)
@@ -192,6 +197,14 @@ def open_classifier(path: str | Path, key: str, facts: DataFacts, device: torch.
         raise ConfigError(f"{key}={path} was trained on data of shape {tuple(judge.facts.shape)}, but this run's "
                           f"data is {tuple(facts.shape)}; train the classifier on the same resolution and channels.")
     return judge.networks["classifier"], judge.value_range
+
+
+def stored_overrides(run_dir: str | Path) -> list[str] | None:
+    """The overrides a run was started with, from its newest intact checkpoint (None: it has no
+    checkpoint, or one written before checkpoints held them)."""
+    found = checkpoint.load_latest(Path(run_dir) / "checkpoints")
+    stored = found[0].get("overrides") if found else None
+    return [str(o) for o in stored] if isinstance(stored, list) else None
 
 
 def summary(run_dir: str | Path) -> dict[str, Any]:

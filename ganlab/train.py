@@ -7,7 +7,7 @@ import logging
 import math
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig
@@ -18,7 +18,7 @@ from ganlab.checks import check_known_keys, check_top_level, check_values, confi
 from ganlab.errors import ConfigError
 from ganlab.logging import NullLogger, RunLogger
 from ganlab.loop import Loop
-from ganlab.rundir import RunDirLock
+from ganlab.rundir import RunDirLock, refuse_links, write_text_atomic
 from ganlab.runtime import Runtime, build_runtime, unwrap
 from ganlab.evaluate import open_judge, training_metrics
 from ganlab.metrics.judges import ClassifierMetrics
@@ -28,8 +28,13 @@ from ganlab.models.blocks import count_parameters
 log = logging.getLogger("ganlab")
 
 
-def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
-    """Train the configured objective, writing everything under `run_dir`; returns the finished loop."""
+def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = None,
+          on_accept: Callable[[], None] | None = None) -> Loop:
+    """Train the configured objective, writing everything under `run_dir`; returns the finished loop.
+
+    `overrides`: the command line it came from (stored in checkpoints, shown in HParams). Nothing is
+    written into `run_dir` until every check has passed and the networks are built (and restored);
+    then `on_accept()` runs (the CLI writes `.hydra/` and starts train.log) and training begins."""
     run_dir = Path(run_dir)
     # --- check everything that can be checked before any work -----------------------------
     check_top_level(cfg)
@@ -40,25 +45,42 @@ def train(cfg: DictConfig, run_dir: Path | str) -> Loop:
     check_values(cfg)
     runtime = build_runtime(pick_device(str(cfg.device)), **(to_plain(cfg.get("runtime")) or {}))
     # one process per run directory (under torchrun: the main one holds it for all)
-    with RunDirLock(run_dir) if runtime.is_main else contextlib.nullcontext():
-        return _train_locked(cfg, run_dir, prefixes, runtime)
+    # one process per run directory (under torchrun: the main one holds it for all)
+    lock = RunDirLock(run_dir, announce=False) if runtime.is_main else None
+    with lock or contextlib.nullcontext():
+        return _train_locked(cfg, run_dir, prefixes, runtime, overrides or [], lambda: _accept(lock, on_accept))
 
 
-def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime) -> Loop:
+def _accept(lock: RunDirLock | None, on_accept: Callable[[], None] | None) -> None:
+    """The command is accepted: from here on the run folder is written."""
+    if lock is None:
+        return
+    lock.announce()
+    if on_accept is not None:
+        on_accept()
+    removed = checkpoint.remove_stale_temporaries(lock.run_dir / "checkpoints")
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted checkpoint write", len(removed))
+
+
+def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime, overrides: list[str],
+                  accept: Callable[[], None]) -> Loop:
     device = runtime.device
     if runtime.is_main:
-        removed = checkpoint.remove_stale_temporaries(run_dir / "checkpoints")
-        if removed:
-            log.info("removed %d temporary file(s) left by an interrupted checkpoint write", len(removed))
+        refuse_links(run_dir)  # a shared run folder's planted links would redirect every write
     resume_state, resumed = _resume_state(cfg, run_dir) if runtime.is_main else (None, False)
     resume_state, resumed = runtime.broadcast((resume_state, resumed))  # rank 0 decides, all follow
+    if resume_state:
+        _check_same_seed(resume_state, cfg)
 
     # --- build -----------------------------------------------------------------------------
     runtime.apply_global_settings(int(cfg.seed))
     dataset = _training_split(cfg.dataset, runs.objective_class(cfg, prefixes).wants_evaluation)
     data = build(dataset, "dataset", prefixes)
     value_range = getattr(data, "value_range", "tanh")
-    run = runs.build(cfg, data.facts, value_range, device, prefixes, ema=float(cfg.schedule.ema_decay) > 0 or bool(cfg.schedule.get("ema_kimg")))
+    run = runs.build(cfg, data.facts, value_range, device, prefixes, ema=float(cfg.schedule.ema_decay) > 0 or bool(cfg.schedule.get("ema_kimg")),
+                     overrides=overrides)
+    run.images = _count(data)
     _check_value_range(run.objective, value_range)
     for name, net in run.networks.items():  # SyncBatchNorm, channels_last, compile: the objective calls these
         run.objective.networks[name] = runtime.prepare(net)
@@ -73,21 +95,25 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime) ->
     diagnose = _diagnostics(data, value_range, judge)
     measure, best, metric_tags = training_metrics(  # the real side is loaded on the first measurement
         metrics, run, data, lambda: held_out or _held_out(dataset, data, prefixes), device, dataset, judge)
+    loop = Loop(run, optimizers, data.batches(device, int(cfg.seed)), schedule, NullLogger(run_dir), run_dir,
+                runtime, batch_size=data.batch_size, diagnose=diagnose,
+                evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None,
+                measure=measure, best=best)
+    if resume_state:
+        _restore(loop, resume_state, to_plain(cfg))
+        _warn_if_other_data(resume_state, data)
+
+    # --- accepted: the run folder is written from here on -----------------------------------
+    accept()
     if runtime.is_main:
         _write_summary({name: unwrap(net) for name, net in run.networks.items()}, run_dir)  # the run's first file
-
-    # --- run -------------------------------------------------------------------------------
     start = int(resume_state["step"]) if resume_state else 0
     logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)),
                        resumed=resumed) if runtime.is_main else NullLogger(run_dir)
-    logger.hparams(_overrides(run_dir), [f"loss/{phase.name}" for phase in run.objective.phases] + metric_tags)
-    loop = Loop(run, optimizers, data.batches(device, int(cfg.seed)), schedule, logger, run_dir, runtime,
-                batch_size=data.batch_size, diagnose=diagnose,
-                evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None,
-                measure=measure, best=best)
+    logger.hparams(_override_values(overrides), [f"loss/{phase.name}" for phase in run.objective.phases] + metric_tags)
+    loop.logger = logger
     try:
         if resume_state:
-            _restore(loop, resume_state, to_plain(cfg))
             log.info("resumed from step %d of %d", start, schedule.steps)
         loop.run()
     finally:
@@ -138,9 +164,6 @@ def _resume_state(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any] | None
 def _restore(loop: Loop, state: dict[str, Any], config: dict[str, Any]) -> None:
     """Load the checkpoint into the freshly built loop; what the user typed now wins (and is logged)."""
     changes = config_changes(state.get("config") or {}, config)
-    if "seed" in changes:
-        raise ConfigError(f"resume: seed={config.get('seed')} differs from the run's seed={state['config'].get('seed')}"
-                          "; a resumed run continues its own random stream. Start a new run for another seed.")
     try:
         loop.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
@@ -151,6 +174,29 @@ def _restore(loop: Loop, state: dict[str, Any], config: dict[str, Any]) -> None:
                           "data settings, or start a new run.") from None
     for key, (old, new) in changes.items():
         log.info("resume: %s %r -> %r (as typed now)", key, old, new)
+
+
+def _check_same_seed(state: dict[str, Any], cfg: DictConfig) -> None:
+    stored = (state.get("config") or {}).get("seed")
+    if stored is not None and int(cfg.seed) != int(stored):
+        raise ConfigError(f"resume: seed={cfg.seed} differs from the run's seed={stored}; a resumed run continues its "
+                          "own random stream. Start a new run for another seed.")
+
+
+def _warn_if_other_data(state: dict[str, Any], data) -> None:
+    """Another dataset.root on resume may be other images: say so with both counts."""
+    before, now = state.get("images"), _count(data)
+    if before is not None and now is not None and before != now:
+        old_root = ((state.get("config") or {}).get("dataset") or {}).get("root")
+        log.warning("resume: the data set now holds %s images, but the run trained on %s (dataset.root was %s); "
+                    "the run continues on the data found now", f"{now:,}", f"{before:,}", old_root)
+
+
+def _count(data) -> int | None:
+    try:
+        return len(data)
+    except TypeError:  # drawn on the fly (the 2-d toys)
+        return None
 
 
 def _build_optimizer(node: DictConfig, network: str, module: torch.nn.Module, prefixes) -> torch.optim.Optimizer:
@@ -230,13 +276,9 @@ def _held_out(node: DictConfig, data, prefixes):
         return data
 
 
-def _overrides(run_dir: Path) -> dict[str, Any]:
-    """The command-line overrides Hydra saved for this run, as {key: value} (HParams show them)."""
-    import yaml
-
-    saved = run_dir / ".hydra" / "overrides.yaml"
-    lines = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else []
-    pairs = (line.split("=", 1) for line in lines or [] if "=" in line and not line.startswith("hydra"))
+def _override_values(overrides: list[str]) -> dict[str, Any]:
+    """The command-line overrides as {key: value} (HParams show them)."""
+    pairs = (line.split("=", 1) for line in overrides if "=" in line and not line.startswith("hydra"))
     return {key.lstrip("+~"): value for key, value in pairs}
 
 
@@ -245,6 +287,5 @@ def _write_summary(networks: dict[str, torch.nn.Module], run_dir: Path) -> None:
     lines = [f"{name:<14} {count_parameters(net):>12,} params  ({type(net).__name__})" for name, net in networks.items()]
     for line in lines:
         log.info(line)
-    run_dir.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines) + "\n\n" + "\n\n".join(f"{name}: {net}" for name, net in networks.items()) + "\n"
-    (run_dir / "model_summary.txt").write_text(text, encoding="utf-8")
+    write_text_atomic(run_dir / "model_summary.txt", text)

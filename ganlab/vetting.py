@@ -1,0 +1,236 @@
+"""Vetting: the whole composed config, Hydra's own `hydra.*` part included, is checked before
+Hydra acts on any of it.
+
+Hydra acts on its part of the config as soon as it is composed: it instantiates `hydra.callbacks`,
+configures logging from `hydra.job_logging` / `hydra.hydra_logging` (handlers, factories, files),
+creates and writes output folders, and builds the sweeper and launcher. So the check cannot wait
+for the job: every composition (the primary one, each sweep job's, `--cfg`, `--help`) goes through
+`VettingConfigLoader.load_configuration`, which returns only a config it has vetted, and Hydra
+runs exactly that object.
+
+What may set what is decided by where a value came from, not by scanning files:
+* `hydra.*` (callbacks, logging, output paths, search path, sweeper, launcher, env) and
+  `allowed_targets` come only from what the user typed and ganlab's own primary config. The vetting
+  composes a second, *trusted* config from those alone (ganlab's configs, Hydra's and its plugins',
+  and only the hydra and allowed_targets overrides the user typed) and refuses any difference.
+  Presets, `--config-dir` and `hydra.searchpath` folders, files pulled in by a `defaults:` list,
+  and overrides replayed from a run's saved `.hydra/overrides.yaml` can therefore not widen the
+  allow-list nor configure Hydra, whatever YAML tricks they use.
+* every `_target_` of the resolved job config passes the allow-list (`build.check_targets`),
+  including Hydra callbacks; `--experimental-rerun` (it unpickles a file) is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ganlab.build import allowed_prefixes, check_targets, resolve_target
+from ganlab.errors import ConfigError, Refused
+
+# Parts of `hydra` that Hydra fills in itself at composition (not settings anyone configures).
+COMPUTED = {("runtime",), ("overrides",), ("job", "override_dirname"), ("job", "config_name"), ("searchpath",)}
+# Where Hydra's own output subfolder would go: ganlab writes `.hydra/` itself once a command is accepted.
+OUTPUT_SUBDIR = None
+
+
+@dataclass
+class Origins:
+    """Where the overrides of this command came from."""
+
+    replayed: list[str] = field(default_factory=list)  # read back from a run folder: shared input
+    primary_is_users: bool = False  # --config-name / --config-path: the user named their own primary config
+
+
+_ORIGINS = Origins()
+# For each run or sweep folder this command resolved: the folders (it and its parents) that did
+# not exist before, innermost first. A refused command removes only those, and only when empty.
+MISSING: dict[Path, list[Path]] = {}
+
+
+def set_origins(origins: Origins) -> None:
+    global _ORIGINS
+    _ORIGINS = origins
+    MISSING.clear()
+
+
+class VettingConfigLoader(ConfigLoaderImpl):
+    """Hydra's config loader, returning only vetted configs (see the module docstring)."""
+
+    def __init__(self, config_search_path) -> None:
+        super().__init__(config_search_path=config_search_path)
+        self.origins = copy.deepcopy(_ORIGINS)  # travels with the loader into a launcher's workers
+
+    def load_configuration(self, config_name, overrides, run_mode, from_shell=True,
+                           validate_sweep_overrides=True) -> DictConfig:
+        try:
+            cfg = super().load_configuration(config_name=config_name, overrides=overrides, run_mode=run_mode,
+                                             from_shell=from_shell, validate_sweep_overrides=validate_sweep_overrides)
+        except yaml.YAMLError as exc:  # e.g. a !!python/... tag: configs are plain data
+            text = " ".join(str(exc).split())
+            raise Refused(f"Refused a config file that is not plain YAML data ({text}). ganlab reads configs as plain "
+                          "values: remove the tag (!!python/... and other tags are never honoured).") from None
+        try:
+            trusted = self._trusted(config_name, list(overrides), run_mode)
+            vet(cfg, trusted, [o for o in overrides if o in self.origins.replayed])
+        except ConfigError as exc:
+            raise Refused(str(exc)) from None
+        _pin_output_folders(cfg, run_mode)
+        if run_mode == RunMode.MULTIRUN:
+            for job in sweep_jobs(cfg):  # every job is vetted before the first one starts
+                self.load_sweep_config(cfg, job)
+        return cfg
+
+    def _trusted(self, config_name, overrides: list[str], run_mode) -> DictConfig:
+        """The config composed from trusted sources only: ganlab's (or the user's named) primary
+        config, Hydra's and its plugins' own configs, and the typed hydra / allowed_targets overrides."""
+        search_path = copy.deepcopy(self.config_search_path)
+        if not self.origins.primary_is_users:
+            search_path.config_search_path = [p for p in search_path.config_search_path
+                                              if p.provider != "command-line"]
+        kept = [o for o in overrides if o not in self.origins.replayed and _is_trusted_setting(o)]
+        try:
+            return ConfigLoaderImpl(config_search_path=search_path).load_configuration(
+                config_name=config_name, overrides=kept, run_mode=run_mode, validate_sweep_overrides=False)
+        except Exception as exc:  # noqa: BLE001 - Hydra raises several kinds for a missing option
+            raise ConfigError(f"Refused {', '.join(kept)}: {str(exc).splitlines()[0]} Hydra's own settings (hydra.*, "
+                              "hydra/... options) may only come from Hydra, its installed plugins and ganlab's configs, "
+                              "not from a --config-dir or hydra.searchpath folder.") from None
+
+
+def _is_trusted_setting(override: str) -> bool:
+    """Overrides the trusted composition takes: Hydra's settings and allowed_targets (the rest does
+    not change them), not hydra.searchpath (it would let untrusted folders in)."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return (key.startswith(("hydra.", "hydra/")) and key != "hydra.searchpath") or key == "allowed_targets"
+
+
+def vet(cfg: DictConfig, trusted: DictConfig, replayed: list[str]) -> None:
+    """Refuse what an untrusted source set in `cfg`; check every `_target_` of the job config."""
+    where = _sources(cfg, trusted, replayed)
+    for path in _differences(_settings(cfg.hydra), _settings(trusted.hydra)):
+        raise ConfigError(f"Refused hydra.{path}: it was set by {where}, not by you. Hydra acts on hydra.* "
+                          "(callbacks, logging, output folders, search path, sweeper, launcher) before any job starts, "
+                          "so only what you type and ganlab's own configs may set it. Remove it from there, or type "
+                          "it on the command line if you trust it.")
+    typed_path = _typed_value(cfg, "hydra.searchpath", replayed)
+    if OmegaConf.to_container(cfg.hydra.searchpath) != (typed_path if typed_path is not None else []):
+        raise ConfigError(f"Refused hydra.searchpath={OmegaConf.to_container(cfg.hydra.searchpath)}: it was set by "
+                          f"{where}. Only you add config folders, on the command line.")
+    if cfg.hydra.output_subdir != OUTPUT_SUBDIR:
+        raise ConfigError(f"hydra.output_subdir={cfg.hydra.output_subdir} cannot be changed: ganlab writes the run's "
+                          "composed config into <run>/.hydra/ itself, once the command is accepted (a refused command "
+                          "writes nothing). Drop the override.")
+    mine, theirs = cfg.get("allowed_targets"), trusted.get("allowed_targets")
+    if _plain(mine) != _plain(theirs):
+        raise ConfigError(f"Refused allowed_targets={_plain(mine)}: it was set by {where}, and only you may widen "
+                          "what configs can build. Remove it from there and, if you trust that module, pass "
+                          "allowed_targets=[...] on the command line.")
+    prefixes = allowed_prefixes(_plain(theirs) or [])
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+    check_targets(job, prefixes)
+    for name, callback in (cfg.hydra.get("callbacks") or {}).items():
+        resolve_target(callback.get("_target_"), f"hydra.callbacks.{name}._target_", prefixes)
+
+
+def _typed_value(cfg: DictConfig, key: str, replayed: list[str]) -> Any:
+    """The value the user typed for a hydra key (None: not typed)."""
+    for line in reversed(list(cfg.hydra.overrides.hydra)):
+        if line not in replayed and line.split("=", 1)[0].lstrip("+~") == key:
+            return OverridesParser.create().parse_override(line).value()
+    return None
+
+
+def _sources(cfg: DictConfig, trusted: DictConfig, replayed: list[str]) -> str:
+    """Names the untrusted sources of this composition, for the messages."""
+    theirs = trusted.hydra.runtime.choices
+    picked = [f"{group}={option}" for group, option in cfg.hydra.runtime.choices.items()
+              if option is not None and theirs.get(group) != option]
+    parts = [f"the config option(s) {', '.join(picked)} (or a file they include)"] if picked else []
+    if replayed:
+        parts.append(f"the run's saved .hydra/overrides.yaml ({', '.join(replayed)})")
+    return " or ".join(parts) or "a config file you did not name"
+
+
+def _settings(node: DictConfig) -> dict[str, Any]:
+    plain = OmegaConf.to_container(node, resolve=False)
+    for path in COMPUTED:
+        parent = plain
+        for key in path[:-1]:
+            parent = parent.get(key, {})
+        parent.pop(path[-1], None)
+    return plain
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in sorted(set(a) | set(b), key=str):
+            found += _differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        return found
+    return [] if a == b else [path or "(root)"]
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _pin_output_folders(cfg: DictConfig, run_mode) -> None:
+    """Resolve the run (or sweep) folder once and remember whether it existed, so that a refused
+    command removes only folders this process created."""
+    key = "run" if run_mode == RunMode.RUN else "sweep"
+    try:
+        folder = str(cfg.hydra[key].dir)
+    except Exception:  # noqa: BLE001 - a folder made of job values resolves later (sweep jobs)
+        return
+    with open_dict(cfg.hydra):
+        cfg.hydra[key].dir = folder
+    path = Path(folder).absolute()
+    if path not in MISSING:
+        MISSING[path] = [p for p in (path, *path.parents) if not p.exists()]
+
+
+def sweep_jobs(cfg: DictConfig) -> list[list[str]]:
+    """The override lists of a basic sweep's jobs (other sweepers choose theirs as they go: each
+    job is then vetted when the launcher composes it)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    if "BasicSweeper" not in str(cfg.hydra.sweeper.get("_target_", "")):
+        return []
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(params + list(cfg.hydra.overrides.task))
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def created_by_this_process(folder: Path) -> list[Path]:
+    """`folder` and its parents that this command created, innermost first: the run folder's
+    missing chain, or a sweep job's folder inside a sweep folder this command created."""
+    folder = folder.absolute()
+    if folder in MISSING:
+        return MISSING[folder]
+    for root, missing in MISSING.items():
+        if root in folder.parents and root in missing:
+            return [folder]
+    return []
+
+
+@contextlib.contextmanager
+def installed():
+    """Hydra composes through `VettingConfigLoader` while this is active (ganlab train's Hydra app)."""
+    import hydra._internal.hydra as hydra_app
+
+    saved = hydra_app.ConfigLoaderImpl
+    hydra_app.ConfigLoaderImpl = VettingConfigLoader
+    try:
+        yield
+    finally:
+        hydra_app.ConfigLoaderImpl = saved

@@ -1,0 +1,274 @@
+"""Nothing shared runs code or rewrites a run: presets, config folders, a colleague's run folder.
+
+Each payload is harmless: it would `touch` a marker file, or overwrite / delete a victim file. A
+test fails if the marker ever exists or the victim changes; every refusal is exit 2 with one
+paragraph naming the key, and no traceback.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CLI_TINY, cli_in_process
+from ganlab import checkpoint
+
+TINY_RUN = [*CLI_TINY, "schedule.steps=4", "schedule.log_every=2", "schedule.sample_every=2", "schedule.ckpt_every=2",
+            "schedule.snapshot_every=0"]
+
+
+def touch(marker: Path) -> str:
+    return f'{{_target_: os.system, _args_: ["touch {marker}"]}}'
+
+
+def preset(folder: Path, name: str, text: str, group: str = "experiment") -> Path:
+    path = folder / group / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def refused(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    assert err.startswith("ganlab: error:") and err.strip().count("\n") == 0, err  # one paragraph
+    for word in words:
+        assert word in err, err
+
+
+def train_cli(tmp_path, monkeypatch, capsys, *args):
+    return cli_in_process("train", *args, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>")
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny finished run made through the CLI (its .hydra/ written by ganlab)."""
+    import _pytest.monkeypatch
+
+    root = tmp_path_factory.mktemp("finished")
+    patch = _pytest.monkeypatch.MonkeyPatch()
+    from ganlab import cli
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(root)
+        cli.FAILED_JOBS.clear()
+        try:
+            cli.main(["train", *TINY_RUN, "hydra.run.dir=run"])
+        except SystemExit as exc:
+            assert not exc.code, exc
+    finally:
+        os.chdir(cwd)
+        patch.undo()
+        import logging
+
+        logging.getLogger().handlers[:] = []
+    return root / "run"
+
+
+# --- 1-3: Hydra's own part of the config, set by a selected preset -----------------------------
+def test_a_preset_may_not_set_hydra_callbacks(tmp_path, monkeypatch, capsys):
+    marker = tmp_path / "pwned"
+    preset(tmp_path / "shared", "cb", f"# @package _global_\nhydra:\n  callbacks:\n    evil: {touch(marker)}\n")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}", "experiment=cb",
+                             *TINY_RUN, "hydra.run.dir=run")
+    refused(code, err, "Refused hydra.callbacks", "experiment=cb")
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("part", ["job_logging", "hydra_logging"])
+def test_a_preset_may_not_configure_logging(tmp_path, monkeypatch, capsys, part):
+    victim, marker = tmp_path / "victim.txt", tmp_path / "pwned"
+    victim.write_text("precious")
+    preset(tmp_path / "shared", "logs", f"""# @package _global_
+hydra:
+  {part}:
+    handlers:
+      wipe: {{class: logging.FileHandler, filename: {victim}, mode: w}}
+      call: {{"()": subprocess.getoutput, cmd: "touch {marker}"}}
+    root: {{handlers: [wipe, call]}}
+""")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}", "experiment=logs",
+                             *TINY_RUN, "hydra.run.dir=run")
+    refused(code, err, f"Refused hydra.{part}")
+    assert victim.read_text() == "precious" and not marker.exists()
+
+
+def test_a_preset_may_not_move_hydras_output_folders(tmp_path, monkeypatch, capsys):
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    (victim / "config.yaml").write_text("mine")
+    preset(tmp_path / "shared", "out", f"# @package _global_\nhydra:\n  output_subdir: {victim}\n  run:\n"
+                                       f"    dir: {tmp_path / 'other_tool'}\n")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}", "experiment=out",
+                             *TINY_RUN)
+    refused(code, err, "Refused hydra.")
+    assert (victim / "config.yaml").read_text() == "mine" and not (tmp_path / "other_tool").exists()
+
+
+def test_a_refused_run_never_deletes_a_folder_it_did_not_create(tmp_path, monkeypatch, capsys):
+    other = tmp_path / "tools" / "other_tool"
+    other.mkdir(parents=True)
+    (other / "train.log").write_text("another tool's log")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, f"hydra.run.dir={other}",
+                             "dataset.batch_size=0")
+    assert code == 2 and "dataset.batch_size=0" in err
+    assert (other / "train.log").read_text() == "another tool's log"
+    empty = tmp_path / "empty_but_someone_elses"
+    empty.mkdir()
+    code, _, _ = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, f"hydra.run.dir={empty}", "dataset.batch_size=0")
+    assert code == 2 and empty.is_dir()
+    code, _, _ = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, "hydra.run.dir=new/run", "dataset.batch_size=0")
+    assert code == 2 and not (tmp_path / "new").exists()  # what it created itself, it removes
+
+
+# --- 4-7: widening allowed_targets from anything but the typed command line -------------------
+def _widen_and_build(marker: Path) -> str:
+    return f"model:\n  generator:\n    hidden: '${{oc.create:[{touch(marker)}]}}'\n"
+
+
+WIDENINGS = {
+    "yaml_tag": lambda root, m: preset(root, "x", "# @package _global_\nallowed_targets: !!python/object/apply:"
+                                                  "builtins.list [[os]]\n" + _widen_and_build(m)),
+    "defaults_helper": lambda root, m: (preset(root, "widen", "# @package _global_\nallowed_targets: [os]\n", "helpers"),
+                                        preset(root, "x", "# @package _global_\ndefaults:\n  - /helpers/widen\n"
+                                                          + _widen_and_build(m))),
+    "global_package_default": lambda root, m: (
+        preset(root, "widen", "allowed_targets: [os]\n", "model_optimizer"),
+        preset(root, "x", "# @package _global_\ndefaults:\n  - /model_optimizer@_global_: widen\n"
+               + _widen_and_build(m))),
+}
+
+
+@pytest.mark.parametrize("how", sorted(WIDENINGS))
+def test_a_preset_cannot_widen_the_allow_list(tmp_path, monkeypatch, capsys, how):
+    marker = tmp_path / "pwned"
+    WIDENINGS[how](tmp_path / "shared", marker)
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}", "experiment=x",
+                             *TINY_RUN, "hydra.run.dir=run")
+    refused(code, err, *(["not plain YAML", "python/object/apply"] if how == "yaml_tag" else
+                         ["Refused allowed_targets", "command line"]))
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("scheme", ["file", "pkg"])
+def test_a_preset_from_a_search_path_cannot_widen_it(tmp_path, monkeypatch, capsys, scheme):
+    marker = tmp_path / "pwned"
+    package = tmp_path / "sharedpkg"
+    preset(package / "conf", "x", "# @package _global_\nallowed_targets: [os]\n" + _widen_and_build(marker))
+    (package / "__init__.py").write_text("")
+    (package / "conf" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    where = f"file://{package / 'conf'}" if scheme == "file" else "pkg://sharedpkg.conf"
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"hydra.searchpath=[{where}]", "experiment=x", *TINY_RUN,
+                             "hydra.run.dir=run")
+    refused(code, err, "Refused allowed_targets")
+    assert not marker.exists()
+
+
+def test_sweeper_params_in_a_preset_cannot_widen_it(tmp_path, monkeypatch, capsys):
+    marker = tmp_path / "pwned"
+    preset(tmp_path / "shared", "x", "# @package _global_\nhydra:\n  sweeper:\n    params:\n"
+                                     "      allowed_targets: '[os]'\n" + _widen_and_build(marker))
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "-m", f"--config-dir={tmp_path / 'shared'}",
+                             "experiment=x", *TINY_RUN, "hydra.sweep.dir=sweep")
+    refused(code, err, "Refused hydra.sweeper")
+    assert not marker.exists() and not (tmp_path / "sweep").exists()
+
+
+def test_the_user_may_still_widen_it_and_configure_hydra_on_the_command_line(tmp_path, monkeypatch, capsys):
+    preset(tmp_path / "shared", "plain", "# @package _global_\nschedule:\n  steps: 2\n")
+    code, out, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}", "experiment=plain",
+                               *TINY_RUN, "schedule.steps=2", "allowed_targets=[collections]",
+                               "+hydra.job.env_set.GANLAB_TEST_MARK=1", "hydra.run.dir=run", "--cfg", "job")
+    assert code == 0, err
+    assert yaml.safe_load(out)["allowed_targets"] == ["collections"]
+    assert not (tmp_path / "run").exists()  # --cfg job trains nothing and writes nothing
+
+
+def test_experimental_rerun_which_unpickles_a_file_is_refused(tmp_path, monkeypatch, capsys):
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "--experimental-rerun", str(tmp_path / "config.pickle"))
+    refused(code, err, "--experimental-rerun", "unpickles")
+
+
+# --- 8: what resume=true reads back from a shared run folder -----------------------------------
+def _resign(path: Path, change) -> None:
+    state = checkpoint.load(path)
+    change(state)
+    checkpoint.save_atomic({k: v for k, v in state.items() if k != "checksum"}, path)
+
+
+@pytest.mark.parametrize("where", ["hydra_folder", "checkpoint"])
+@pytest.mark.parametrize("planted", ["callback", "widen"])
+def test_replayed_overrides_can_neither_configure_hydra_nor_widen(tmp_path, monkeypatch, capsys, finished_run,
+                                                                 where, planted):
+    run_dir, marker = tmp_path / "run", tmp_path / "pwned"
+    shutil.copytree(finished_run, run_dir)
+    payload = {"callback": [f"+hydra.callbacks.evil._target_=os.system", f"+hydra.callbacks.evil._args_=[touch {marker}]"],
+               "widen": ["allowed_targets=[os]", f"+model.generator.extra={touch(marker)}"]}[planted]
+    checkpoints = sorted((run_dir / "checkpoints").glob("*.pt"))
+    if where == "hydra_folder":
+        for path in checkpoints:  # a checkpoint from before checkpoints held their overrides
+            _resign(path, lambda state: state.pop("overrides", None))
+        saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+        (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(saved + payload))
+    else:
+        for path in checkpoints:
+            _resign(path, lambda state: state.update(overrides=list(state["overrides"]) + payload))
+    before = snapshot(run_dir)
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}",
+                             "schedule.steps=6")
+    refused(code, err, ".hydra/overrides.yaml" if where == "hydra_folder" else "overrides")
+    assert not marker.exists()
+    assert snapshot(run_dir) == before
+
+
+# --- a refused command leaves the run as it was -------------------------------------------------
+@pytest.mark.parametrize("typed", [["optimizer.lr=0.005"], ["resume=true", "seed=3"],
+                                   ["resume=true", "model.generator.width=16"]])
+def test_a_refused_command_leaves_every_file_of_the_run_as_it_was(tmp_path, monkeypatch, capsys, finished_run, typed):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    before = snapshot(run_dir)
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, f"hydra.run.dir={run_dir}", *typed)
+    assert code == 2 and "Traceback" not in err, err
+    assert snapshot(run_dir) == before
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}",
+                             "schedule.steps=6")
+    assert code == 0, err
+    assert "lr 0.005" not in err and "seed" not in err
+    rows = [yaml.safe_load(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 6 and rows[-1]["lr/generator"] == pytest.approx(2e-4)
+
+
+def test_resume_without_hydra_folder_continues_from_the_checkpoints_settings(tmp_path, monkeypatch, capsys):
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, "optimizer.lr=1e-4", "hydra.run.dir=run")
+    assert code == 0, err
+    shutil.rmtree(tmp_path / "run" / ".hydra")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", "hydra.run.dir=run", "schedule.steps=6")
+    assert code == 0, err
+    rows = [yaml.safe_load(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 6 and rows[-1]["lr/generator"] == pytest.approx(1e-4)
+
+
+# --- 12: links planted in a shared run folder ---------------------------------------------------
+@pytest.mark.parametrize("name", ["model_summary.txt", "metrics.jsonl.tmp", "samples/step_000006.png", "train.log"])
+def test_links_planted_in_a_run_folder_are_refused_not_written_through(tmp_path, monkeypatch, capsys, finished_run,
+                                                                        name):
+    run_dir, victim = tmp_path / "run", tmp_path / "victim.txt"
+    shutil.copytree(finished_run, run_dir)
+    victim.write_text("precious")
+    link = run_dir / name
+    link.unlink(missing_ok=True)
+    link.symlink_to(victim)
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}",
+                             "schedule.steps=6")
+    refused(code, err, "symbolic link", name.split("/")[-1])
+    assert victim.read_text() == "precious"
