@@ -10,7 +10,7 @@ checked, and that same resolved tree is handed to `instantiate`. A target must
   starts with `torch.nn.` but is `posix.system`, and `torchvision.datasets.utils.download_url`
   is a file-system helper, not something a config needs to build.
 Users widen the list with `allowed_targets=[mypackage]` (on the command line or in their own
-primary config; presets may not, see `check_presets_do_not_widen`).
+primary config; presets, replayed overrides and checkpoints may not: see `vetting.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import inspect
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import hydra.errors
@@ -191,30 +190,6 @@ def _accepted_keywords(target: Any) -> set[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
     return {p.name for p in params}
-
-
-def check_presets_do_not_widen(choices: Mapping[str, Any], search_dirs: Iterable[Path]) -> None:
-    """Only the user widens `allowed_targets` (command line or their own primary config): a group
-    option (an `experiment=` preset, a model file, ...) that sets it is refused, wherever it lives."""
-    for group, option in choices.items():
-        if option is None or group.startswith("hydra"):
-            continue
-        for folder in search_dirs:
-            path = Path(folder) / group / f"{option}.yaml"
-            if path.is_file() and _sets_allowed_targets(path):
-                raise ConfigError(f"Refused {group}={option}: its file {path} sets allowed_targets, and only you may "
-                                  "widen what configs can build. Remove it from the file and, if you trust that "
-                                  "module, pass allowed_targets=[...] on the command line.")
-
-
-def _sets_allowed_targets(path: Path) -> bool:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and "allowed_targets" in data
 
 
 def to_plain(node: Any) -> Any:

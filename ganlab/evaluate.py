@@ -27,7 +27,7 @@ from ganlab.metrics import Inputs, available, run_metrics
 from ganlab.metrics.classifier import Judge
 from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.registry import check_names
-from ganlab.metrics.stats import file_sha256
+from ganlab.cache import file_sha256
 from ganlab.options import Option, read
 from ganlab.plots import to_unit
 from ganlab.sample import generate
@@ -48,6 +48,8 @@ OPTIONS = [
            ("auto", True, False)),
     Option("seed", 0, "seed of the latent codes", int),
     Option("device", "auto", "auto, cpu, cuda, cuda:N"),
+    Option("allowed_targets", [], "modules beyond ganlab's own that the run's stored config may build, as "
+           "train's allowed_targets (never taken from the checkpoint)", list),
     Option("out", None, "where to write the JSON (default: RUN/eval.json)"),
 ]
 SUMMARY = "Measure a run's samples (FID, KID, IS, precision/recall, classifier and toy metrics); writes eval.json."
@@ -133,15 +135,15 @@ def main(args: list[str]) -> None:
 def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "auto", classifier: str | None = None,
              inception_weights: str | None = None, n: int = 10000, split: str = "test", real_n: int = REAL_LIMIT,
              dataset_root: str | None = None, ema: str | bool = "auto", seed: int = 0, device: str = "auto",
-             out: str | None = None) -> dict[str, Any]:
+             out: str | None = None, allowed_targets: list | None = None) -> dict[str, Any]:
     if n <= 1:
         raise ConfigError(f"n={n} must be at least 2 samples, e.g. n=10000.")
     device = pick_device(device)
-    opened = runs.open(run, checkpoint, device)
+    prefixes = allowed_prefixes(allowed_targets or [])  # the user's list, never the checkpoint's
+    opened = runs.open(run, checkpoint, device, prefixes)
     if opened.objective.sampler is None:
         raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate; "
                           "measure a GAN or VAE run.")
-    prefixes = allowed_prefixes(opened.config.get("allowed_targets") or [])
     dataset = opened.config["dataset"]
     mixture = build_toy(dataset, prefixes)
     judge = open_judge(classifier, opened.facts, device, prefixes, "classifier") if classifier else None

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ganlab import run as runs
+from ganlab.build import allowed_prefixes
 from ganlab.checks import pick_device
 from ganlab.errors import ConfigError
 from ganlab.options import Option, read
@@ -39,6 +40,8 @@ OPTIONS = [
            ("auto", True, False)),
     Option("seed", 0, "seed of the latent codes", int),
     Option("device", "auto", "auto, cpu, cuda, cuda:N"),
+    Option("allowed_targets", [], "modules beyond ganlab's own that the run's stored config may build, as "
+           "train's allowed_targets (never taken from the checkpoint)", list),
     Option("labels", None, "conditional runs: the classes to draw, e.g. labels=[3,5] (default: every class)", list),
     Option("flip", None, "attribute runs: the attribute to switch off and on with the same z, e.g. flip=Male"),
     Option("interpolate", 0, "K > 0: rows of K-step latent walks between random pairs (grid)", int),
@@ -70,7 +73,8 @@ class Plan:
 
 def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = None, format: str = "grid",
            ema: str | bool = "auto", seed: int = 0, device: str = "auto", labels: list | None = None,
-           flip: str | None = None, interpolate: int = 0, batch_size: int = 256) -> list[Path]:
+           flip: str | None = None, interpolate: int = 0, batch_size: int = 256,
+           allowed_targets: list | None = None) -> list[Path]:
     """Write samples of `run` as `format`; returns the files (or folder) written."""
     for key, value in (("n", n), ("batch_size", batch_size)):
         if value <= 0:
@@ -79,7 +83,7 @@ def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = No
         raise ConfigError(f"n={n} is too many for one grid (at most {GRID_LIMIT}); use format=png or format=npz.")
     if (flip or interpolate) and format != "grid":
         raise ConfigError("flip= and interpolate= draw a grid; use format=grid with them.")
-    opened = runs.open(run, checkpoint, pick_device(device))
+    opened = runs.open(run, checkpoint, pick_device(device), allowed_prefixes(allowed_targets or []))
     if opened.objective.sampler is None:
         raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate "
                           "images; sample from a GAN or VAE run.")

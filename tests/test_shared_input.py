@@ -272,3 +272,132 @@ def test_links_planted_in_a_run_folder_are_refused_not_written_through(tmp_path,
                              "schedule.steps=6")
     refused(code, err, "symbolic link", name.split("/")[-1])
     assert victim.read_text() == "precious"
+
+
+# --- 9-11: checkpoints, caches and data files someone else wrote --------------------------------
+class Boom:
+    """Unpickling this runs `touch marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("verb", ["sample", "eval"])
+def test_a_checkpoints_stored_allow_list_is_never_honoured(tmp_path, monkeypatch, capsys, finished_run, verb):
+    run_dir, marker = tmp_path / "run", tmp_path / "pwned"
+    shutil.copytree(finished_run, run_dir)
+
+    def plant(state):
+        state["config"]["allowed_targets"] = ["os"]
+        state["config"]["model"]["generator"]["extra"] = {"_target_": "os.system", "_args_": [f"touch {marker}"]}
+
+    _resign(run_dir / "checkpoints" / "last.pt", plant)  # a validly signed file: the checksum is no defence
+    extra = ["classifier=" + str(run_dir / "checkpoints" / "last.pt")] if verb == "eval" else []
+    code, _, err = cli_in_process(verb, f"run={run_dir}", "device=cpu", *extra, cwd=tmp_path, monkeypatch=monkeypatch,
+                                  capsys=capsys)
+    refused(code, err, "Refused `model.generator.extra._target_: os.system`")
+    assert not marker.exists()
+
+
+def test_inception_weights_are_never_read_from_a_shared_cache(tmp_path, monkeypatch):
+    import torch
+
+    from ganlab.cache import file_sha256
+    from ganlab.metrics.inception import clean_weights
+
+    weights, marker, cache = tmp_path / "weights.pth", tmp_path / "pwned", tmp_path / "cache"
+    torch.save({"fc.weight": torch.ones(2, 2)}, weights)
+    cache.mkdir()
+    sha = file_sha256(weights)
+    for name in (f"inception-{sha[:16]}.pt", "torch-fidelity"):  # what an earlier version kept there
+        torch.save({"x": Boom(marker)}, cache / name) if name.endswith(".pt") else (cache / name).mkdir()
+    monkeypatch.setenv("GANLAB_CACHE", str(cache))
+    with clean_weights(str(weights)) as (copy, got_sha):
+        assert got_sha == sha and cache not in copy.parents
+        assert torch.equal(torch.load(copy, weights_only=True)["fc.weight"], torch.ones(2, 2))
+        unpickled_by_torch_fidelity = torch.load(copy, weights_only=False)  # what torch-fidelity does with it
+        assert set(unpickled_by_torch_fidelity) == {"fc.weight"}
+    assert not copy.exists() and not marker.exists()
+
+
+def test_an_inception_weights_file_with_code_is_refused(tmp_path):
+    import torch
+
+    from ganlab.errors import ConfigError
+    from ganlab.metrics.inception import clean_weights
+
+    weights, marker = tmp_path / "weights.pth", tmp_path / "pwned"
+    torch.save({"fc.weight": Boom(marker)}, weights)
+    with pytest.raises(ConfigError, match="could not be read as plain weights"):
+        with clean_weights(str(weights)):
+            pass
+    assert not marker.exists()
+
+
+def test_a_crafted_cifar_batch_is_refused_without_running_it(tmp_path):
+    import pickle
+
+    from fake_data import make_cifar_batches
+    from ganlab.data.cifar import load_cifar10
+    from ganlab.errors import ConfigError
+
+    root, marker = make_cifar_batches(tmp_path), tmp_path / "pwned"
+    assert len(load_cifar10(str(root), split="test", batch_size=4)) == 20  # the real format still loads
+    with open(root / "cifar-10-batches-py" / "test_batch", "wb") as handle:
+        pickle.dump({"data": Boom(marker), "labels": [0]}, handle)
+    with pytest.raises(ConfigError, match="test_batch is not a CIFAR-10 batch file.*posix.system"):
+        load_cifar10(str(root), split="test", batch_size=4)
+    assert not marker.exists()
+
+
+def _statistics(images):
+    import torch
+
+    return {"mean": images.float().mean(0), "count": torch.tensor(len(images))}
+
+
+def test_a_damaged_or_planted_cache_file_is_computed_again(tmp_path, caplog):
+    import torch
+
+    from ganlab.cache import file_sha256
+    from ganlab.metrics.stats import cached, tensor_sha256
+
+    images, calls = torch.arange(48, dtype=torch.uint8).reshape(3, 16), []
+
+    def compute():
+        calls.append(1)
+        return _statistics(images)
+
+    key = {"real": "digits", "images_sha256": tensor_sha256(images)}
+    first, hit = cached(tmp_path, key, compute)
+    assert not hit and len(calls) == 1
+    again, hit = cached(tmp_path, key, compute)
+    assert hit and len(calls) == 1 and torch.equal(again["mean"], first["mean"])
+    [path] = tmp_path.glob("real_*.pt")
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # accidental damage
+    path.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING", logger="ganlab"):
+        repaired, hit = cached(tmp_path, key, compute)
+    assert not hit and len(calls) == 2 and torch.equal(repaired["mean"], first["mean"]) and "damaged" in caplog.text
+    marker = tmp_path / "pwned"
+    torch.save({"mean": Boom(marker)}, path)  # a planted pickle, its checksum recomputed by whoever planted it
+    meta = path.with_suffix(".json")
+    meta.write_text(meta.read_text().replace(yaml.safe_load(meta.read_text())["sha256"], file_sha256(path)))
+    planted, hit = cached(tmp_path, key, compute)
+    assert not hit and not marker.exists() and torch.equal(planted["mean"], first["mean"])
+
+
+def test_other_data_under_the_same_root_never_reuses_stale_statistics(tmp_path):
+    import torch
+
+    from ganlab.metrics.stats import cached, tensor_sha256
+
+    old, new = torch.zeros(4, 8, dtype=torch.uint8), torch.full((4, 8), 200, dtype=torch.uint8)
+    for images in (old, new):
+        value, hit = cached(tmp_path, {"real": "same root", "images_sha256": tensor_sha256(images)},
+                            lambda: _statistics(images))
+        assert not hit and torch.equal(value["mean"], images.float().mean(0))

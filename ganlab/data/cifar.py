@@ -1,4 +1,5 @@
-"""`dataset=cifar10`: the official pickle batches (torchvision's layout) or class folders of images.
+"""`dataset=cifar10`: the official pickle batches (torchvision's layout, read by a restricted
+unpickler that admits only arrays, bytes, strings, numbers and containers) or class folders of images.
 
     <root>/cifar-10-batches-py/{data_batch_1..5, test_batch}   as downloaded by torchvision
     <root>/<split>/<class>/*.jpg|png                           e.g. ../shared/data/cifar10/test/...
@@ -19,6 +20,22 @@ from ganlab.errors import ConfigError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """CIFAR-10's batch files are pickles: read them admitting only what the format holds (dicts,
+    lists, bytes, strings, numbers, and numpy arrays), so a crafted file cannot run code. Every
+    other global a pickle names is refused."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never holds (refused "
+                                     "without running it)")
 
 
 def load_cifar10(root: str = "data", split: str = "train", download: bool = False, resolution: int = 32,
@@ -42,11 +59,12 @@ def load_cifar10(root: str = "data", split: str = "train", download: bool = Fals
     for name in BATCHES[split]:
         try:
             with open(pickled / name, "rb") as handle:
-                entry = pickle.load(handle, encoding="latin1")
+                entry = BatchUnpickler(handle, encoding="latin1").load()
             images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
-        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
-            raise ConfigError(f"{pickled / name} is not a CIFAR-10 batch file ({exc}); download it again.") from None
+        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as exc:
+            raise ConfigError(f"{pickled / name} is not a CIFAR-10 batch file ({exc}); download it again from the "
+                              "official source (dataset.download=true into an empty root).") from None
     tensor = torch.from_numpy(np.concatenate(images))
     if resolution != 32:
         tensor = F.interpolate(tensor.float(), size=(resolution, resolution), mode="bilinear",

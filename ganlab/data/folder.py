@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
+from ganlab.cache import load_verified, save_verified
 from ganlab.data.memory import DataFacts, InMemoryImages, check_batch_size, epoch_order, pixels_to_float
 from ganlab.errors import ConfigError
 
@@ -95,19 +96,18 @@ def decode_all(files: ImageFiles, workers: int | None = None) -> torch.Tensor:
 
 
 def cached_decode(files: ImageFiles, cache: bool, cache_dir: str, workers: int | None) -> torch.Tensor:
-    """`decode_all`, memoised on disk under `cache_dir`, keyed by the files (and their mtimes) and the size."""
+    """`decode_all`, memoised on disk under `cache_dir`, keyed by the files (names, sizes, mtimes) and the
+    size; verified and tensors-only (`ganlab.cache`)."""
     if not cache:
         return decode_all(files, workers)
-    listing = "\n".join(f"{p}:{p.stat().st_mtime_ns}" for p in files.paths)
+    listing = "\n".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files.paths)
     key = hashlib.sha1(f"{listing}|{files.resolution}|{files.crop}|{files.channels}".encode()).hexdigest()[:16]
     path = Path(cache_dir).expanduser() / f"images-{files.resolution}px-{key}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=True)
+    images = load_verified(path)
+    if isinstance(images, torch.Tensor):
+        return images
     images = decode_all(files, workers)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(images, tmp)
-    os.replace(tmp, path)
+    save_verified(images, path, {"files": len(files.paths), "resolution": files.resolution})
     return images
 
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ganlab.metrics.registry import Inputs, register
-from ganlab.metrics.stats import cached, frechet_distance, knn_radii, mean_and_covariance, precision_recall
+from ganlab.metrics.stats import (cached, frechet_distance, knn_radii, mean_and_covariance, precision_recall,
+                                  tensor_sha256)
 
 
 @dataclass
@@ -44,7 +45,6 @@ def _generated(inputs: Inputs):
 def _real(inputs: Inputs) -> dict[str, torch.Tensor]:
     """The real side's features, statistics and class histogram, cached per data set and classifier."""
     def compute():
-        images, _ = inputs.real()
         probs, features = inputs.classifier.outputs(images, inputs.device)
         mu, sigma = mean_and_covariance(features)
         classes = probs.shape[1]
@@ -56,8 +56,9 @@ def _real(inputs: Inputs) -> dict[str, torch.Tensor]:
 
         raise ConfigError("this metric compares with real images, but the run's data set is not at hand; set "
                           "dataset_root=PATH to where it lies on this machine.")
-    value, hit = cached(inputs.cache_dir, {"real": inputs.real_key, "feature_network": inputs.classifier.identity},
-                        compute)
+    images, labels = inputs.real()
+    value, hit = cached(inputs.cache_dir, {"real": inputs.real_key, "feature_network": inputs.classifier.identity,
+                                           "images_sha256": tensor_sha256(images, labels)}, compute)
     inputs.protocol["real_statistics"] = "cache" if hit else "computed"
     inputs.protocol["real_count"] = len(value["features"])
     return value

@@ -4,13 +4,15 @@ precision / recall (k = 3) in InceptionV3 features, the numbers papers report.
 Weights: `inception_weights=PATH` (a local copy of torch-fidelity's
 weights-inception-2015-12-05-6726825d.pth), else torch's hub cache, else torch-fidelity's usual
 download. They are read with `weights_only=True` (a weights file runs no code) and handed to
-torch-fidelity as a clean copy. The real side's features are cached by torch-fidelity under a
-name made of the data set, split, count and the weights' checksum.
+torch-fidelity as a private copy made for that call. torch-fidelity's own feature cache is off: it
+unpickles its files, so the real side's features are computed again for each evaluation.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -18,7 +20,7 @@ from torch.utils.data import Dataset
 
 from ganlab.errors import ConfigError
 from ganlab.metrics.registry import Inputs, register
-from ganlab.metrics.stats import file_sha256
+from ganlab.cache import file_sha256
 
 URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 FILE = URL.rsplit("/", 1)[1]
@@ -39,8 +41,9 @@ def weights_at_hand(path: str | None) -> bool:
     return bool(path) or hub_copy().is_file()
 
 
-def clean_weights(path: str | None, cache_dir: Path) -> tuple[Path, str]:
-    """A weights file torch-fidelity may load: our copy of the tensors, read safely. (path, sha256)."""
+def source_weights(path: str | None) -> Path:
+    """The Inception weights file to read: `inception_weights=PATH`, else the hub copy (fetched if
+    it can be)."""
     source = Path(path).expanduser() if path else hub_copy()
     if not source.is_file():
         if path:
@@ -51,17 +54,28 @@ def clean_weights(path: str | None, cache_dir: Path) -> tuple[Path, str]:
             raise ConfigError(f"the Inception metrics need InceptionV3 weights, and they could not be downloaded "
                               f"here ({type(exc).__name__}). Fetch {URL} on a machine with internet, copy it here, "
                               f"and pass inception_weights=/path/to/{FILE} (or put it in {hub_copy().parent}).") from None
+    return source
+
+
+@contextlib.contextmanager
+def clean_weights(path: str | None) -> Iterator[tuple[Path, str]]:
+    """(a weights file torch-fidelity may load, the source's sha256). torch-fidelity unpickles its
+    weights file (`weights_only=False`), so it never gets a file someone else could have written:
+    the tensors are read safely (`weights_only=True`) and written to a private temporary folder
+    for this one call, never to a shared cache that a predictable name would let others replace."""
+    source = source_weights(path)
     sha = file_sha256(source)
-    clean = Path(cache_dir) / f"inception-{sha[:16]}.pt"
-    if not clean.is_file():
-        try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"inception_weights={source} could not be read as plain weights ({type(exc).__name__})."
-                              f" Use torch-fidelity's {FILE}.") from None
-        clean.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"inception_weights={source} could not be read as plain weights ({type(exc).__name__})."
+                          f" Use torch-fidelity's {FILE}.") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"inception_weights={source} is not a state dict of tensors; use torch-fidelity's {FILE}.")
+    with tempfile.TemporaryDirectory(prefix="ganlab-inception-") as folder:  # mode 0700: this user's alone
+        clean = Path(folder) / "weights.pt"
         torch.save({k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, clean)
-    return clean, sha
+        yield clean, sha
 
 
 class _RGB(Dataset):
@@ -90,17 +104,16 @@ def _compute(inputs: Inputs) -> dict[str, float]:
     if inputs.real is None:
         raise ConfigError("the Inception metrics compare with real images, but the run's data set is not at hand; "
                           "set dataset_root=PATH to where it lies on this machine.")
-    weights, sha = clean_weights(inputs.inception_weights, inputs.cache_dir)
     wanted = [n for n in inputs.protocol.get("requested", FAMILY) if n in FAMILY]
     real, _ = inputs.real()
-    cache_name = "ganlab-" + hashlib.sha256(f"{inputs.real_key}|{len(real)}|{sha}".encode()).hexdigest()[:16]
-    result = torch_fidelity.calculate_metrics(
-        input1=_RGB(inputs.generated), input2=_RGB(real), input2_cache_name=cache_name,
-        cache_root=str(Path(inputs.cache_dir) / "torch-fidelity"), cuda=inputs.device.type == "cuda",
-        feature_extractor="inception-v3-compat", feature_layer_prc="2048",  # precision/recall in Inception features too
-        feature_extractor_weights_path=str(weights), verbose=False, batch_size=64,
-        kid_subset_size=min(1000, len(real), len(inputs.generated)), prc_neighborhood=3,
-        **{FAMILY[n][0]: True for n in wanted})
+    with clean_weights(inputs.inception_weights) as (weights, sha):
+        result = torch_fidelity.calculate_metrics(
+            input1=_RGB(inputs.generated), input2=_RGB(real), cuda=inputs.device.type == "cuda",
+            cache=False,  # torch-fidelity's feature cache is unpickled when read: never used
+            feature_extractor="inception-v3-compat", feature_layer_prc="2048",  # precision/recall in Inception features
+            feature_extractor_weights_path=str(weights), verbose=False, batch_size=64,
+            kid_subset_size=min(1000, len(real), len(inputs.generated)), prc_neighborhood=3,
+            **{FAMILY[n][0]: True for n in wanted})
     inputs.protocol["inception_weights_sha256"] = sha
     inputs.protocol["real_count"] = len(real)
     memo["inception"] = {ours: float(result[theirs]) for n in wanted for theirs, (ours, _) in FAMILY[n][1].items()}

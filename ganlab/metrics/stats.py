@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import torch
 
+from ganlab.cache import load_verified, save_verified, tensor_sha256  # noqa: F401 - tensor_sha256 for callers
+
 
 def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
     """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2), in float64 through symmetric eigensolves."""
@@ -52,26 +54,14 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
 
 
 def cached(cache_dir: Path, description: dict[str, Any], compute: Callable[[], dict[str, torch.Tensor]]):
-    """`compute()` once per `description` (saved as <sha>.pt with the description beside it)."""
+    """(`compute()`, whether it came from the cache), computed once per `description`, which should
+    name the data by content (`tensor_sha256` of the real images): other files under the same root
+    never reuse stale statistics. Verified and tensors-only, see `ganlab.cache`."""
     key = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"real_{key}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True), True
-        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
-            path.unlink(missing_ok=True)
+    value = load_verified(path)
+    if isinstance(value, dict):
+        return value, True
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(value, tmp)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(description, indent=1, default=str), encoding="utf-8")
+    save_verified(value, path, description)
     return value, False
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
