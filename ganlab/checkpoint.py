@@ -125,13 +125,19 @@ def periodic(folder: Path) -> list[Path]:
 
 def load_latest(folder: Path) -> tuple[dict[str, Any], Path] | None:
     """The newest intact checkpoint of a run: `last.pt`, else the newest verified `step_*.pt`
-    (each refused one is named in the log). None when the run has no checkpoint at all."""
+    (each refused one is named in the log). A snapshot whose stored step is not the one its name
+    says (renamed or copied in) is refused too: snapshots are chosen by what they hold. None when
+    the run has no checkpoint at all."""
     candidates = [folder / LAST, *reversed(periodic(folder))]
     existing = [p for p in candidates if p.is_file()]
     refused = []
     for path in existing:
         try:
             state = load(path)
+            named = _PERIODIC.match(path.name)
+            if named and int(named.group(1)) != int(state.get("step", -1)):
+                raise CorruptCheckpoint(f"resume: {path} holds step {state.get('step')}, not the step its name says "
+                                        "(it was renamed or copied in); it is not used.")
         except CorruptCheckpoint as exc:
             refused.append(str(exc))
             log.warning("%s", exc)
@@ -158,7 +164,10 @@ def save_periodic(state: dict[str, Any], folder: Path, step: int, keep_last: int
     """Save `step_XXXXXX.pt` and delete the oldest periodic checkpoints beyond `keep_last`."""
     path = folder / f"step_{step:06d}.pt"
     save_atomic(state, path)
-    for old in periodic(folder)[:-keep_last] if keep_last > 0 else []:
+    # Only snapshots of earlier steps are pruned: one named for a later step was not written by
+    # this run's progress (renamed or copied in) and is left alone, never counted as newer.
+    earlier = [p for p in periodic(folder) if int(_PERIODIC.match(p.name).group(1)) <= step]
+    for old in earlier[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path
 

@@ -67,12 +67,21 @@ def _read_run(verb: str, args: list[str]) -> None:
 
     from ganlab.errors import ConfigError
 
+    from ganlab.rundir import is_disk_full
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         importlib.import_module(READERS[verb]).main(args)
     except ConfigError as exc:
         print(f"ganlab: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    except (OSError, RuntimeError) as exc:
+        if not is_disk_full(exc):
+            raise
+        where = getattr(exc, "filename", None) or "its output"
+        print(f"ganlab: fault: ganlab {verb} could not write {where}: the disk is full. Nothing partial was left "
+              "under the output's name; free some space and run it again.", file=sys.stderr)
+        sys.exit(EXIT_FAULT)
 
 
 def _stop_cleanly_on_signals() -> None:
@@ -81,8 +90,15 @@ def _stop_cleanly_on_signals() -> None:
     the interpreter, so the handler exits directly. The training loop installs its own handlers,
     which finish the step and save last.pt first."""
 
+    import ganlab
+
     def stop(signum, _frame):
-        os.write(2, f"\nganlab: stopped by signal {signum} before training started; nothing was trained.\n".encode())
+        if ganlab.TRAINING_IN is None:
+            text = f"stopped by signal {signum} before training started; nothing was trained."
+        else:  # after the loop ended (a failed process group under torchrun, say): checkpoints exist
+            text = (f"stopped by signal {signum} after training had begun in {ganlab.TRAINING_IN}; its newest "
+                    f"checkpoint is kept. Continue with: ganlab train resume=true hydra.run.dir={ganlab.TRAINING_IN}")
+        os.write(2, f"\nganlab: {text}\n".encode())
         os._exit(128 + signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -30,6 +30,7 @@ from ganlab.metrics.registry import check_names
 from ganlab.cache import file_sha256
 from ganlab.options import Option, read
 from ganlab.plots import to_unit
+from ganlab.rundir import write_text_atomic
 from ganlab.sample import generate
 
 log = logging.getLogger("ganlab")
@@ -161,7 +162,7 @@ def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "aut
                            "real_split": None if mixture else split,
                            "feature_network": judge.identity if judge else None, **protocol}}
     path = Path(out) if out else opened.path.parent.parent / "eval.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
     result["path"] = path
     return result
 

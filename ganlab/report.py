@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -20,6 +21,7 @@ from ganlab import run as runs
 from ganlab.checks import flatten
 from ganlab.errors import ConfigError
 from ganlab.options import Option, read
+from ganlab.rundir import atomic_output, write_text_atomic
 
 OPTIONS = [
     Option("runs", None, "run directories, or a sweep directory (all of its runs); also given without runs=", list),
@@ -146,7 +148,8 @@ def learning_curves(infos: list[dict[str, Any]], labels: list[str], path: Path) 
     for axis in axes[panels:]:
         axis.axis("off")
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=90, format="png")
     plt.close(figure)
     return path
 
@@ -183,7 +186,8 @@ def samples_over_time(info: dict[str, Any], label: str, steps, epochs, folder: P
     figure.suptitle(label[:100], fontsize=9)
     figure.tight_layout()
     path = folder / f"samples_{info['dir'].name}.png"
-    figure.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
     plt.close(figure)
     return path
 
@@ -211,12 +215,13 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
             best = (max if higher_is_better(name) else min)(values) if values else None
             row += [values[-1] if values else None, best]
         table.append(row)
-    with open(folder / "runs.csv", "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([header, *table])
+    rows = io.StringIO(newline="")
+    csv.writer(rows).writerows([header, *table])
+    write_text_atomic(folder / "runs.csv", rows.getvalue())
     shown = [[_cell(v) for v in row] for row in table]
     markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     markdown += ["| " + " | ".join(row) + " |" for row in shown]
-    (folder / "runs.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
+    write_text_atomic(folder / "runs.md", "\n".join(markdown) + "\n")
     return [folder / "runs.md", folder / "runs.csv"]
 
 

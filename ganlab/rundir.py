@@ -8,13 +8,16 @@ included), so a lock left by a killed run never blocks; `.ganlab.lock` names the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ganlab.errors import ConfigError, RunFault
@@ -134,6 +137,43 @@ def refuse_link_path(path: Path, inside: Path, key: str) -> None:
                               "through links in a run folder. Remove the link, or pass another out=.")
         if part == inside:
             return
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` (a file or a folder) to write to; renamed onto `path` once the
+    block succeeds and removed if it fails, so a kill or a full disk never leaves a partial output
+    under the final name. Temporaries of killed processes are removed by `remove_stale_partials`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{PARTIAL}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise
+
+
+PARTIAL = ".partial"
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Delete the partial outputs (`atomic_output`) that processes no longer running left in `folder`."""
+    for path in Path(folder).glob(f".*{PARTIAL}*") if Path(folder).is_dir() else []:
+        pid = path.name.split(PARTIAL)[0].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -10,8 +10,10 @@ N = 50,000 works in bounded memory: batches go straight to files (npz through a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from ganlab.checks import pick_device
 from ganlab.errors import ConfigError
 from ganlab.options import Option, read
 from ganlab.plots import labelled_grid, scatter_image, to_unit
+from ganlab.rundir import atomic_output, remove_stale_partials
 
 log = logging.getLogger("ganlab")
 GRID_LIMIT = 4096
@@ -92,6 +95,7 @@ def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = No
         raise ConfigError(f"format={format}: this run draws 2-d points; use format=grid (a scatter plot and the "
                           "points as .npz).")
     target = Path(out) if out else _default_out(opened, checkpoint, format, n)
+    remove_stale_partials(target.parent)
     if format == "grid" and target.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ConfigError(f"out={out}: a grid is an image; name a .png file, e.g. out={target.with_suffix('.png')}.")
     networks = opened.sampling_networks(ema)
@@ -179,47 +183,74 @@ def _write_grid(opened: runs.Run, networks, plan: Plan, target: Path, batch_size
     count = len(plan.latent)
     samples = torch.cat([_draw(opened, networks, plan, i, min(i + batch_size, count))
                          for i in range(0, count, batch_size)])
-    target.parent.mkdir(parents=True, exist_ok=True)
     if samples.ndim == 2:  # 2-d toys: a scatter plot, and the points themselves
         from torchvision.utils import save_image
 
-        save_image(scatter_image(samples, opened.fixed.get("reference")), target)
         points = target.with_suffix(".npz")
-        np.savez(points, points=samples.numpy())
+        with atomic_output(target) as image, atomic_output(points) as arrays:
+            save_image(scatter_image(samples, opened.fixed.get("reference")), image, format="png")
+            _save_npz(arrays, points=samples.numpy())
         return [target, points]
     written = [target]
-    labelled_grid(to_unit(samples, opened.value_range), plan.columns, plan.row_labels).save(target)
+    with atomic_output(target) as tmp:
+        labelled_grid(to_unit(samples, opened.value_range), plan.columns, plan.row_labels).save(tmp, format="png")
     if "inputs" in opened.fixed and hasattr(opened.objective, "reconstruction_pairs"):  # VAEs: held-out inputs
         pairs = opened.objective.reconstruction_pairs(networks, opened.fixed["inputs"]).cpu()
         written.append(target.with_name(target.stem + "_reconstructions.png"))
-        labelled_grid(to_unit(pairs, opened.value_range), 8).save(written[-1])
+        with atomic_output(written[-1]) as tmp:
+            labelled_grid(to_unit(pairs, opened.value_range), 8).save(tmp, format="png")
     return written
 
 
 def _write_files(opened: runs.Run, networks, plan: Plan, target: Path, format: str, batch_size: int) -> Path:
-    """N samples in batches, each written as it comes: PNG files, or rows of a memory-mapped array."""
+    """N samples in batches, each written as it comes: PNG files into a folder, or rows of a
+    memory-mapped array. Everything goes to a temporary name renamed onto `target` when complete:
+    a kill or a full disk never leaves a partial folder or an unreadable .npz under the final name."""
     from PIL import Image
 
+    if format == "png" and target.exists():
+        raise ConfigError(f"out={target} already exists; ganlab does not overwrite a folder of samples. Remove it, "
+                          "or pass another out=.")
     count, images = len(plan.latent), None
-    (target if format == "png" else target.parent).mkdir(parents=True, exist_ok=True)
-    for start in tqdm(range(0, count, batch_size), desc="sample", unit="batch", disable=count <= batch_size):
-        stop = min(start + batch_size, count)
-        batch = _draw(opened, networks, plan, start, stop)
-        pixels = to_unit(batch, opened.value_range).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+    with atomic_output(target) as tmp, contextlib.ExitStack() as scratch:
         if format == "png":
-            for i, image in enumerate(pixels, start):
-                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(target / f"{i:06d}.png")
-            continue
-        if images is None:
-            scratch = tempfile.NamedTemporaryFile(dir=target.parent, suffix=".npy", delete=False)
-            images = np.lib.format.open_memmap(scratch.name, mode="w+", dtype=np.uint8,
-                                               shape=(count, *pixels.shape[1:]))
-        images[start:stop] = pixels
-    if format == "npz":
-        arrays = {"images": images} | ({"labels": plan.labels.numpy()} if plan.labels is not None else {})
-        np.savez(target, **arrays)  # written in chunks from the memory map
-        Path(images.filename).unlink(missing_ok=True)
+            tmp.mkdir()
+        for start in tqdm(range(0, count, batch_size), desc="sample", unit="batch", disable=count <= batch_size):
+            stop = min(start + batch_size, count)
+            batch = _draw(opened, networks, plan, start, stop)
+            pixels = to_unit(batch, opened.value_range).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+            if format == "png":
+                for i, image in enumerate(pixels, start):
+                    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(tmp / f"{i:06d}.png")
+                continue
+            if images is None:
+                images = scratch.enter_context(_scratch_array(target.parent, (count, *pixels.shape[1:])))
+            images[start:stop] = pixels
+        if format == "npz":
+            _save_npz(tmp, images=images, **({"labels": plan.labels.numpy()} if plan.labels is not None else {}))
     return target
+
+
+@contextlib.contextmanager
+def _scratch_array(folder: Path, shape: tuple[int, ...]):
+    """A uint8 array of `shape` on disk, for N too large for memory: its space is reserved first (a
+    full disk is an error here, not a SIGBUS later) and its file is unlinked at once, so nothing is
+    left behind even by a kill."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".sample-", suffix=".npy")
+    try:
+        array = np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=shape)
+        os.posix_fallocate(fd, 0, os.path.getsize(name))
+    finally:
+        os.unlink(name)  # the mapping keeps the data until the array is dropped
+        os.close(fd)
+    yield array
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    with open(path, "wb") as handle:  # a handle: np.savez would add ".npz" to a name without it
+        np.savez(handle, **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _default_out(opened: runs.Run, checkpoint: str, format: str, n: int) -> Path:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from omegaconf import DictConfig
 
+import ganlab
 from ganlab import checkpoint, run as runs
 from ganlab.build import allowed_prefixes, build, check_targets, to_plain
 from ganlab.checks import check_known_keys, check_top_level, check_values, config_changes, pick_device
@@ -47,8 +48,13 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     # one process per run directory (under torchrun: the main one holds it for all)
     # one process per run directory (under torchrun: the main one holds it for all)
     lock = RunDirLock(run_dir, announce=False) if runtime.is_main else None
-    with lock or contextlib.nullcontext():
-        return _train_locked(cfg, run_dir, prefixes, runtime, overrides or [], lambda: _accept(lock, on_accept))
+    try:
+        with lock or contextlib.nullcontext():
+            return _train_locked(cfg, run_dir, prefixes, runtime, overrides or [], lambda: _accept(lock, on_accept))
+    except (OSError, RuntimeError) as exc:  # a full disk anywhere (start-up included): one paragraph, exit 4
+        if not checkpoint.is_disk_full(exc):
+            raise
+        raise checkpoint.disk_full(Path(getattr(exc, "filename", None) or run_dir / "checkpoints")) from None
 
 
 def _accept(lock: RunDirLock | None, on_accept: Callable[[], None] | None) -> None:
@@ -112,6 +118,7 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime, ov
                        resumed=resumed) if runtime.is_main else NullLogger(run_dir)
     logger.hparams(_override_values(overrides), [f"loss/{phase.name}" for phase in run.objective.phases] + metric_tags)
     loop.logger = logger
+    ganlab.TRAINING_IN = run_dir  # a signal from now on finds checkpoints to continue from
     try:
         if resume_state:
             log.info("resumed from step %d of %d", start, schedule.steps)

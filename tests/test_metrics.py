@@ -140,7 +140,9 @@ def test_the_real_statistics_are_cached_and_reused(judge, real_digits, tmp_path)
     second = inputs(real_digits[0], jd, None, tmp_path)
     second.real = real
     run_metrics(["classifier_fd"], second)
-    assert len(calls) == 1 and second.protocol["real_statistics"] == "cache"
+    # the real images are read each time (their content names the cache entry), their features are not
+    assert len(calls) == 2 and first.protocol["real_statistics"] == "computed"
+    assert second.protocol["real_statistics"] == "cache"
     assert len(list(tmp_path.glob("real_*.pt"))) == 1
 
 

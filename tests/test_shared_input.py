@@ -401,3 +401,120 @@ def test_other_data_under_the_same_root_never_reuses_stale_statistics(tmp_path):
         value, hit = cached(tmp_path, {"real": "same root", "images_sha256": tensor_sha256(images)},
                             lambda: _statistics(images))
         assert not hit and torch.equal(value["mean"], images.float().mean(0))
+
+
+# --- faults outside train: nothing lost, nothing partial under a final name ---------------------
+def test_the_lock_holds_when_its_file_is_deleted(tmp_path):
+    from ganlab.errors import ConfigError
+    from ganlab.rundir import LOCK_NAME, RunDirLock
+
+    with RunDirLock(tmp_path):
+        (tmp_path / LOCK_NAME).unlink()  # what a tidy-up script might do while a run trains
+        with pytest.raises(ConfigError, match="is in use"):
+            RunDirLock(tmp_path).__enter__()
+    with RunDirLock(tmp_path):  # released with its holder
+        pass
+
+
+def test_snapshots_are_chosen_and_pruned_by_the_step_they_hold(tmp_path, caplog):
+    from conftest import compose_config
+    from ganlab.train import train
+
+    short = ["schedule.steps=8", "schedule.ckpt_every=4", "schedule.snapshot_every=4", "schedule.keep_last=5"]
+    train(compose_config(short), tmp_path)
+    folder = tmp_path / "checkpoints"
+    shutil.copy(folder / "step_000004.pt", folder / "step_000900.pt")  # renamed: holds step 4
+    (folder / "last.pt").unlink()
+    with caplog.at_level("INFO", logger="ganlab"):
+        loop = train(compose_config([*short, "resume=true", "schedule.steps=12", "schedule.keep_last=1"]), tmp_path)
+    assert loop.step == 12
+    assert "resumed from step 8 of 12" in caplog.text and "holds step 4, not the step its name says" in caplog.text
+    assert sorted(p.name for p in folder.glob("step_*.pt")) == ["step_000012.pt", "step_000900.pt"]
+    assert checkpoint.load(folder / "step_000012.pt")["step"] == 12
+
+
+def test_other_data_on_resume_is_a_warning_with_both_counts(tmp_path, caplog):
+    from conftest import compose_config
+    from fake_data import make_images
+    from ganlab.train import train
+
+    make_images(tmp_path / "big", 12)
+    make_images(tmp_path / "small", 4)
+    common = ["dataset=folder", "dataset.batch_size=4", "schedule.steps=4", "schedule.ckpt_every=2"]
+    train(compose_config([*common, f"dataset.root={tmp_path / 'big'}"]), tmp_path / "run")
+    with caplog.at_level("WARNING", logger="ganlab"):
+        train(compose_config([*common, f"dataset.root={tmp_path / 'small'}", "resume=true", "schedule.steps=6"]),
+              tmp_path / "run")
+    assert "now holds 4 images, but the run trained on 12" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format", ["png", "npz"])
+def test_a_killed_sample_leaves_nothing_partial_under_the_final_name(tmp_path, finished_run, format):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out" / ("many" if format == "png" else "many.npz")
+    command = [sys.executable, "-m", "ganlab", "sample", f"run={finished_run}", "device=cpu", f"format={format}",
+               "n=400000", "batch_size=500", f"out={out}"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any((tmp_path / "out").glob(".*.partial*")):  # mid-write
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # killed while writing, not finished
+    assert not out.exists()  # never a partial folder or an unreadable .npz under the final name
+    assert not list((tmp_path / "out").glob("*.npy")) and not list((tmp_path / "out").glob("tmp*"))
+    done = subprocess.run([*command[:-3], "n=40", f"out={out}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [out.name]  # the killed run's partial is gone
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real, tiny file system (tmpfs) with no space left."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        with open(mount / "filler", "wb") as handle:
+            handle.write(b"x" * (512 * 1024))
+    except OSError:
+        pass
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _classifier(tmp_path: Path) -> Path:
+    from conftest import compose_config
+    from ganlab.train import train
+
+    train(compose_config(["model=classifier_mlp", "dataset.resolution=16", "model.classifier.hidden=[16]",
+                          "schedule.steps=2"]), tmp_path / "clf")
+    return tmp_path / "clf" / "checkpoints" / "last.pt"
+
+
+@pytest.mark.parametrize("verb", ["sample_npz", "sample_grid", "sample_png", "eval", "report", "train"])
+def test_a_full_disk_is_one_paragraph_and_exit_4_for_every_verb(tmp_path, monkeypatch, capsys, finished_run,
+                                                                 full_disk, verb):
+    args = {"sample_npz": ["sample", f"run={finished_run}", "format=npz", "n=2000", f"out={full_disk}/x.npz"],
+            "sample_grid": ["sample", f"run={finished_run}", f"out={full_disk}/x.png"],
+            "sample_png": ["sample", f"run={finished_run}", "format=png", "n=500", f"out={full_disk}/x"],
+            "eval": ["eval", f"run={finished_run}", f"classifier={finished_run}", "n=50", f"out={full_disk}/e.json"],
+            "report": ["report", str(finished_run), f"out={full_disk}/report"],
+            "train": ["train", *TINY_RUN, f"hydra.run.dir={full_disk}/run"]}[verb]
+    if verb == "eval":
+        args[2] = f"classifier={_classifier(tmp_path)}"
+    code, _, err = cli_in_process(*args, *([] if verb in ("report", "train") else ["device=cpu"]), cwd=tmp_path,
+                                  monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 4, err
+    last = err.strip().splitlines()[-1]  # (after sample's progress bar)
+    assert "Traceback" not in err and last.startswith("ganlab: fault:") and "disk is full" in last, err
+    left = sorted(p.name for p in full_disk.rglob("*") if p.name != "filler")
+    assert all(not name.startswith(("x", "e.json")) for name in left), left  # no partial output under its name
