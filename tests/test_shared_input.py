@@ -518,3 +518,20 @@ def test_a_full_disk_is_one_paragraph_and_exit_4_for_every_verb(tmp_path, monkey
     assert "Traceback" not in err and last.startswith("ganlab: fault:") and "disk is full" in last, err
     left = sorted(p.name for p in full_disk.rglob("*") if p.name != "filler")
     assert all(not name.startswith(("x", "e.json")) for name in left), left  # no partial output under its name
+
+
+def test_eval_json_says_computed_when_the_real_side_was_computed(tmp_path, monkeypatch, capsys, finished_run):
+    import json
+
+    clf = _classifier(tmp_path)
+    monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "cache"))
+    outputs = []
+    for attempt in range(2):
+        out = tmp_path / f"eval{attempt}.json"
+        code, _, err = cli_in_process("eval", f"run={finished_run}", f"classifier={clf}", "n=50", "device=cpu",
+                                      "metrics=[classifier_fd,classifier_pr,classifier]", f"out={out}", cwd=tmp_path,
+                                      monkeypatch=monkeypatch, capsys=capsys)
+        assert code == 0, err
+        outputs.append(json.loads(out.read_text()))
+    assert [o["protocol"]["real_statistics"] for o in outputs] == ["computed", "cache"]
+    assert outputs[0]["metrics"] == outputs[1]["metrics"]

@@ -56,11 +56,15 @@ def _real(inputs: Inputs) -> dict[str, torch.Tensor]:
 
         raise ConfigError("this metric compares with real images, but the run's data set is not at hand; set "
                           "dataset_root=PATH to where it lies on this machine.")
+    memo = inputs.protocol.setdefault("_memo", {})
+    if "real" in memo:  # several metrics of one measurement share it (and its provenance)
+        return memo["real"]
     images, labels = inputs.real()
     value, hit = cached(inputs.cache_dir, {"real": inputs.real_key, "feature_network": inputs.classifier.identity,
                                            "images_sha256": tensor_sha256(images, labels)}, compute)
     inputs.protocol["real_statistics"] = "cache" if hit else "computed"
     inputs.protocol["real_count"] = len(value["features"])
+    memo["real"] = value
     return value
 
 
