@@ -334,8 +334,8 @@ def _train_job(cfg) -> None:
         created = created_by_this_process(run_dir) if _is_main() else []
         if sweeping:
             log.error("%s: %s", kind, exc)
-            if created:
-                open_run_logs()  # the job's own new folder keeps its error in train.log
+            if _is_main() and run_dir.is_dir() and not any(run_dir.iterdir()):
+                open_run_logs()  # a job's fresh folder keeps its error in train.log (never an earlier run's)
             FAILED_JOBS.append(f"{run_dir}: {str(exc).split('. ')[0]}")
             raise JobFailed(f"sweep job {run_dir} failed: {kind}: {exc}") from None
         if isinstance(exc, ConfigError):

@@ -19,5 +19,5 @@ def config_groups() -> dict[str, list[str]]:
     return {
         group.name: sorted(p.stem for p in group.glob("*.yaml"))
         for group in sorted(root.iterdir())
-        if group.is_dir() and not group.name.startswith(("_", "."))
+        if group.is_dir() and not group.name.startswith(("_", ".")) and group.name != "hydra"  # Hydra's own
     }

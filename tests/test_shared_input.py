@@ -535,3 +535,16 @@ def test_eval_json_says_computed_when_the_real_side_was_computed(tmp_path, monke
         outputs.append(json.loads(out.read_text()))
     assert [o["protocol"]["real_statistics"] for o in outputs] == ["computed", "cache"]
     assert outputs[0]["metrics"] == outputs[1]["metrics"]
+
+
+def test_a_signal_after_training_began_does_not_claim_nothing_was_trained(tmp_path):
+    """What rank 0 printed when torchrun stopped it after rank 1 died: the truth, not 'nothing was trained'."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, ganlab, ganlab.cli as cli; cli._stop_cleanly_on_signals(); "
+            f"ganlab.TRAINING_IN = {str(tmp_path)!r}; os.kill(os.getpid(), signal.SIGTERM)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 143
+    assert f"after training had begun in {tmp_path}" in done.stderr and "nothing was trained" not in done.stderr
+    assert f"resume=true hydra.run.dir={tmp_path}" in done.stderr
