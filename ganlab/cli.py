@@ -181,8 +181,15 @@ def _hydra_train(overrides: list[str]) -> None:
         print("ganlab: error: --experimental-rerun is not supported: it unpickles a file, which could run code. "
               "Continue a run with resume=true hydra.run.dir=DIR instead.", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    from ganlab.errors import ConfigError
+    from ganlab.replay import with_run_overrides
+
     _register_resolvers()
-    overrides, replayed = with_run_overrides(overrides)
+    try:
+        overrides, replayed = with_run_overrides(overrides)
+    except ConfigError as exc:
+        print(f"ganlab: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     if "-m" in overrides or "--multirun" in overrides:
         overrides = [*overrides, _name_jobs_by_swept_keys(overrides)]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -250,52 +257,6 @@ class _HeldStderr(io.TextIOBase):
 
     def fileno(self) -> int:
         return self.stream.fileno()
-
-
-def with_run_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """`resume=true hydra.run.dir=DIR` continues that run: its saved overrides are applied first,
-    so `model=sngan` and friends need not be typed again; overrides given now still win.
-    They go just before the first typed override, after flags such as `--cfg job`.
-
-    Returns (all overrides, the replayed ones). What is read back is shared input: the vetting
-    lets replayed overrides neither configure Hydra nor widen allowed_targets. They come from the
-    run's newest intact checkpoint (which holds them), else from its `.hydra/overrides.yaml`."""
-    given = {_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
-    if given.get("resume", "").lower() != "true" or "hydra.run.dir" not in given:
-        return overrides, []
-    run_dir = Path(given["hydra.run.dir"]).expanduser()
-    if not run_dir.is_dir():
-        print(f"ganlab: error: resume=true but hydra.run.dir={run_dir} does not exist; point it at the folder of "
-              "the run to continue (outputs/<date>/<time>).", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    previous = saved_overrides(run_dir)
-    skip = set(given) | {"resume", "hydra.run.dir"}
-    previous = [o for o in previous if _key(o) not in skip]
-    first = next(i for i, o in enumerate(overrides) if "=" in o and not o.startswith("-"))
-    return overrides[:first] + previous + overrides[first:], previous
-
-
-def saved_overrides(run_dir: Path) -> list[str]:
-    """The overrides a run was started with: from its newest intact checkpoint, else `.hydra/`."""
-    from ganlab import run as runs
-
-    stored = runs.stored_overrides(run_dir)
-    if stored is not None:
-        return stored
-    import yaml
-
-    saved = run_dir / ".hydra" / "overrides.yaml"
-    try:
-        previous = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else []
-    except (OSError, yaml.YAMLError) as exc:
-        print(f"ganlab: error: {saved} could not be read ({str(exc).splitlines()[0]}); retype the run's overrides, "
-              "or remove that file.", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    if not isinstance(previous, list) or not all(isinstance(o, str) for o in previous):
-        print(f"ganlab: error: {saved} is not a list of overrides; retype the run's overrides, or remove that file.",
-              file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    return previous
 
 
 def _key(override: str) -> str:
