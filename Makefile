@@ -27,7 +27,7 @@ bench: install
 	$(BIN)/python -m benchmarks.loop_vs_hand --resolution 32
 
 tensorboard: install
-	$(BIN)/tensorboard --logdir outputs --samples_per_plugin images=0  # 0: serve every sample grid, not 10
+	$(BIN)/tensorboard --logdir outputs --samples_per_plugin images=100000  # every sample grid (not a random 10; 0 serves none)
 
 clean:
 	rm -rf outputs multirun .pytest_cache build dist *.egg-info

@@ -288,7 +288,9 @@ def _train_job(cfg) -> None:
     log = logging.getLogger("ganlab")
     overrides = list(hydra_cfg.overrides.task)
     try:
-        train(cfg, run_dir, overrides=overrides, on_accept=lambda: _write_hydra_files(cfg, run_dir))
+        choices = {group: str(option) for group, option in hydra_cfg.runtime.choices.items()
+                   if option is not None and not group.startswith(("hydra", "_"))}
+        train(cfg, run_dir, overrides=overrides, on_accept=lambda: _write_hydra_files(cfg, run_dir), choices=choices)
     except (ConfigError, TrainingDiverged, RunFault) as exc:
         kind = {TrainingDiverged: "training diverged", RunFault: "fault"}.get(type(exc), "error")
         code = {TrainingDiverged: EXIT_DIVERGED, RunFault: EXIT_FAULT}.get(type(exc), EXIT_CONFIG)

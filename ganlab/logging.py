@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -13,10 +14,32 @@ from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 log = logging.getLogger("ganlab")
-# TensorBoard's Custom Scalars tab: every phase's loss on one chart, D's real and fake logits on another.
-CUSTOM_SCALARS = {"ganlab": {"losses (G, D, ...)": ["Multiline", [r"loss/.*"]],
-                             "D: real vs fake logits (the margin)": ["Multiline", [r"D/real_logit", r"D/fake_logit"]],
-                             "held-out metrics": ["Multiline", [r"metrics/.*", r"eval/.*"]]}}
+# What `make tensorboard` passes: keep every sample grid (TensorBoard 2.21 serves none with images=0
+# and a random 10 by default). tests/test_tensorboard.py serves a run through a real server with it.
+TENSORBOARD_SAMPLES = "images=100000"
+# What each kind of run's phases log beside their loss (a chart of its own in Custom Scalars).
+PHASE_TERMS = {"VAE": ("ELBO terms per image: reconstruction and KL (nats or squared error)",
+                       [r"^VAE/reconstruction$", r"^VAE/kl$"])}
+
+
+def custom_layout(phases: list[str], metrics: dict[str, bool | None]) -> dict[str, dict[str, list]]:
+    """TensorBoard's Custom Scalars layout for one run: a category per kind of run (GAN, VAE,
+    classifier), so that runs of different kinds in one folder never share a chart and a VAE's
+    loss (about 40) does not flatten GAN curves near 0; one chart per metric, with its direction."""
+    gan = {"D", "G"} <= set(phases)
+    kind = "GAN" if gan else "classifier" if phases == ["C"] else "/".join(phases)
+    charts = {f"{kind}: loss of each phase ({', '.join(phases)})": ["Multiline", [rf"^loss/({'|'.join(phases)})$"]]}
+    if gan:
+        charts["GAN: D's mean logit on real and on fake images (their gap is D's margin; logits)"] = \
+            ["Multiline", [r"^D/real_logit$", r"^D/fake_logit$"]]
+    for phase in phases:
+        if phase in PHASE_TERMS:
+            title, tags = PHASE_TERMS[phase]
+            charts[f"{kind}: {title}"] = ["Multiline", tags]
+    for tag, higher in metrics.items():
+        better = "" if higher is None else " (higher is better)" if higher else " (lower is better)"
+        charts[f"{kind}: {tag}{better}"] = ["Multiline", [f"^{re.escape(tag)}$"]]
+    return {f"ganlab {kind} runs": charts}
 
 
 class RunLogger:
@@ -31,7 +54,6 @@ class RunLogger:
             # The steps after the checkpoint are trained again: drop what was logged for them.
             _truncate_jsonl(self.metrics_path, start_step)
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if resumed else None)
-        self.writer.add_custom_scalars(CUSTOM_SCALARS)
         self.total_steps, self.progress = total_steps, progress
         self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress, dynamic_ncols=True,
                         unit="step", desc="train")
@@ -50,14 +72,19 @@ class RunLogger:
         else:  # no bar (clusters, files): one line per log step instead
             log.info("step %d/%d  %s", step, self.total_steps, "  ".join(f"{k} {v}" for k, v in shown.items()))
 
-    def hparams(self, values: dict[str, object], metric_tags: list[str]) -> None:
-        """The run's HParams entry: its overrides, and the scalar tags shown beside them (their last
-        values are the run's final metrics in TensorBoard's HParams tab)."""
+    def describe(self, values: dict[str, object], phases: list[str], metrics: dict[str, bool | None]) -> None:
+        """The run's HParams entry (its config choices and overrides) and its Custom Scalars layout.
+
+        Only the session is written, not an experiment summary: TensorBoard then builds the HParams
+        columns from every run's sessions, so a folder mixing sweeps, presets and models shows each
+        one's varied keys (with an experiment summary per run it shows one run's columns only)."""
         from torch.utils.tensorboard.summary import hparams
 
         shown = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
-        for summary in hparams(shown, {tag: 0.0 for tag in metric_tags}):
-            self.writer.file_writer.add_summary(summary)
+        _, session_start, session_end = hparams(shown, {tag: 0.0 for tag in metrics})
+        self.writer.file_writer.add_summary(session_start)
+        self.writer.file_writer.add_summary(session_end)
+        self.writer.add_custom_scalars(custom_layout(phases, metrics))
 
     def images(self, step: int, name: str, images: torch.Tensor, nrow: int = 8) -> Path:
         """Save a grid of images in [0, 1] as a PNG and to TensorBoard; returns the PNG path."""

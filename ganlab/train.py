@@ -23,6 +23,7 @@ from ganlab.rundir import RunDirLock, refuse_links, write_text_atomic
 from ganlab.runtime import Runtime, build_runtime, unwrap
 from ganlab.evaluate import open_judge, training_metrics
 from ganlab.metrics.judges import ClassifierMetrics
+from ganlab.metrics.registry import known_direction
 from ganlab.schedule import Schedule
 from ganlab.models.blocks import count_parameters
 
@@ -30,10 +31,11 @@ log = logging.getLogger("ganlab")
 
 
 def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = None,
-          on_accept: Callable[[], None] | None = None) -> Loop:
+          on_accept: Callable[[], None] | None = None, choices: dict[str, str] | None = None) -> Loop:
     """Train the configured objective, writing everything under `run_dir`; returns the finished loop.
 
-    `overrides`: the command line it came from (stored in checkpoints, shown in HParams). Nothing is
+    `overrides`: the command line it came from (stored in checkpoints, shown in HParams with the
+    config groups' `choices`, e.g. {"model": "dcgan", "loss": "bce"}). Nothing is
     written into `run_dir` until every check has passed and the networks are built (and restored);
     then `on_accept()` runs (the CLI writes `.hydra/` and starts train.log) and training begins."""
     run_dir = Path(run_dir)
@@ -50,7 +52,8 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     lock = RunDirLock(run_dir, announce=False) if runtime.is_main else None
     try:
         with lock or contextlib.nullcontext():
-            return _train_locked(cfg, run_dir, prefixes, runtime, overrides or [], lambda: _accept(lock, on_accept))
+            return _train_locked(cfg, run_dir, prefixes, runtime, overrides or [], lambda: _accept(lock, on_accept),
+                                 choices or {})
     except (OSError, RuntimeError) as exc:  # a full disk anywhere (start-up included): one paragraph, exit 4
         if not checkpoint.is_disk_full(exc):
             raise
@@ -70,7 +73,7 @@ def _accept(lock: RunDirLock | None, on_accept: Callable[[], None] | None) -> No
 
 
 def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime, overrides: list[str],
-                  accept: Callable[[], None]) -> Loop:
+                  accept: Callable[[], None], choices: dict[str, str]) -> Loop:
     device = runtime.device
     if runtime.is_main:
         refuse_links(run_dir)  # a shared run folder's planted links would redirect every write
@@ -116,7 +119,9 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime, ov
     start = int(resume_state["step"]) if resume_state else 0
     logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(cfg.get("progress", True)),
                        resumed=resumed) if runtime.is_main else NullLogger(run_dir)
-    logger.hparams(_override_values(overrides), [f"loss/{phase.name}" for phase in run.objective.phases] + metric_tags)
+    phases = [phase.name for phase in run.objective.phases]
+    logger.describe({**(choices or {}), **_override_values(overrides)}, phases,
+                    {**{f"loss/{p}": False for p in phases}, **{t: known_direction(t.split("/", 1)[1]) for t in metric_tags}})
     loop.logger = logger
     ganlab.TRAINING_IN = run_dir  # a signal from now on finds checkpoints to continue from
     try:
