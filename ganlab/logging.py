@@ -8,10 +8,12 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
+
+from ganlab.plots import labelled_grid, rows_by_class
 
 log = logging.getLogger("ganlab")
 # What `make tensorboard` passes: keep every sample grid (TensorBoard 2.21 serves none with images=0
@@ -86,13 +88,18 @@ class RunLogger:
         self.writer.file_writer.add_summary(session_end)
         self.writer.add_custom_scalars(custom_layout(phases, metrics))
 
-    def images(self, step: int, name: str, images: torch.Tensor, nrow: int = 8) -> Path:
-        """Save a grid of images in [0, 1] as a PNG and to TensorBoard; returns the PNG path."""
-        grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
+    def images(self, step: int, name: str, images: torch.Tensor, nrow: int = 8, labels: torch.Tensor | None = None,
+               class_names: tuple[str, ...] = ()) -> Path:
+        """Save a grid of images in [0, 1] as a PNG and to TensorBoard, titled with its name and step;
+        with class `labels`, one row a class, each named. Returns the PNG path."""
+        row_labels: list[str] = []
+        if labels is not None and labels.dtype == torch.long and labels.ndim == 1 and len(labels) == len(images):
+            images, nrow, row_labels = rows_by_class(images.detach().float().cpu(), labels, class_names)
+        picture = labelled_grid(images, nrow, row_labels, title=f"{name}, step {step:,}")
         stem = f"step_{step:06d}" if name == "samples" else f"{name}_step_{step:06d}"
         path = self.samples_dir / f"{stem}.png"
-        save_image(grid, path)
-        self.writer.add_image(name, grid, step)
+        picture.save(path)
+        self.writer.add_image(name, torch.from_numpy(np.array(picture)).permute(2, 0, 1), step)
         return path
 
     def advance(self, steps: int = 1) -> None:

@@ -345,8 +345,11 @@ class Loop:
                 live = self.objective.samples(self.fixed, self.networks)
                 shown.update({f"live_{name}": grid for name, grid in
                               self.objective.snapshots(self.fixed, self.networks, live).items()})
+        labels, names = self.fixed.get("labels"), tuple(self.metadata()["facts"].get("class_names") or ())
         for name, (images, columns) in shown.items():
-            self.logger.images(self.step, name, images, nrow=columns)
+            same = labels is not None and len(labels) == len(images)
+            self.logger.images(self.step, name, images, nrow=columns, labels=labels if same else None,
+                               class_names=names)
         return sample_diagnostics(samples, self.diagnose) if samples is not None else {}
 
     def _networks_for_use(self) -> dict[str, nn.Module]:

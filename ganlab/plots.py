@@ -60,19 +60,38 @@ def labelled_scatter(points: torch.Tensor, labels: torch.Tensor, names: tuple[st
     return torch.from_numpy(image).permute(2, 0, 1).float() / 255
 
 
-def labelled_grid(images: torch.Tensor, columns: int, row_labels: list[str] = (), padding: int = 2):
-    """A PIL image of `images` (N, C, H, W) in [0, 1] in rows of `columns`, each row named on its left."""
+def labelled_grid(images: torch.Tensor, columns: int, row_labels: list[str] = (), padding: int = 2,
+                  title: str = ""):
+    """A PIL image of `images` (N, C, H, W) in [0, 1] in rows of `columns`, each row named on its
+    left, with `title` (e.g. the step) above."""
     from PIL import Image, ImageDraw
     from torchvision.utils import make_grid
 
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=columns, padding=padding, pad_value=1.0)
     picture = Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy())
-    if not row_labels:
+    if not row_labels and not title:
         return picture
-    margin = 8 + 7 * max(len(label) for label in row_labels)
-    canvas = Image.new("RGB", (picture.width + margin, picture.height), "white")
-    canvas.paste(picture, (margin, 0))
+    margin = 8 + 7 * max(len(label) for label in row_labels) if row_labels else 0
+    top = 14 if title else 0
+    canvas = Image.new("RGB", (max(picture.width + margin, 7 * len(title) + 8), picture.height + top), "white")
+    canvas.paste(picture, (margin, top))
     draw, row_height = ImageDraw.Draw(canvas), images.shape[-2] + padding
+    if title:
+        draw.text((4, 1), title, fill="black")
     for row, label in enumerate(row_labels):
-        draw.text((4, padding + row * row_height + row_height // 2 - 6), label, fill="black")
+        draw.text((4, top + padding + row * row_height + row_height // 2 - 6), label, fill="black")
     return canvas
+
+
+def rows_by_class(images: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...] = ()):
+    """`images` regrouped one row per class (rows padded with blank cells): (images, columns, row labels)."""
+    labels = labels.cpu()
+    classes = sorted(set(labels.tolist()))
+    per_row = max(int((labels == c).sum()) for c in classes)
+    blank = torch.ones_like(images[:1])
+    rows = []
+    for c in classes:
+        chosen = images[labels == c]
+        rows.append(torch.cat([chosen, blank.expand(per_row - len(chosen), *images.shape[1:])]))
+    named = [names[c] if c < len(names) and names[c] != str(c) else str(c) for c in classes]
+    return torch.cat(rows), per_row, [f"{c}: {n}" if n != str(c) else n for c, n in zip(classes, named)]

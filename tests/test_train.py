@@ -51,8 +51,20 @@ def test_sample_grids_are_pngs_of_the_fixed_batch(finished_run):
     assert pngs == ["live_samples_step_000004.png", "live_samples_step_000008.png", "step_000004.png",
                     "step_000008.png"]
     grid = Image.open(run_dir / "samples" / "step_000008.png")
-    # 16 samples of 16 px in rows of 8 with 2 px padding: 2 rows x 8 columns
-    assert grid.size == (8 * 18 + 2, 2 * 18 + 2)
+    # 16 samples of 16 px in rows of 8 with 2 px padding: 2 rows x 8 columns, under a title line
+    assert grid.size == (8 * 18 + 2, 2 * 18 + 2 + 14)
+
+
+def test_a_conditional_runs_grids_have_one_labelled_row_per_class(tmp_path):
+    import numpy as np
+
+    train(compose_config(["model=cgan", "schedule.steps=2", "schedule.sample_every=2", "schedule.sample_count=20",
+                          "schedule.ema_decay=0"]), tmp_path)
+    grid = np.asarray(Image.open(tmp_path / "samples" / "step_000002.png").convert("L"))
+    label_margin, title = 8 + 7 * 1, 14  # labels "0" .. "9" on the left, the step on top
+    width = max(label_margin + 2 * 18 + 2, 7 * len("samples, step 2") + 8)  # at least as wide as the title
+    assert grid.shape == (title + 10 * 18 + 2, width)  # 10 rows (classes) of 2 samples
+    assert (grid[:title, :60] < 128).any() and (grid[title:, :label_margin] < 128).any()  # text is drawn
 
 
 def test_checkpoints_and_summary_are_written(finished_run):

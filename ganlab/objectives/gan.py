@@ -143,12 +143,17 @@ class ConditionalGANObjective(GANObjective):
         return self.discriminator(images, labels), None
 
     def fixed_inputs(self, count, device, example):
-        fixed = super().fixed_inputs(count, device, example)
-        fixed["labels"] = fixed_labels(count, self.generator.condition_dim, example["label"]).to(device)
+        labels = fixed_labels(count, self.generator.condition_dim, example["label"]).to(device)
+        fixed = super().fixed_inputs(len(labels), device, example)
+        fixed["labels"] = labels
         return fixed
 
     def grid_columns(self, fixed):
-        return min(self.generator.condition_dim, 10) if fixed["labels"].dtype == torch.long else 8
+        labels = fixed["labels"]
+        if labels.dtype != torch.long:
+            return 8
+        counts = torch.bincount(labels.cpu())
+        return int(counts.max())  # one row per class (rows_by_class lays them out)
 
 
 class ACGANObjective(ConditionalGANObjective):
@@ -180,9 +185,9 @@ class ACGANObjective(ConditionalGANObjective):
 
 
 def fixed_labels(count: int, condition_dim: int, example_labels: torch.Tensor) -> torch.Tensor:
-    """Class k in column k (as far as 10 columns go); for attribute data, the first real attribute rows."""
+    """Every class in equal shares, class by class (a grid row each: `count // classes` samples a
+    class, at least one); for attribute data, the first real attribute rows."""
     if example_labels.dtype != torch.long:
         repeats = -(-count // example_labels.shape[0])
         return example_labels.repeat(repeats, 1)[:count]
-    columns = min(condition_dim, 10)
-    return torch.arange(count) % columns
+    return torch.arange(condition_dim).repeat_interleave(max(1, count // condition_dim))
