@@ -10,6 +10,7 @@ import io
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from ganlab.paths import config_dir, config_groups
@@ -36,6 +37,7 @@ Examples:
 EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT = 2, 3, 4
 JOB_NAME_LIMIT = 100  # characters of a sweep job's folder name taken from its overrides
 FAILED_JOBS: list[str] = []  # sweep jobs that failed, as "run_dir: reason"
+_JOBS_STARTED = 0  # jobs this process has started (a sweep runs several)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -287,10 +289,17 @@ def _train_job(cfg) -> None:
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     log = logging.getLogger("ganlab")
     overrides = list(hydra_cfg.overrides.task)
+    global _JOBS_STARTED
+    if _JOBS_STARTED:  # a sweep's later job: its start-up clock starts now, not with the first job's
+        import ganlab
+
+        ganlab.STARTED = time.perf_counter()
+    _JOBS_STARTED += 1
     try:
         choices = {group: str(option) for group, option in hydra_cfg.runtime.choices.items()
                    if option is not None and not group.startswith(("hydra", "_"))}
-        train(cfg, run_dir, overrides=overrides, on_accept=lambda: _write_hydra_files(cfg, run_dir), choices=choices)
+        loop = train(cfg, run_dir, overrides=overrides, on_accept=lambda: _write_hydra_files(cfg, run_dir),
+                     choices=choices)
     except (ConfigError, TrainingDiverged, RunFault) as exc:
         kind = {TrainingDiverged: "training diverged", RunFault: "fault"}.get(type(exc), "error")
         code = {TrainingDiverged: EXIT_DIVERGED, RunFault: EXIT_FAULT}.get(type(exc), EXIT_CONFIG)
@@ -311,6 +320,9 @@ def _train_job(cfg) -> None:
                   f"with:\n  ganlab train resume=true hydra.run.dir={run_dir}", file=sys.stderr)
         sys.exit(128 + exc.signum)
     if _is_main():
+        from ganlab.logging import final_summary
+
+        print("".join(f"ganlab: final {line}\n" for line in final_summary(run_dir, loop.best)), end="")
         print(f"ganlab: run finished: {run_dir}")
 
 

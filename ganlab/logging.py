@@ -67,8 +67,8 @@ class RunLogger:
             handle.write(json.dumps({"step": step, **{k: _json_number(v) for k, v in values.items()}}) + "\n")
         if not progress:
             return
-        shown = {k.split("/")[-1] if k.startswith("loss/") else k.replace("perf/", ""): f"{v:.3g}"
-                 for k, v in values.items() if k.startswith("loss/") or k == "perf/images_per_s"}
+        shown = {k.split("/")[-1] if k.startswith("loss/") or k.endswith("/kl") else k.replace("perf/", ""): f"{v:.3g}"
+                 for k, v in values.items() if k.startswith("loss/") or k.endswith("/kl") or k == "perf/images_per_s"}
         if self.progress:
             self.bar.set_postfix(shown, refresh=False)
         else:  # no bar (clusters, files): one line per log step instead
@@ -144,6 +144,23 @@ def read_metrics(run_dir: Path) -> list[dict]:
     """The rows of a run's `metrics.jsonl` (for scripts and tests)."""
     path = Path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def final_summary(run_dir: Path, best: dict | None) -> list[str]:
+    """What a finished run measured, for its last lines: the last value of each held-out and
+    sample metric (a classifier's test accuracy, a VAE's test error, FD, ...) and where best.pt is."""
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = read_metrics(run_dir) if path.is_file() else []
+    last: dict[str, tuple[int, float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith(("eval/", "metrics/")) and isinstance(value, (int, float)):
+                last[key] = (row["step"], value)
+    lines = [f"{key} {value:.5g} (step {step:,})" for key, (step, value) in sorted(last.items())]
+    if best:
+        lines.append(f"best.pt: {best['metric']} {best['value']:.5g} at step {best['step']:,} "
+                     f"({Path(run_dir) / 'checkpoints' / 'best.pt'})")
+    return lines
 
 
 class NullLogger:

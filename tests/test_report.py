@@ -90,3 +90,11 @@ def test_tensorboard_has_the_custom_layout_and_an_hparams_entry(sweep):
     assert "_hparams_/session_start_info" in hparams
     start = hparams["_hparams_/session_start_info"]
     assert b"loss" in start and b"hinge" in start  # the override loss=hinge is the run's hyperparameter
+
+
+def test_each_sweep_job_times_its_own_start_up(sweep):
+    import re
+
+    seconds = [float(re.search(r"first step done ([\d.]+) s", (job / "train.log").read_text()).group(1))
+               for job in jobs(sweep)]
+    assert seconds[1] < seconds[0]  # job 2's clock starts with job 2, not with the sweep's imports

@@ -7,13 +7,18 @@ over the batch (F.mse_loss's default, with which the reports' weights 1e-3 and 0
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
-from sklearn.manifold import TSNE
 
 from ganlab.errors import ConfigError
 from ganlab.objectives.base import Objective, Phase
 from ganlab.plots import labelled_scatter
+
+
+log = logging.getLogger("ganlab")
+COLLAPSED_KL = 0.01  # nats per latent dimension on the test images: below it the code carries ~nothing
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -123,6 +128,13 @@ class VAEObjective(Objective):
                 latents.append(mu.cpu())
                 labels.append(batch["label"].cpu())
         scalars = {k: v / max(count, 1) for k, v in totals.items()}
+        per_dim = scalars["kl"] if self.reduction == "mean" else scalars["kl"] / vae.latent_dim
+        scalars["kl_per_dim"] = per_dim
+        if per_dim < COLLAPSED_KL:
+            log.warning("the VAE's posterior has collapsed: its KL is %.2g nats per latent dimension on the test "
+                        "images, so the decoder ignores the code and every sample looks alike. Weigh the KL less "
+                        "(model.objective.beta), sum the terms per image (model.objective.reduction=sum) or warm "
+                        "it up (model.objective.kl_warmup_steps).", per_dim)
         images = {"tsne": (self._tsne(torch.cat(latents), torch.cat(labels))[None], 1)} if final and latents else {}
         return scalars, images
 
@@ -136,6 +148,8 @@ class VAEObjective(Objective):
             names = self.class_names
         points = latents.numpy()
         if points.shape[1] > 2 and len(points) > 5:
+            from sklearn.manifold import TSNE  # scikit-learn only when a final t-SNE is drawn
+
             perplexity = min(30.0, (len(points) - 1) / 3)
             points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(points)
         title = "t-SNE of test latents" if latents.shape[1] > 2 else "test latents (2-d)"
