@@ -36,6 +36,9 @@ EXAMPLES = ["ganlab report outputs/2026-11-25/10-00-00", "ganlab report outputs/
 # diagnostics/diversity); metrics/* take their direction from the registry; the rest (losses, MSE) is
 # better when lower.
 HIGHER_IS_BETTER = ("accuracy", "diversity")
+# What the learning curves plot beside the losses: held-out and sample metrics, a VAE's ELBO terms.
+CURVES = ("eval/", "metrics/", "VAE/")
+UNPLOTTED = {"VAE/beta"}
 
 
 def main(args: list[str]) -> None:
@@ -99,9 +102,9 @@ def _info(run_dir: Path) -> dict[str, Any]:
 
 
 def run_labels(infos: list[dict[str, Any]]) -> list[str]:
-    """Each run named by the overrides that set it apart (all of them for a single run)."""
+    """Each run named by the overrides that set it apart; a single run by its folder's name."""
     if len(infos) == 1:
-        return [" ".join(infos[0]["overrides"]) or infos[0]["dir"].name]
+        return [infos[0]["dir"].name]
     common = set.intersection(*(set(i["overrides"]) for i in infos))
     labels = [" ".join(o for o in i["overrides"] if o not in common) for i in infos]
     if len(set(labels)) < len(labels) or not all(labels):
@@ -112,9 +115,16 @@ def run_labels(infos: list[dict[str, Any]]) -> list[str]:
 
 
 def differing_keys(infos: list[dict[str, Any]]) -> list[str]:
+    """Config keys whose values differ between the runs; of keys whose columns are the same
+    (loss.adversarial._target_ and model.objective.loss._target_), the first only."""
     flat = [flatten(i["config"]) for i in infos]
-    keys = sorted(set().union(*flat))
-    return [k for k in keys if k != "resume" and len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
+    keys, columns = [], set()
+    for key in sorted(set().union(*flat)):
+        column = json.dumps([f.get(key) for f in flat], sort_keys=True)
+        if key != "resume" and len({json.dumps(f.get(key), sort_keys=True) for f in flat}) > 1 and column not in columns:
+            keys.append(key)
+            columns.add(column)
+    return keys
 
 
 def series(rows: list[dict], name: str) -> tuple[list[int], list[float]]:
@@ -123,35 +133,49 @@ def series(rows: list[dict], name: str) -> tuple[list[int], list[float]]:
 
 
 def learning_curves(infos: list[dict[str, Any]], labels: list[str], path: Path) -> Path:
+    figure = curve_figure(infos, labels)
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=90, format="png")
+    _pyplot().close(figure)
+    return path
+
+
+def curve_figure(infos: list[dict[str, Any]], labels: list[str]):
+    """Each run's losses; D's margin (GANs); one panel per quality series, runs overlaid."""
     plt = _pyplot()
-    names = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith(("eval/", "metrics/"))})
-    panels = len(infos) + 1 + len(names)
+    names = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith(CURVES) and k not in UNPLOTTED})
+    margin = any(series(i["rows"], "D/real_logit")[0] for i in infos)  # GANs only: VAEs and classifiers have no D
+    panels = len(infos) + margin + len(names)
     columns = min(3, panels)
     figure, axes = plt.subplots(math.ceil(panels / columns), columns, figsize=(5 * columns, 3.4 * math.ceil(panels / columns)),
                                 squeeze=False)
     axes = list(axes.flat)
     for axis, info, label in zip(axes, infos, labels):  # losses, one axis per run
         for name in sorted(k for k in {k for r in info["rows"] for k in r} if k.startswith("loss/")):
-            axis.plot(*series(info["rows"], name), label=name.split("/", 1)[1])
+            _plot(axis, *series(info["rows"], name), label=name.split("/", 1)[1])
         _finish(axis, f"losses: {label}"[:80], "loss")
-    margin_axis = axes[len(infos)]
-    for info, label in zip(infos, labels):
-        steps, real = series(info["rows"], "D/real_logit")
-        _, fake = series(info["rows"], "D/fake_logit")
-        if steps:
-            margin_axis.plot(steps, [r - f for r, f in zip(real, fake)], label=label[:40])
-    _finish(margin_axis, "D's margin: mean real logit - mean fake logit", "logit")
-    for axis, name in zip(axes[len(infos) + 1:], names):
+    if margin:
+        margin_axis = axes[len(infos)]
         for info, label in zip(infos, labels):
-            axis.plot(*series(info["rows"], name), marker=".", label=label[:40])
-        _finish(axis, name, name.split("/", 1)[1])
+            steps, real = series(info["rows"], "D/real_logit")
+            _, fake = series(info["rows"], "D/fake_logit")
+            if steps:
+                _plot(margin_axis, steps, [r - f for r, f in zip(real, fake)], label=label[:40])
+        _finish(margin_axis, "D's margin: mean real logit - mean fake logit", "logit")
+    for axis, name in zip(axes[len(infos) + margin:], names):
+        for info, label in zip(infos, labels):
+            _plot(axis, *series(info["rows"], name), label=label[:40])
+        _finish(axis, f"{name} ({direction_words(name)})", name.split("/", 1)[1])
     for axis in axes[panels:]:
         axis.axis("off")
     figure.tight_layout()
-    with atomic_output(path) as tmp:
-        figure.savefig(tmp, dpi=90, format="png")
-    plt.close(figure)
-    return path
+    return figure
+
+
+def _plot(axis, steps: list[int], values: list[float], label: str) -> None:
+    """A curve; with few points, each is marked (a series of one point is a dot, not a blank panel)."""
+    if steps:
+        axis.plot(steps, values, marker="o" if len(steps) < 20 else None, markersize=3, label=label)
 
 
 def _finish(axis, title: str, ylabel: str) -> None:
@@ -200,20 +224,32 @@ def higher_is_better(series_name: str) -> bool:
     return leaf in HIGHER_IS_BETTER if higher is None else higher
 
 
+def direction_words(series_name: str) -> str:
+    return "higher is better" if higher_is_better(series_name) else "lower is better"
+
+
 def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Path) -> list[Path]:
-    """runs.md and runs.csv: the differing config values, then each series' final and best value."""
+    """runs.md and runs.csv: the differing config values; the final losses (a GAN's loss has no
+    "best"); each quality measure's final and best value, saying which way is better; and the
+    figures of each run's eval.json."""
     keys = differing_keys(infos) if len(infos) > 1 else []
-    names = sorted({k for i in infos for r in i["rows"] for k in r
-                    if k.startswith(("loss/", "eval/", "metrics/", "diagnostics/"))})
-    header = ["run", *keys, *(f"{n} {which}" for n in names for which in ("final", "best"))]
+    losses = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith("loss/")})
+    names = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith(("eval/", "metrics/", "diagnostics/"))})
+    evaluated = [_eval_json(info["dir"]) for info in infos]
+    judged = sorted({k for e in evaluated for k in e})
+    header = ["run", *keys, *(f"{n} final" for n in losses),
+              *(f"{n} {which}" for n in names for which in ("final", f"best ({direction_words(n)})")),
+              *(f"eval.json {n} ({direction_words(n)})" for n in judged)]
     table = []
-    for info, label in zip(infos, labels):
+    for info, label, judged_values in zip(infos, labels, evaluated):
         flat = flatten(info["config"])
         row = [label, *(flat.get(k) for k in keys)]
+        row += [(series(info["rows"], n)[1] or [None])[-1] for n in losses]
         for name in names:
             _, values = series(info["rows"], name)
             best = (max if higher_is_better(name) else min)(values) if values else None
             row += [values[-1] if values else None, best]
+        row += [judged_values.get(n) for n in judged]
         table.append(row)
     rows = io.StringIO(newline="")
     csv.writer(rows).writerows([header, *table])
@@ -223,6 +259,15 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
     markdown += ["| " + " | ".join(row) + " |" for row in shown]
     write_text_atomic(folder / "runs.md", "\n".join(markdown) + "\n")
     return [folder / "runs.md", folder / "runs.csv"]
+
+
+def _eval_json(run_dir: Path) -> dict[str, float]:
+    """The metrics of a run's `ganlab eval` (eval.json), {} when it has none or it is unreadable."""
+    try:
+        values = json.loads((run_dir / "eval.json").read_text(encoding="utf-8")).get("metrics") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float))} if isinstance(values, dict) else {}
 
 
 def _cell(value: Any) -> str:

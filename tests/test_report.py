@@ -7,7 +7,9 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CLI_TINY, cli_in_process
+from conftest import compose_config
 from ganlab.logging import read_metrics
+from ganlab.train import train
 from ganlab.report import higher_is_better, report
 
 
@@ -44,9 +46,10 @@ def test_a_sweep_report_has_a_table_of_the_differing_keys_and_real_values(sweep)
     for row, job in zip(rows, jobs(sweep)):
         metrics = read_metrics(job)
         assert float(row["loss/D final"]) == pytest.approx(metrics[-1]["loss/D"])
-        assert float(row["loss/D best"]) == pytest.approx(min(m["loss/D"] for m in metrics))
+        assert "loss/D best" not in row  # the lowest D loss measures nothing for a GAN
     markdown = (sweep / "report" / "runs.md").read_text()
     assert markdown.startswith("| run | loss.adversarial._target_") and "| loss=hinge |" in markdown
+    assert "model.objective.loss._target_" not in markdown  # the same column twice is shown once
     assert "schedule.steps" not in markdown  # the same in both jobs
     assert Image.open(sweep / "report" / "learning_curves.png").size[0] > 600
 
@@ -98,3 +101,22 @@ def test_each_sweep_job_times_its_own_start_up(sweep):
     seconds = [float(re.search(r"first step done ([\d.]+) s", (job / "train.log").read_text()).group(1))
                for job in jobs(sweep)]
     assert seconds[1] < seconds[0]  # job 2's clock starts with job 2, not with the sweep's imports
+
+
+def test_reports_of_one_run_of_each_kind_label_and_plot_what_they_hold(tmp_path):
+    import json
+
+    train(compose_config(["model=vae_mlp", "schedule.steps=6", "schedule.log_every=2", "schedule.eval_every=3"]),
+          tmp_path / "vae")
+    (tmp_path / "vae" / "eval.json").write_text(json.dumps({"metrics": {"classifier_fd": 12.5}}))
+    written = report([str(tmp_path / "vae")])
+    rows = list(csv.DictReader(open(tmp_path / "vae" / "report" / "runs.csv")))
+    assert rows[0]["run"] == "vae"  # the folder's name, not an override string
+    assert float(rows[0]["eval.json classifier_fd (lower is better)"]) == 12.5
+    assert "eval/mse best (lower is better)" in rows[0]
+    from ganlab.report import _info, curve_figure
+
+    titles = [axis.get_title() for axis in curve_figure([_info(tmp_path / "vae")], ["vae"]).axes]
+    assert not any("margin" in t for t in titles)  # no empty D panel for a VAE
+    assert "VAE/kl (lower is better)" in titles  # a collapsing VAE shows here
+    assert len(written) == 3
