@@ -35,6 +35,7 @@ from ganlab.sample import generate
 
 log = logging.getLogger("ganlab")
 REAL_LIMIT = 10_000  # real images compared with (the usual FID protocol: a test split of 10k)
+MIN_SAMPLES = 10  # generated or real: fewer cannot be measured (k-NN radii need k + 1 neighbours)
 OPTIONS = [
     Option("run", None, "the run directory (or a checkpoint file) to measure"),
     Option("checkpoint", "last", "last, best, step_N, or a path"),
@@ -118,7 +119,14 @@ def held_out_data(dataset: dict[str, Any], split: str, prefixes, root: str | Non
         node["root"] = root
     from omegaconf import OmegaConf
 
-    return lambda: build(OmegaConf.create(node), f"dataset (split={split})", prefixes)
+    def load():
+        try:
+            return build(OmegaConf.create(node), f"dataset (split={split})", prefixes)
+        except ConfigError as exc:
+            raise ConfigError(f"the run's real images (split={split}) could not be read on this machine: {exc} Pass "
+                              "dataset_root=PATH (the folder that holds them here) to ganlab eval.") from None
+
+    return load
 
 
 def main(args: list[str]) -> None:
@@ -137,8 +145,17 @@ def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "aut
              inception_weights: str | None = None, n: int = 10000, split: str = "test", real_n: int = REAL_LIMIT,
              dataset_root: str | None = None, ema: str | bool = "auto", seed: int = 0, device: str = "auto",
              out: str | None = None, allowed_targets: list | None = None) -> dict[str, Any]:
-    if n <= 1:
-        raise ConfigError(f"n={n} must be at least 2 samples, e.g. n=10000.")
+    for key, value in (("n", n), ("real_n", real_n)):
+        if value < MIN_SAMPLES:
+            raise ConfigError(f"{key}={value} is too few to measure (at least {MIN_SAMPLES}: the nearest-neighbour "
+                              f"metrics need several points); the usual protocol is {key}=10000.")
+    if isinstance(metrics, str) and metrics != "auto":
+        metrics = [metrics]  # metrics=classifier_fd, without brackets
+    if isinstance(metrics, list) and not metrics:
+        raise ConfigError("metrics=[] names no metric; list some, e.g. metrics=[classifier_fd,classifier], or leave "
+                          "metrics out (auto: what can be computed here).")
+    if classifier and Path(classifier).expanduser().is_dir():
+        classifier = str(runs.checkpoint_path(classifier, "last", "classifier"))  # a classifier run's folder
     device = pick_device(device)
     prefixes = allowed_prefixes(allowed_targets or [])  # the user's list, never the checkpoint's
     opened = runs.open(run, checkpoint, device, prefixes)
@@ -150,6 +167,12 @@ def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "aut
     judge = open_judge(classifier, opened.facts, device, prefixes, "classifier") if classifier else None
     names = available(judge is not None, weights_at_hand(inception_weights), mixture is not None) \
         if metrics == "auto" else list(metrics)
+    check_names(names, "metrics")
+    if metrics == "auto" and not opened.objective.conditional:
+        names = [name for name in names if name != "class_accuracy"]  # what applies to this run
+    if "class_accuracy" in names and not opened.objective.conditional:
+        raise ConfigError(f"metrics=[class_accuracy] measures whether samples asked for class k are classified as k; "
+                          f"run={run} is not class-conditional (model=cgan or acgan). Drop class_accuracy.")
     if not names:
         raise ConfigError("no metric can be computed here: give classifier=PATH (a classifier run's checkpoint) "
                           "for the offline metrics, or inception_weights=PATH for FID/KID/IS/precision-recall.")
@@ -162,9 +185,26 @@ def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "aut
                            "real_split": None if mixture else split,
                            "feature_network": judge.identity if judge else None, **protocol}}
     path = Path(out) if out else opened.path.parent.parent / "eval.json"
-    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(merged_with_earlier(path, result), indent=2) + "\n")
     result["path"] = path
     return result
+
+
+def merged_with_earlier(path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """eval.json keeps what earlier evaluations measured: metrics are merged by name (this one's
+    values win), and `protocols` says, per metric, which checkpoint, step and protocol gave it."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        earlier = {}
+    earlier = earlier if isinstance(earlier, dict) else {}
+    mine = {"checkpoint": result["checkpoint"], "step": result["step"], **result["protocol"]}
+    protocols = {k: v for k, v in (earlier.get("protocols") or {}).items() if isinstance(v, dict)}
+    for name in earlier.get("metrics") or {}:
+        protocols.setdefault(name, {"checkpoint": earlier.get("checkpoint"), "step": earlier.get("step"),
+                                    **(earlier.get("protocol") or {})})
+    protocols.update({name: mine for name in result["metrics"]})
+    return {**result, "metrics": {**(earlier.get("metrics") or {}), **result["metrics"]}, "protocols": protocols}
 
 
 def build_toy(dataset: dict[str, Any], prefixes):

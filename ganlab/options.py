@@ -28,6 +28,9 @@ def parse(verb: str, args: list[str], options: list[Option], positional: str | N
     values = {o.name: o.default for o in options}
     loose = []
     for arg in args:
+        if arg.startswith("-") and "=" not in arg:
+            raise ConfigError(f"`ganlab {verb}` takes key=value options, not {arg!r}: write e.g. "
+                              f"{arg.lstrip('-')}=VALUE. See `ganlab {verb} --help`.")
         if "=" not in arg or (positional and ("/" in arg.split("=", 1)[0] or Path(arg).exists())):
             loose.append(arg)  # a path, even one with '=' in it (sweep job folders are named key=value)
             continue
@@ -35,6 +38,8 @@ def parse(verb: str, args: list[str], options: list[Option], positional: str | N
         if key not in known:
             raise ConfigError(f"{key} is not an option of `ganlab {verb}`; its options are {', '.join(known)}. "
                               f"See `ganlab {verb} --help`.")
+        if not raw.strip():
+            raise ConfigError(f"{key}= is empty; give it a value ({known[key].help}) or leave {key} out.")
         values[key] = _convert(verb, known[key], raw)
     if loose:
         if positional is None:

@@ -11,17 +11,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ganlab import run as runs
 from ganlab.checks import flatten
 from ganlab.errors import ConfigError
 from ganlab.options import Option, read
-from ganlab.rundir import atomic_output, write_text_atomic
+from ganlab.replay import saved_overrides
+from ganlab.rundir import atomic_output, is_disk_full, write_text_atomic
+
+log = logging.getLogger("ganlab")
 
 OPTIONS = [
     Option("runs", None, "run directories, or a sweep directory (all of its runs); also given without runs=", list),
@@ -51,9 +54,17 @@ def main(args: list[str]) -> None:
 
 def report(paths: list[str], out: str | None = None, steps: list[int] | None = None,
            epochs: list[float] | None = None) -> list[Path]:
+    steps, epochs = _check_moments(steps, epochs)
     run_dirs = find_runs(paths)
     folder = Path(out) if out else _default_out(paths, run_dirs)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise ConfigError(f"out={folder} cannot be written ({exc.strerror or exc}); pass out= a folder you can "
+                          "write.") from None
     infos = [_info(d) for d in run_dirs]
     labels = run_labels(infos)
     written = [learning_curves(infos, labels, folder / "learning_curves.png")]
@@ -63,6 +74,28 @@ def report(paths: list[str], out: str | None = None, steps: list[int] | None = N
     return written
 
 
+def _check_moments(steps, epochs) -> tuple[list[int] | None, list[float] | None]:
+    """steps=[...] are whole steps >= 0, epochs=[...] positive numbers; not both."""
+    if steps and epochs:
+        raise ConfigError(f"steps={steps} and epochs={epochs} were both given; the grids are chosen by one of them. "
+                          "Drop one.")
+    for key, values, kind in (("steps", steps, int), ("epochs", epochs, float)):
+        if values is None:
+            continue
+        if not values:
+            raise ConfigError(f"{key}=[] is empty; list the {key} whose grids to show, e.g. {key}=[1,5,10].")
+        try:
+            converted = [kind(v) for v in values]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={values} must be a list of numbers, e.g. {key}=[1,5,10].") from None
+        if any(v < 0 if key == "steps" else v <= 0 for v in converted) or (kind is int and any(
+                isinstance(v, float) and not v.is_integer() for v in values)):
+            raise ConfigError(f"{key}={values}: {key} must be {'whole steps >= 0' if key == 'steps' else 'positive'}, "
+                              f"e.g. {key}=[1,5,10].")
+        steps, epochs = (converted, epochs) if key == "steps" else (steps, converted)
+    return steps, epochs
+
+
 def find_runs(paths: list[str]) -> list[Path]:
     """Run directories (those with a metrics.jsonl): each path is a run, or a folder of runs (a sweep)."""
     if not paths:
@@ -70,6 +103,9 @@ def find_runs(paths: list[str]) -> list[Path]:
     found: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser()
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist; point ganlab report at a run folder (outputs/<date>/<time>) or "
+                              "a sweep's outputs/multirun/<date>/<time>.")
         if (path / "metrics.jsonl").is_file():
             found.append(path)
             continue
@@ -78,6 +114,9 @@ def find_runs(paths: list[str]) -> list[Path]:
             raise ConfigError(f"{path} is not a run (no metrics.jsonl) nor a folder of runs; point ganlab report at "
                               "outputs/<date>/<time> or a sweep's outputs/multirun/<date>/<time>.")
         found += sorted(inside, key=lambda p: (len(p.name), p.name))
+    twice = sorted({str(d) for d in found if found.count(d) > 1 or [f.resolve() for f in found].count(d.resolve()) > 1})
+    if twice:
+        raise ConfigError(f"{twice[0]} is given twice (itself or inside a sweep folder also given); name each run once.")
     return found
 
 
@@ -95,10 +134,13 @@ def _info(run_dir: Path) -> dict[str, Any]:
             rows.append(json.loads(line))
         except json.JSONDecodeError:  # a partial last line of a killed run
             continue
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    return {"dir": run_dir, "rows": rows, "overrides": [o for o in overrides or [] if not o.startswith("hydra")],
-            **runs.summary(run_dir)}
+    try:
+        overrides, summary = saved_overrides(run_dir), runs.summary(run_dir)
+    except ConfigError as exc:  # a damaged checkpoint or overrides file: this run's curves still show
+        log.warning("report: %s: %s; its curves are shown without its config", run_dir,
+                    str(exc).removeprefix("resume: "))
+        overrides, summary = [], {"config": {}, "steps_per_epoch": None, "step": 0}
+    return {"dir": run_dir, "rows": rows, "overrides": [o for o in overrides if not o.startswith("hydra")], **summary}
 
 
 def run_labels(infos: list[dict[str, Any]]) -> list[str]:

@@ -82,6 +82,11 @@ def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = No
     for key, value in (("n", n), ("batch_size", batch_size)):
         if value <= 0:
             raise ConfigError(f"{key}={value} must be positive, e.g. {key}=64.")
+    if interpolate and interpolate < 2:
+        raise ConfigError(f"interpolate={interpolate}: a latent walk needs at least 2 steps (interpolate=8 draws "
+                          "walks of 8); interpolate=0 turns it off.")
+    if labels is not None:
+        labels = _class_list(labels)
     if format == "grid" and n > GRID_LIMIT:
         raise ConfigError(f"n={n} is too many for one grid (at most {GRID_LIMIT}); use format=png or format=npz.")
     if (flip or interpolate) and format != "grid":
@@ -94,16 +99,30 @@ def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = No
     if points and format != "grid":
         raise ConfigError(f"format={format}: this run draws 2-d points; use format=grid (a scatter plot and the "
                           "points as .npz).")
-    target = Path(out) if out else _default_out(opened, checkpoint, format, n)
+    plan = _plan(opened, n, labels, flip, interpolate, torch.Generator().manual_seed(seed), grid=format == "grid")
+    target = Path(out) if out else _default_out(opened, checkpoint, format, len(plan.latent), labels, flip,
+                                                interpolate)
+    wanted = {"grid": (".png",), "npz": (".npz",), "png": ("",)}[format]
+    if target.suffix.lower() not in wanted:
+        raise ConfigError(f"out={out}: format={format} writes {'a folder' if format == 'png' else 'a ' + wanted[0] + ' file'}"
+                          f"; name it so, e.g. out={target.with_suffix(wanted[0])}.")
+    if out and target.exists():
+        raise ConfigError(f"out={target} already exists; ganlab does not overwrite earlier samples. Remove it, or pass "
+                          "another out=.")
     remove_stale_partials(target.parent)
-    if format == "grid" and target.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise ConfigError(f"out={out}: a grid is an image; name a .png file, e.g. out={target.with_suffix('.png')}.")
     networks = opened.sampling_networks(ema)
-    rng = torch.Generator().manual_seed(seed)
     if format == "grid":
-        return _write_grid(opened, networks, _plan(opened, n, labels, flip, interpolate, rng), target, batch_size)
-    plan = _plan(opened, n, labels, None, 0, rng, grid=False)
+        return _write_grid(opened, networks, plan, target, batch_size)
     return [_write_files(opened, networks, plan, target, format, batch_size)]
+
+
+def _class_list(labels) -> list[int]:
+    if not isinstance(labels, list) or not labels:
+        raise ConfigError(f"labels={labels} must name at least one class, e.g. labels=[3,5].")
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in labels):
+        raise ConfigError(f"labels={labels} must be class numbers, e.g. labels=[3,5] (the run's classes are numbered "
+                          "from 0; `ganlab sample run=DIR` shows them as row labels).")
+    return labels
 
 
 # --- what to draw -------------------------------------------------------------------------------
@@ -143,6 +162,9 @@ def _plan(opened: runs.Run, n: int, labels, flip, interpolate: int, rng: torch.G
 
 def _flip_plan(opened: runs.Run, n: int, flip: str, rng: torch.Generator) -> Plan:
     names = list(opened.facts.attribute_names)
+    if not names:
+        raise ConfigError(f"flip={flip} switches an attribute off and on, but this run is class-conditional (it has "
+                          f"{opened.facts.num_classes} classes, no attributes); draw classes with labels=[...].")
     if flip not in names:
         raise ConfigError(f"flip={flip}: this run's attributes are {names or '(none: it is class-conditional)'}; "
                           "pick one of them.")
@@ -253,7 +275,16 @@ def _save_npz(path: Path, **arrays) -> None:
         os.fsync(handle.fileno())
 
 
-def _default_out(opened: runs.Run, checkpoint: str, format: str, n: int) -> Path:
+def _default_out(opened: runs.Run, checkpoint: str, format: str, n: int, labels=None, flip=None,
+                 interpolate: int = 0) -> Path:
+    """RUN/generated/<checkpoint>_<what>_<count>[_k].<ext>: named by what it holds, and never an
+    earlier output's name (a number is added)."""
     folder = opened.path.parent.parent / "generated"
-    stem = f"{opened.path.stem}_{n}"
-    return folder / {"grid": f"{stem}.png", "png": f"{stem}_png", "npz": f"{stem}.npz"}[format]
+    what = (f"interpolate{interpolate}" if interpolate else f"flip_{flip}" if flip else
+            "labels_" + "-".join(map(str, labels)) if labels is not None else format if format != "grid" else "grid")
+    stem = f"{opened.path.stem}_{what}_{n}"
+    suffix = {"grid": ".png", "png": "", "npz": ".npz"}[format]
+    target, k = folder / f"{stem}{suffix}", 2
+    while target.exists() or (suffix == ".png" and target.with_name(target.stem + "_reconstructions.png").exists()):
+        target, k = folder / f"{stem}_{k}{suffix}", k + 1
+    return target

@@ -82,6 +82,10 @@ def test_report_through_the_cli_and_its_errors(sweep, tmp_path, monkeypatch, cap
     assert (tmp_path / "r" / "runs.md").is_file()
     code, _, err = cli_in_process("report", str(tmp_path / "nothing"), cwd=tmp_path, monkeypatch=monkeypatch,
                                   capsys=capsys)
+    assert code == 2 and "nothing does not exist" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli_in_process("report", str(tmp_path / "empty"), cwd=tmp_path, monkeypatch=monkeypatch,
+                                  capsys=capsys)
     assert code == 2 and "is not a run (no metrics.jsonl)" in err
 
 

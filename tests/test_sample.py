@@ -57,7 +57,7 @@ class GeneratorSpy:
 
 def test_a_grid_from_a_run_whose_data_folder_was_deleted(folder_run):
     [grid] = sample(str(folder_run), n=16, device="cpu")
-    assert grid == folder_run / "generated" / "last_16.png"
+    assert grid == folder_run / "generated" / "last_grid_16.png"
     # 16 RGB samples of 16 px in rows of 8, 2 px padding
     assert Image.open(grid).size == (8 * 18 + 2, 2 * 18 + 2) and Image.open(grid).mode == "RGB"
 
@@ -132,7 +132,7 @@ def test_a_vae_gives_prior_samples_and_reconstructions(tmp_path):
     train(compose_config(["model=vae_mlp", "dataset.resolution=8", "model.vae.hidden=[16]", "dataset.split=train",
                           "model.objective.tsne_points=20", "schedule.steps=2"]), tmp_path / "run")
     grid, recon = sample(str(tmp_path / "run"), n=8, device="cpu")
-    assert recon.name == "last_8_reconstructions.png" and Image.open(recon).mode == "RGB"
+    assert recon.name == "last_grid_8_reconstructions.png" and Image.open(recon).mode == "RGB"
 
 
 def test_toys_give_a_scatter_and_the_points(tmp_path):
@@ -142,7 +142,7 @@ def test_toys_give_a_scatter_and_the_points(tmp_path):
     assert np.load(points)["points"].shape == (100, 2)
     with pytest.raises(ConfigError, match="format=npz: this run draws 2-d points; use format=grid"):
         sample(str(tmp_path / "run"), n=100, format="npz", device="cpu")
-    with pytest.raises(ConfigError, match="a grid is an image; name a .png file, e.g. out=.*points.png"):
+    with pytest.raises(ConfigError, match="format=grid writes a .png file; name it so, e.g. out=.*points.png"):
         sample(str(tmp_path / "run"), n=100, out=str(tmp_path / "points"), device="cpu")
 
 
