@@ -198,10 +198,8 @@ def test_conditional_gan_generates_the_requested_mode(tmp_path):
     torch.manual_seed(0)
     cfg = compose_config([
         *SHRINK, "model=cgan", "dataset=ring", "dataset.batch_size=128", "dataset.std=0.05",
-        "model.generator.backbone._target_=ganlab.models.mlp.MLPGenerator",
-        "+model.generator.backbone.hidden=[64,64]", "model.generator.latent_dim=4",
-        "model.discriminator.backbone._target_=ganlab.models.mlp.MLPDiscriminator",
-        "+model.discriminator.backbone.hidden=[64,64]",
+        "generator_backbone=mlp", "model.generator.backbone.hidden=[64,64]", "model.generator.latent_dim=4",
+        "discriminator_backbone=mlp", "model.discriminator.backbone.hidden=[64,64]",
         "optimizer.lr=2e-3", "schedule.steps=400", "schedule.log_every=400", "schedule.sample_every=400"],
         shrink=False)
     loop = train(cfg, tmp_path)

@@ -33,7 +33,7 @@ def outputs(tmp_path_factory):
               f"schedule.steps={GRIDS}", "schedule.log_every=2", "schedule.sample_every=1", "schedule.ckpt_every=100"]
     runs = [["-m", *CLI_TINY, *common[4:], "loss=bce,hinge", "hydra.sweep.dir=sweep"],
             [*common, "model=vae_mlp", "model.vae.hidden=[16]", "hydra.run.dir=vae"],
-            [*common, "model=cgan", "+model.generator.backbone.width=8", "+model.discriminator.backbone.width=8",
+            [*common, "model=cgan", "model.generator.backbone.width=8", "model.discriminator.backbone.width=8",
              "hydra.run.dir=cgan"]]
     try:
         for args in runs:
