@@ -13,26 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from ganlab.paths import config_dir, config_groups
-
-USAGE = """usage: ganlab <command> [overrides...]
-
-Commands:
-  train          compose configs/ with the overrides and train (Hydra: -m sweeps, --cfg job, --help)
-  sample         draw images from a trained run: grid, a folder of PNGs, or npz (`ganlab sample --help`)
-  eval           measure a run: FID/KID/IS/precision-recall, classifier and toy metrics (`ganlab eval --help`)
-  report         learning curves, samples over time and a comparison table of runs (`ganlab report --help`)
-
-Config groups (pick one with group=option):
-{groups}
-
-Examples:
-  ganlab train                                   DCGAN on the bundled scikit-learn digits
-  ganlab train model=dcgan dataset=mnist dataset.root=~/data
-  ganlab train -m loss=bce,hinge optimizer.lr=1e-4,2e-4
-  ganlab train resume=true hydra.run.dir=outputs/2026-01-01/12-00-00
-  ganlab train --help                            the train command's options and full config
-"""
+from ganlab.paths import config_dir
 
 EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT = 2, 3, 4
 JOB_NAME_LIMIT = 100  # characters of a sweep job's folder name taken from its overrides
@@ -44,11 +25,16 @@ def main(argv: list[str] | None = None) -> None:
     _stop_cleanly_on_signals()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
-        groups = "\n".join(f"  {group:<14} {', '.join(options) or '(none yet)'}"
-                           for group, options in config_groups().items())
-        print(USAGE.format(groups=groups))
+        from ganlab.usage import general_help
+
+        print(general_help())
         return
     verb, rest = args[0], args[1:]
+    if verb == "train" and any(a in ("-h", "--help") for a in rest):
+        from ganlab.usage import train_help
+
+        print(train_help())
+        return
     if verb == "train":
         _hydra_train(rest)
     elif verb in READERS:

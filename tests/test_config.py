@@ -93,3 +93,15 @@ def test_long_job_folder_names_are_cut_with_a_hash():
     a, b = job_folder_name("x=" + "1" * 200), job_folder_name("x=" + "1" * 199 + "2")
     assert len(a) == JOB_NAME_LIMIT and a != b
     assert job_folder_name("dataset.root=/a/b") == "dataset.root=_a_b"
+
+
+def test_train_help_describes_the_command_not_a_config_dump(tmp_path, monkeypatch, capsys):
+    from conftest import cli_in_process
+
+    code, out, err = cli_in_process("train", "--help", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    assert "_blocks" not in out and "Exit codes: 0 done; 2 bad input" in out and "The run folder:" in out
+    for group in config_groups():
+        assert f"\n  {group} " in out
+    assert "  dataset                digits, " in out  # the default first
+    assert len(out.splitlines()) < 80
