@@ -127,30 +127,22 @@ def job_folder_name(overrides: str) -> str:
     return name[: JOB_NAME_LIMIT - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
 
 
-SWEEP_FUNCTIONS = ("range(", "choice(", "glob(", "interval(", "tag(", "shuffle(", "sort(")
-ALWAYS_EXCLUDED = ["device", "progress", "resume", "dataset.root", "metrics.classifier", "model.encoder_init",
-                   "hydra.run.dir", "hydra.sweep.dir", "hydra/launcher"]
-
-
-def _name_jobs_by_swept_keys(overrides: list[str]) -> str:
+def _name_jobs_by_swept_keys(overrides: list[str]) -> list[str]:
     """A sweep job's folder is named by the keys being swept (`0_loss=bce`), not every override:
-    the others go to Hydra's override_dirname exclude list."""
+    the others join the exclude list of configs/config.yaml (Hydra's override_dirname)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
     settings = [o for o in overrides if "=" in o and not o.startswith("-")]
-    swept = {_key(o) for o in settings if _is_sweep(o.split("=", 1)[1])}
-    fixed = sorted({_key(o) for o in settings} - swept) + ALWAYS_EXCLUDED
-    return "hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in fixed) + "]"
-
-
-def _is_sweep(value: str) -> bool:
-    depth = 0  # a comma inside [..] or {..} is a list, not a sweep
-    for char in value:
-        if char in "[{(":
-            depth += 1
-        elif char in "]})":
-            depth -= 1
-        elif char == "," and depth == 0:
-            return True
-    return value.startswith(SWEEP_FUNCTIONS)
+    try:
+        parsed = OverridesParser.create().parse_overrides(settings)
+    except HydraException:
+        return []  # Hydra reports the bad override itself, in one paragraph
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    always = OmegaConf.load(config_dir() / "config.yaml").hydra.job.config.override_dirname.exclude_keys
+    fixed = sorted({o.key_or_group for o in parsed} - swept) + list(always)
+    return ["hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in fixed) + "]"]
 
 
 def _register_resolvers() -> None:
@@ -179,7 +171,7 @@ def _hydra_train(overrides: list[str]) -> None:
         print(f"ganlab: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     if "-m" in overrides or "--multirun" in overrides:
-        overrides = [*overrides, _name_jobs_by_swept_keys(overrides)]
+        overrides = [*overrides, *_name_jobs_by_swept_keys(overrides)]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         overrides = [*overrides, *_one_run_dir_for_all_processes(overrides)]
     primary_named = any(o.split("=", 1)[0] in ("--config-name", "-cn", "--config-path", "-cp") for o in overrides)
@@ -245,10 +237,6 @@ class _HeldStderr(io.TextIOBase):
 
     def fileno(self) -> int:
         return self.stream.fileno()
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _train_job(cfg) -> None:
