@@ -27,9 +27,10 @@ from ganlab.metrics import Inputs, available, run_metrics
 from ganlab.metrics.classifier import Judge
 from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.registry import check_names
+from ganlab.runtime import stream_seed
 from ganlab.cache import file_sha256
 from ganlab.options import Option, read
-from ganlab.plots import to_unit
+from ganlab.plots import to_uint8
 from ganlab.rundir import write_text_atomic
 from ganlab.sample import generate
 
@@ -99,7 +100,7 @@ def real_images(data, limit: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     images, labels, count = [], [], 0
     for batch in data.ordered_batches(torch.device("cpu")):
         x = batch["image"]
-        images.append(to_unit(x, data.value_range).mul(255).round().byte())
+        images.append(to_uint8(x, data.value_range))
         labels.append(batch["label"])
         count += len(x)
         if count >= limit:
@@ -250,6 +251,6 @@ def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: C
     seed = int(run.config.get("seed") or 0)
 
     def measure(networks, fixed, step: int) -> dict[str, float]:
-        return measurer(replace(run, fixed=fixed), networks, seed * 1_000_003 + step)[0]
+        return measurer(replace(run, fixed=fixed), networks, stream_seed(seed, step))[0]
 
     return measure, rule, [f"metrics/{v}" for v in values]

@@ -11,6 +11,11 @@ def to_unit(samples: torch.Tensor, value_range: str) -> torch.Tensor:
     return ((samples.clamp(-1, 1) + 1) / 2) if value_range == "tanh" else samples.clamp(0, 1)
 
 
+def to_uint8(samples: torch.Tensor, value_range: str) -> torch.Tensor:
+    """Images in a value range as uint8 pixels (0-255), the form files and metrics take."""
+    return to_unit(samples, value_range).mul(255).round().byte()
+
+
 def scatter_image(points: torch.Tensor, reference: torch.Tensor | None = None, size: int = 256,
                   extent: float | None = None) -> torch.Tensor:
     """An RGB image (3, size, size) in [0, 1]: `reference` points grey, `points` red, on white."""
@@ -68,7 +73,7 @@ def labelled_grid(images: torch.Tensor, columns: int, row_labels: list[str] = ()
     from torchvision.utils import make_grid
 
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=columns, padding=padding, pad_value=1.0)
-    picture = Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy())
+    picture = Image.fromarray(to_uint8(grid, "unit").permute(1, 2, 0).numpy())
     if not row_labels and not title:
         return picture
     margin = 8 + 7 * max(len(label) for label in row_labels) if row_labels else 0

@@ -24,6 +24,12 @@ from ganlab.errors import ConfigError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def stream_seed(seed: int, index: int) -> int:
+    """The seed of the index-th separate random stream of a run seeded with `seed` (epoch orders,
+    toy batches, measurements): far apart for neighbouring seeds, the same on every machine."""
+    return seed * 1_000_003 + index
+
+
 @dataclass
 class Runtime:
     device: torch.device

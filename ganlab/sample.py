@@ -27,7 +27,7 @@ from ganlab.build import allowed_prefixes
 from ganlab.checks import pick_device
 from ganlab.errors import ConfigError
 from ganlab.options import Option, read
-from ganlab.plots import labelled_grid, scatter_image, to_unit
+from ganlab.plots import labelled_grid, scatter_image, to_uint8, to_unit
 from ganlab.rundir import atomic_output, remove_stale_partials
 
 log = logging.getLogger("ganlab")
@@ -197,7 +197,7 @@ def generate(opened: runs.Run, networks, n: int, rng: torch.Generator, batch_siz
     batches = [_draw(opened, networks, plan, start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     samples = torch.cat(batches)
     if samples.ndim > 2:
-        samples = to_unit(samples, opened.value_range).mul(255).round().byte()
+        samples = to_uint8(samples, opened.value_range)
     return samples, plan.labels
 
 
@@ -240,7 +240,7 @@ def _write_files(opened: runs.Run, networks, plan: Plan, target: Path, format: s
         for start in tqdm(range(0, count, batch_size), desc="sample", unit="batch", disable=count <= batch_size):
             stop = min(start + batch_size, count)
             batch = _draw(opened, networks, plan, start, stop)
-            pixels = to_unit(batch, opened.value_range).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+            pixels = to_uint8(batch, opened.value_range).permute(0, 2, 3, 1).numpy()
             if format == "png":
                 for i, image in enumerate(pixels, start):
                     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(tmp / f"{i:06d}.png")

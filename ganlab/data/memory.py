@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ganlab.errors import ConfigError
+from ganlab.runtime import stream_seed
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class InMemoryImages:
 
 def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffled order of one epoch, a function of (seed, epoch) alone, so resumes are exact."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    generator = torch.Generator().manual_seed(stream_seed(seed, epoch))
     return torch.randperm(size, generator=generator)
 
 

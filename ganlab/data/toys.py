@@ -14,6 +14,7 @@ import torch
 
 from ganlab.data.memory import DataFacts
 from ganlab.errors import ConfigError
+from ganlab.runtime import stream_seed
 
 
 def ring_modes(count: int = 8, radius: float = 2.0) -> torch.Tensor:
@@ -74,7 +75,7 @@ class MixtureBatches:
         return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.count)
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, self.count))
         self.count += 1
         return {k: v.to(self.device) for k, v in self.data.sample(self.data.batch_size, generator).items()}
 
