@@ -19,6 +19,9 @@ EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT = 2, 3, 4
 JOB_NAME_LIMIT = 100  # characters of a sweep job's folder name taken from its overrides
 FAILED_JOBS: list[str] = []  # sweep jobs that failed, as "run_dir: reason"
 _JOBS_STARTED = 0  # jobs this process has started (a sweep runs several)
+# The config groups a run's HParams entry shows (the per-pair groups follow from model and the rest).
+SHOWN_CHOICES = ("experiment", "model", "loss", "dataset", "optimizer", "schedule", "generator_backbone",
+                 "discriminator_backbone")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -271,7 +274,7 @@ def _train_job(cfg) -> None:
     _JOBS_STARTED += 1
     try:
         choices = {group: str(option) for group, option in hydra_cfg.runtime.choices.items()
-                   if option is not None and not group.startswith(("hydra", "_"))}
+                   if option is not None and group in SHOWN_CHOICES}
         loop = train(cfg, run_dir, overrides=overrides, on_accept=lambda: _write_hydra_files(cfg, run_dir),
                      choices=choices)
     except (ConfigError, TrainingDiverged, RunFault) as exc:

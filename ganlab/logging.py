@@ -75,7 +75,8 @@ class RunLogger:
             log.info("step %d/%d  %s", step, self.total_steps, "  ".join(f"{k} {v}" for k, v in shown.items()))
 
     def describe(self, values: dict[str, object], phases: list[str], metrics: dict[str, bool | None]) -> None:
-        """The run's HParams entry (its config choices and overrides) and its Custom Scalars layout.
+        """The run's HParams entry (its config choices and overrides beside its losses and
+        `metrics`, {tag: higher is better}) and its Custom Scalars layout.
 
         Only the session is written, not an experiment summary: TensorBoard then builds the HParams
         columns from every run's sessions, so a folder mixing sweeps, presets and models shows each
@@ -83,7 +84,8 @@ class RunLogger:
         from torch.utils.tensorboard.summary import hparams
 
         shown = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
-        _, session_start, session_end = hparams(shown, {tag: 0.0 for tag in metrics})
+        losses = [f"loss/{phase}" for phase in phases]
+        _, session_start, session_end = hparams(shown, {tag: 0.0 for tag in [*losses, *metrics]})
         self.writer.file_writer.add_summary(session_start)
         self.writer.file_writer.add_summary(session_end)
         self.writer.add_custom_scalars(custom_layout(phases, metrics))

@@ -42,6 +42,11 @@ HIGHER_IS_BETTER = ("accuracy", "diversity")
 # What the learning curves plot beside the losses: held-out and sample metrics, a VAE's ELBO terms.
 CURVES = ("eval/", "metrics/", "VAE/")
 UNPLOTTED = {"VAE/beta"}
+NO_DIRECTION = {"kl", "kl_per_dim"}  # a VAE's KL: neither lower nor higher is simply better
+
+
+def _ranked(series_name: str) -> bool:
+    return series_name.rsplit("/", 1)[-1] not in NO_DIRECTION
 
 
 def main(args: list[str]) -> None:
@@ -267,6 +272,8 @@ def higher_is_better(series_name: str) -> bool:
 
 
 def direction_words(series_name: str) -> str:
+    if series_name.rsplit("/", 1)[-1] in NO_DIRECTION:
+        return "nats; near 0: the posterior collapsed"
     return "higher is better" if higher_is_better(series_name) else "lower is better"
 
 
@@ -280,7 +287,8 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
     evaluated = [_eval_json(info["dir"]) for info in infos]
     judged = sorted({k for e in evaluated for k in e})
     header = ["run", *keys, *(f"{n} final" for n in losses),
-              *(f"{n} {which}" for n in names for which in ("final", f"best ({direction_words(n)})")),
+              *(f"{n} {which}" for n in names for which in (("final", f"best ({direction_words(n)})") if _ranked(n)
+                                                            else (f"final ({direction_words(n)})",))),
               *(f"eval.json {n} ({direction_words(n)})" for n in judged)]
     table = []
     for info, label, judged_values in zip(infos, labels, evaluated):
@@ -289,8 +297,8 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
         row += [(series(info["rows"], n)[1] or [None])[-1] for n in losses]
         for name in names:
             _, values = series(info["rows"], name)
-            best = (max if higher_is_better(name) else min)(values) if values else None
-            row += [values[-1] if values else None, best]
+            best = (max if higher_is_better(name) else min)(values) if values and _ranked(name) else None
+            row += [values[-1] if values else None, best] if _ranked(name) else [values[-1] if values else None]
         row += [judged_values.get(n) for n in judged]
         table.append(row)
     rows = io.StringIO(newline="")

@@ -121,7 +121,7 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime, ov
                        resumed=resumed) if runtime.is_main else NullLogger(run_dir)
     phases = [phase.name for phase in run.objective.phases]
     logger.describe({**(choices or {}), **_override_values(overrides)}, phases,
-                    {**{f"loss/{p}": False for p in phases}, **{t: known_direction(t.split("/", 1)[1]) for t in metric_tags}})
+                    {tag: known_direction(tag.split("/", 1)[1]) for tag in metric_tags})
     loop.logger = logger
     ganlab.TRAINING_IN = run_dir  # a signal from now on finds checkpoints to continue from
     try:
