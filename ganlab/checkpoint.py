@@ -103,9 +103,9 @@ def load(path: Path | str, key: str = "resume") -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or non-checkpoint files
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""  # not torch's advice
         raise CorruptCheckpoint(f"{key}: {path} could not be read as a ganlab checkpoint ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}). Use another checkpoint, e.g. "
-                                "an earlier checkpoints/step_*.pt.") from None
+                                f"{first}). Use another checkpoint, e.g. an earlier checkpoints/step_*.pt.") from None
     version = state.get("format_version") if isinstance(state, dict) else None
     if version != FORMAT_VERSION:
         raise CorruptCheckpoint(f"{key}: {path} has checkpoint format {version!r}; this ganlab reads format "
@@ -123,7 +123,7 @@ def periodic(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_PERIODIC.match(p.name).group(1)))
 
 
-def load_latest(folder: Path) -> tuple[dict[str, Any], Path] | None:
+def load_latest(folder: Path, key: str = "resume") -> tuple[dict[str, Any], Path] | None:
     """The newest intact checkpoint of a run: `last.pt`, else the newest verified `step_*.pt`
     (each refused one is named in the log). A snapshot whose stored step is not the one its name
     says (renamed or copied in) is refused too: snapshots are chosen by what they hold. None when
@@ -133,21 +133,21 @@ def load_latest(folder: Path) -> tuple[dict[str, Any], Path] | None:
     refused = []
     for path in existing:
         try:
-            state = load(path)
+            state = load(path, key)
             named = _PERIODIC.match(path.name)
             if named and int(named.group(1)) != int(state.get("step", -1)):
-                raise CorruptCheckpoint(f"resume: {path} holds step {state.get('step')}, not the step its name says "
+                raise CorruptCheckpoint(f"{key}: {path} holds step {state.get('step')}, not the step its name says "
                                         "(it was renamed or copied in); it is not used.")
         except CorruptCheckpoint as exc:
             refused.append(str(exc))
             log.warning("%s", exc)
             continue
         if refused:
-            log.warning("resume: falling back to %s (step %d), the newest intact checkpoint", path, state["step"])
+            log.warning("%s: falling back to %s (step %d), the newest intact checkpoint", key, path, state["step"])
         return state, path
     if refused:
-        raise ConfigError(f"resume: no intact checkpoint in {folder}; every one was refused ({refused[0]}). Start "
-                          "a new run, or point resume=PATH at a copy you trust.")
+        advice = " Start a new run, or point resume=PATH at a copy you trust." if key == "resume" else ""
+        raise ConfigError(f"{key}: no intact checkpoint in {folder}; every one was refused ({refused[0]}).{advice}")
     return None
 
 

@@ -38,11 +38,14 @@ def saved_overrides(run_dir: Path) -> list[str]:
     from ganlab import run as runs
 
     stored = runs.stored_overrides(run_dir)
-    if stored is not None:
-        return stored
+    return stored if stored is not None else hydra_overrides(run_dir)
+
+
+def hydra_overrides(run_dir: Path) -> list[str]:
+    """The overrides in a run's `.hydra/overrides.yaml` ([] when it has none), read as plain data."""
     import yaml
 
-    saved = run_dir / ".hydra" / "overrides.yaml"
+    saved = Path(run_dir) / ".hydra" / "overrides.yaml"
     try:
         previous = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else []
     except (OSError, yaml.YAMLError) as exc:

@@ -21,7 +21,7 @@ from ganlab import run as runs
 from ganlab.checks import flatten
 from ganlab.errors import ConfigError
 from ganlab.options import Option, read
-from ganlab.replay import saved_overrides
+from ganlab.replay import hydra_overrides
 from ganlab.rundir import atomic_output, is_disk_full, write_text_atomic
 
 log = logging.getLogger("ganlab")
@@ -140,10 +140,12 @@ def _info(run_dir: Path) -> dict[str, Any]:
         except json.JSONDecodeError:  # a partial last line of a killed run
             continue
     try:
-        overrides, summary = saved_overrides(run_dir), runs.summary(run_dir)
+        summary = runs.summary(run_dir)
+        overrides = summary.pop("overrides")
+        overrides = hydra_overrides(run_dir) if overrides is None else overrides
     except ConfigError as exc:  # a damaged checkpoint or overrides file: this run's curves still show
         log.warning("report: %s: %s; its curves are shown without its config", run_dir,
-                    str(exc).removeprefix("resume: "))
+                    str(exc).removeprefix("report: "))
         overrides, summary = [], {"config": {}, "steps_per_epoch": None, "step": 0}
     return {"dir": run_dir, "rows": rows, "overrides": [o for o in overrides if not o.startswith("hydra")], **summary}
 

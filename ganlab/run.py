@@ -223,14 +223,20 @@ def stored_overrides(run_dir: str | Path) -> list[str] | None:
     """The overrides a run was started with, from its newest intact checkpoint (None: it has no
     checkpoint, or one written before checkpoints held them)."""
     found = checkpoint.load_latest(Path(run_dir) / "checkpoints")
-    stored = found[0].get("overrides") if found else None
+    return _overrides_of(found[0]) if found else None
+
+
+def _overrides_of(state: dict[str, Any]) -> list[str] | None:
+    stored = state.get("overrides")
     return [str(o) for o in stored] if isinstance(stored, list) else None
 
 
-def summary(run_dir: str | Path) -> dict[str, Any]:
-    """A run's resolved config and its steps per epoch, from its newest checkpoint (no networks built)."""
-    found = checkpoint.load_latest(Path(run_dir) / "checkpoints")
+def summary(run_dir: str | Path, key: str = "report") -> dict[str, Any]:
+    """A run's resolved config, steps per epoch and overrides (None when its checkpoints do not
+    hold them), from its newest checkpoint (no networks built)."""
+    found = checkpoint.load_latest(Path(run_dir) / "checkpoints", key=key)
     if found is None:
-        return {"config": {}, "steps_per_epoch": None, "step": 0}
+        return {"config": {}, "steps_per_epoch": None, "step": 0, "overrides": None}
     state = found[0]
-    return {"config": state["config"], "steps_per_epoch": state.get("steps_per_epoch"), "step": int(state["step"])}
+    return {"config": state["config"], "steps_per_epoch": state.get("steps_per_epoch"), "step": int(state["step"]),
+            "overrides": _overrides_of(state)}

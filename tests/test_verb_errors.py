@@ -107,3 +107,16 @@ def test_sample_outputs_are_named_by_what_they_hold_and_never_overwritten(runs, 
     names = [p.rsplit("/", 1)[1] for p in written]
     assert names == ["last_grid_70.png", "last_labels_3-5_64.png", "last_interpolate4_8.png", "last_grid_70_2.png"]
     assert all((run / "generated" / name).is_file() for name in names)
+
+
+def test_one_damaged_checkpoint_does_not_fail_a_whole_report(runs, tmp_path, monkeypatch, capsys, caplog):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(runs / "sweep", sweep)
+    for path in (sweep / "0_loss=bce" / "checkpoints").glob("*.pt"):
+        path.write_bytes(b"damaged")
+    with caplog.at_level("WARNING", logger="ganlab"):
+        code, out, err = cli_in_process("report", str(sweep), cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    warned = [r.getMessage() for r in caplog.records if "curves are shown without its config" in r.getMessage()]
+    assert len(warned) == 1 and "0_loss=bce" in warned[0] and "resume" not in warned[0] and "weights_only" not in warned[0]
+    assert (sweep / "report" / "runs.md").is_file()
