@@ -212,4 +212,5 @@ def leave_processes() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # every rank is done with its collectives before any tears its connections down
         dist.destroy_process_group()
