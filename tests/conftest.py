@@ -75,13 +75,23 @@ def shrink_networks(cfg, overrides) -> None:
 
 
 def compose_config(overrides: list[str] = (), shrink: bool = True):
-    """The real composed config (as `ganlab train` builds it), shrunk unless asked not to."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=[*(shrink_overrides(overrides) if shrink else []), *overrides])
-    if shrink and not any(o.startswith("experiment=") for o in overrides):
-        shrink_networks(cfg, overrides)
-    return cfg
+    """The real composed config (as `ganlab train` builds it), shrunk unless asked not to. Each
+    distinct composition is made once per test session (Hydra's composition is most of a small
+    test's time); every caller gets its own copy."""
+    import copy
+
+    key = (tuple(overrides), shrink)
+    if key not in _COMPOSED:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=[*(shrink_overrides(overrides) if shrink else []), *overrides])
+        if shrink and not any(o.startswith("experiment=") for o in overrides):
+            shrink_networks(cfg, overrides)
+        _COMPOSED[key] = cfg
+    return copy.deepcopy(_COMPOSED[key])
+
+
+_COMPOSED: dict = {}
 
 
 def gan_models() -> list[str]:

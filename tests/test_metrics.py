@@ -247,7 +247,7 @@ def random_inception_weights(path):
 def test_inception_metrics_run_through_torch_fidelity_with_local_weights(gan_run, tmp_path, monkeypatch):
     monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "cache"))
     weights = random_inception_weights(tmp_path / "weights-inception-2015-12-05-6726825d.pth")
-    result = evaluate(str(gan_run), metrics=["fid", "kid", "is", "pr"], n=40, real_n=40, device="cpu",
+    result = evaluate(str(gan_run), metrics=["fid", "kid", "is", "pr"], n=20, real_n=20, device="cpu",
                       inception_weights=str(weights), out=str(tmp_path / "eval.json"))
     values = result["metrics"]
     assert set(values) == {"fid", "kid", "inception_score", "precision", "recall"}

@@ -458,7 +458,7 @@ def test_a_killed_sample_leaves_nothing_partial_under_the_final_name(tmp_path, f
 
     out = tmp_path / "out" / ("many" if format == "png" else "many.npz")
     command = [sys.executable, "-m", "ganlab", "sample", f"run={finished_run}", "device=cpu", f"format={format}",
-               "n=400000", "batch_size=500", f"out={out}"]
+               "n=120000", "batch_size=1000", f"out={out}"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline and not any((tmp_path / "out").glob(".*.partial*")):  # mid-write
