@@ -13,7 +13,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ganlab.plots import labelled_grid, rows_by_class
+from ganlab.plots import labelled_grid, labelled_scatter, rows_by_class, scatter_image, to_uint8, to_unit
 
 log = logging.getLogger("ganlab")
 # What `make tensorboard` passes: keep every sample grid (TensorBoard 2.21 serves none with images=0
@@ -90,14 +90,12 @@ class RunLogger:
         self.writer.file_writer.add_summary(session_end)
         self.writer.add_custom_scalars(custom_layout(phases, metrics))
 
-    def images(self, step: int, name: str, images: torch.Tensor, nrow: int = 8, labels: torch.Tensor | None = None,
+    def images(self, step: int, name: str, shown, value_range: str = "tanh", labels: torch.Tensor | None = None,
                class_names: tuple[str, ...] = ()) -> Path:
-        """Save a grid of images in [0, 1] as a PNG and to TensorBoard, titled with its name and step;
-        with class `labels`, one row a class, each named. Returns the PNG path."""
-        row_labels: list[str] = []
-        if labels is not None and labels.dtype == torch.long and labels.ndim == 1 and len(labels) == len(images):
-            images, nrow, row_labels = rows_by_class(images.detach().float().cpu(), labels, class_names)
-        picture = labelled_grid(images, nrow, row_labels, title=f"{name}, step {step:,}")
+        """Draw what an objective shows (a `Grid` of images in `value_range`, or `Points`), titled
+        with its name and step, and save it as a PNG and to TensorBoard; a grid with class `labels`
+        gets one named row a class. Returns the PNG path."""
+        picture = render(shown, value_range, f"{name}, step {step:,}", labels, class_names)
         stem = f"step_{step:06d}" if name == "samples" else f"{name}_step_{step:06d}"
         path = self.samples_dir / f"{stem}.png"
         picture.save(path)
@@ -146,6 +144,22 @@ def read_metrics(run_dir: Path) -> list[dict]:
     """The rows of a run's `metrics.jsonl` (for scripts and tests)."""
     path = Path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def render(shown, value_range: str, title: str, labels: torch.Tensor | None = None,
+           class_names: tuple[str, ...] = ()):
+    """A PIL picture of a snapshot: a scatter plot of `Points`, or a titled grid of `Grid` images."""
+    from PIL import Image
+
+    if hasattr(shown, "points"):
+        if shown.labels is not None:  # a labelled scatter (a VAE's test latents) carries its own title
+            image = labelled_scatter(shown.points, shown.labels, shown.names, shown.title)
+            return Image.fromarray(to_uint8(image, "unit").permute(1, 2, 0).numpy())
+        return labelled_grid(scatter_image(shown.points, shown.reference)[None], 1, title=title)
+    images, columns, rows = to_unit(shown.images.detach().float().cpu(), value_range), shown.columns, []
+    if labels is not None and labels.dtype == torch.long and labels.ndim == 1 and len(labels) == len(images):
+        images, columns, rows = rows_by_class(images, labels, class_names)
+    return labelled_grid(images, columns, rows, title=title)
 
 
 def final_summary(run_dir: Path, best: dict | None) -> list[str]:

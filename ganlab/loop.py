@@ -132,6 +132,7 @@ class Loop:
         checkpoints/best.pt, the first value deciding and the next ones breaking its ties."""
         self.objective, self.optimizers, self.batches = run.objective, optimizers, batches
         self.metadata = run.metadata  # config, data facts, value range: what opens the run without its data
+        self.value_range = run.value_range  # how the networks' images map to pixels (grids)
         self.schedule, self.logger, self.runtime, self.device = schedule, logger, runtime, runtime.device
         self.scaler = runtime.scaler()
         self.batch_size, self.diagnose = batch_size, diagnose
@@ -346,10 +347,8 @@ class Loop:
                 shown.update({f"live_{name}": grid for name, grid in
                               self.objective.snapshots(self.fixed, self.networks, live).items()})
         labels, names = self.fixed.get("labels"), tuple(self.metadata()["facts"].get("class_names") or ())
-        for name, (images, columns) in shown.items():
-            same = labels is not None and len(labels) == len(images)
-            self.logger.images(self.step, name, images, nrow=columns, labels=labels if same else None,
-                               class_names=names)
+        for name, snapshot in shown.items():
+            self.logger.images(self.step, name, snapshot, self.value_range, labels=labels, class_names=names)
         return sample_diagnostics(samples, self.diagnose) if samples is not None else {}
 
     def _networks_for_use(self) -> dict[str, nn.Module]:
@@ -364,8 +363,8 @@ class Loop:
             if self.evaluation_batches is not None:
                 scalars, images = self.objective.evaluate(self.evaluation_batches, networks,
                                                           final=self.step == self.schedule.steps)
-                for name, (grid, columns) in images.items():
-                    self.logger.images(self.step, name, grid, nrow=columns)
+                for name, snapshot in images.items():
+                    self.logger.images(self.step, name, snapshot, self.value_range)
                 values.update({f"eval/{k}": v for k, v in scalars.items()})
             if self.measure is not None:
                 measured = self.measure(networks, self.fixed, self.step)

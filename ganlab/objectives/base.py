@@ -31,6 +31,26 @@ class Phase:
                               "(schedule.n_critic / schedule.g_steps).")
 
 
+@dataclass
+class Grid:
+    """Images in the run's value range, shown `columns` to a row."""
+
+    images: torch.Tensor
+    columns: int = 8
+
+
+@dataclass
+class Points:
+    """2-d points to show as a scatter plot: over `reference` points (the real ones), or coloured
+    by integer `labels` named by `names`."""
+
+    points: torch.Tensor
+    reference: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    names: tuple[str, ...] = ()
+    title: str = ""
+
+
 class Objective:
     """Base class. Subclasses set `networks`, `phases` and implement `loss` and `snapshots`."""
 
@@ -70,13 +90,13 @@ class Objective:
 
     @torch.no_grad()
     def snapshots(self, fixed: dict[str, torch.Tensor], networks: dict[str, nn.Module],
-                  samples: torch.Tensor | None) -> dict[str, tuple[torch.Tensor, int]]:
-        """Named (image batch in [0, 1], grid columns) to show; `networks` may hold EMA copies and
-        `samples` is what `samples()` returned for them (computed once per sample step)."""
+                  samples: torch.Tensor | None) -> dict[str, "Grid | Points"]:
+        """Named batches to show (tensors: the logging side draws them); `networks` may hold EMA
+        copies and `samples` is what `samples()` returned for them (computed once per sample step)."""
         return {}
 
     def evaluate(self, batches, networks: dict[str, nn.Module],
-                 final: bool) -> tuple[dict[str, float], dict[str, tuple[torch.Tensor, int]]]:
+                 final: bool) -> tuple[dict[str, float], dict[str, "Grid | Points"]]:
         """Scalars (logged as eval/<name>) and images on held-out data; `batches()` iterates it once.
         `final` is true at the end of training (for costly extras such as t-SNE)."""
         return {}, {}

@@ -15,8 +15,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.losses import AdversarialLoss
-from ganlab.objectives.base import Objective, Phase, grad_enabled_for
-from ganlab.plots import scatter_image, to_unit
+from ganlab.objectives.base import Grid, Objective, Phase, Points, grad_enabled_for
 
 
 class GANObjective(Objective):
@@ -123,9 +122,9 @@ class GANObjective(Objective):
 
     @torch.no_grad()
     def snapshots(self, fixed, networks, samples):
-        if samples.ndim == 2:  # 2-d points: a scatter plot
-            return {"samples": (scatter_image(samples, fixed.get("reference"))[None], 1)}
-        return {"samples": (to_unit(samples, "tanh"), self.grid_columns(fixed))}
+        if samples.ndim == 2:  # 2-d points: a scatter plot over the real ones
+            return {"samples": Points(samples, fixed.get("reference"))}
+        return {"samples": Grid(samples, self.grid_columns(fixed))}
 
     def grid_columns(self, fixed: dict[str, torch.Tensor]) -> int:
         return 8

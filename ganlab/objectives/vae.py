@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ganlab.errors import ConfigError
-from ganlab.objectives.base import Objective, Phase
-from ganlab.plots import labelled_scatter
+from ganlab.objectives.base import Grid, Objective, Phase, Points
 
 
 log = logging.getLogger("ganlab")
@@ -109,7 +108,7 @@ class VAEObjective(Objective):
     def snapshots(self, fixed, networks, samples):
         inputs = fixed["inputs"]
         pairs = self.reconstruction_pairs(networks, inputs)
-        return {"samples": (samples.clamp(0, 1), 8), "reconstructions": (pairs.clamp(0, 1), 8)}
+        return {"samples": Grid(samples, 8), "reconstructions": Grid(pairs, 8)}
 
     @torch.no_grad()
     def evaluate(self, batches, networks, final):
@@ -135,10 +134,10 @@ class VAEObjective(Objective):
                         "images, so the decoder ignores the code and every sample looks alike. Weigh the KL less "
                         "(model.objective.beta), sum the terms per image (model.objective.reduction=sum) or warm "
                         "it up (model.objective.kl_warmup_steps).", per_dim)
-        images = {"tsne": (self._tsne(torch.cat(latents), torch.cat(labels))[None], 1)} if final and latents else {}
+        images = {"tsne": self._tsne(torch.cat(latents), torch.cat(labels))} if final and latents else {}
         return scalars, images
 
-    def _tsne(self, latents: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _tsne(self, latents: torch.Tensor, labels: torch.Tensor) -> Points:
         latents, labels = latents[: self.tsne_points], labels[: self.tsne_points]
         if self.tsne_column is not None:
             labels, names = labels[:, self.tsne_column].long(), (f"not {self.tsne_attribute}", self.tsne_attribute)
@@ -153,4 +152,4 @@ class VAEObjective(Objective):
             perplexity = min(30.0, (len(points) - 1) / 3)
             points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(points)
         title = "t-SNE of test latents" if latents.shape[1] > 2 else "test latents (2-d)"
-        return labelled_scatter(torch.as_tensor(points[:, :2]), labels, names, title)
+        return Points(torch.as_tensor(points[:, :2]), labels=labels, names=tuple(names), title=title)
