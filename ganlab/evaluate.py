@@ -21,17 +21,16 @@ import torch
 
 from ganlab import run as runs
 from ganlab.build import allowed_prefixes, build
-from ganlab.checks import pick_device
+from ganlab.cache import file_sha256
 from ganlab.errors import ConfigError
 from ganlab.metrics import Inputs, available, run_metrics
 from ganlab.metrics.classifier import Judge
 from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.registry import check_names
-from ganlab.runtime import stream_seed
-from ganlab.cache import file_sha256
 from ganlab.options import Option, read
 from ganlab.plots import to_uint8
 from ganlab.rundir import write_text_atomic
+from ganlab.runtime import pick_device, stream_seed
 from ganlab.sample import generate
 
 log = logging.getLogger("ganlab")

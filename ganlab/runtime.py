@@ -24,6 +24,24 @@ from ganlab.errors import ConfigError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def pick_device(name: str) -> torch.device:
+    """`auto` is CUDA when present, else CPU; an unavailable device is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA device is visible; use device=auto or device=cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name} but only {torch.cuda.device_count()} CUDA device(s) exist; "
+                          "use device=cuda:0.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device=mps but MPS is not available here; use device=auto or device=cpu.")
+    return device
+
+
 def stream_seed(seed: int, index: int) -> int:
     """The seed of the index-th separate random stream of a run seeded with `seed` (epoch orders,
     toy batches, measurements): far apart for neighbouring seeds, the same on every machine."""

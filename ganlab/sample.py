@@ -24,11 +24,11 @@ from tqdm import tqdm
 
 from ganlab import run as runs
 from ganlab.build import allowed_prefixes
-from ganlab.checks import pick_device
 from ganlab.errors import ConfigError
 from ganlab.options import Option, read
 from ganlab.plots import labelled_grid, scatter_image, to_uint8, to_unit
 from ganlab.rundir import atomic_output, remove_stale_partials
+from ganlab.runtime import pick_device
 
 log = logging.getLogger("ganlab")
 GRID_LIMIT = 4096

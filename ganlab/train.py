@@ -15,12 +15,12 @@ from omegaconf import DictConfig
 import ganlab
 from ganlab import checkpoint, run as runs
 from ganlab.build import allowed_prefixes, build, check_targets, to_plain
-from ganlab.checks import check_known_keys, check_top_level, check_values, config_changes, pick_device
+from ganlab.checks import check_known_keys, check_top_level, check_values, config_changes
 from ganlab.errors import ConfigError
 from ganlab.logging import NullLogger, RunLogger
 from ganlab.loop import Loop
 from ganlab.rundir import RunDirLock, refuse_links, write_text_atomic
-from ganlab.runtime import Runtime, build_runtime, unwrap
+from ganlab.runtime import Runtime, build_runtime, pick_device, unwrap
 from ganlab.evaluate import open_judge, training_metrics
 from ganlab.metrics.judges import ClassifierMetrics
 from ganlab.metrics.registry import known_direction

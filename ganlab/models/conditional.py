@@ -78,7 +78,6 @@ class ConditionalDiscriminator(nn.Module):
                                       shape=(channels + self.condition_dim, *shape[1:]))
         else:  # flat samples (MLP): the condition is appended to the features
             self.net = build_backbone(backbone, shape=(shape[0] + self.condition_dim,))
-        self.norm = getattr(self.net, "norm", "none")
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.net(join_condition(x, labels, self.condition_dim))
@@ -93,7 +92,6 @@ class AuxiliaryClassifierDiscriminator(nn.Module):
         self.condition_dim = condition_dim_of(num_classes, num_attributes, "acgan")
         self.net = build_backbone(backbone, outputs=1 + self.condition_dim, shape=shape, resolution=resolution,
                                   channels=channels)
-        self.norm = getattr(self.net, "norm", "none")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(x)

@@ -85,7 +85,6 @@ class ConvStackDiscriminator(nn.Module):
                  spectral_norm: bool = False, outputs: int = 1, init: str = "dcgan"):
         super().__init__()
         key = "model.discriminator"
-        self.norm = norm
         self.main = _stack(layers, channels, outputs, False, norm, bias, _activation(activation, leaky_slope, key),
                            spectral_norm, key)
         apply_init(self, init, f"{key}.init")

@@ -82,7 +82,6 @@ class DCGANDiscriminator(nn.Module):
         base, doublings = pyramid(resolution)
         padding, _ = _padding(kernel, "model.discriminator.kernel")
         normed = norm != "none"
-        self.norm = norm
         widths = [width * 2 ** i for i in range(doublings)]  # e.g. 64, 128, 256
         layers: list[nn.Module] = []
         c_in = channels

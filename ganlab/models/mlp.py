@@ -69,7 +69,7 @@ class MLPDiscriminator(nn.Module):
         if not 0 <= per_sample <= len(hidden):
             raise ConfigError(f"model.discriminator.per_sample={per_sample} must be between 0 and the number of "
                               f"hidden layers ({len(hidden)}).")
-        self.norm, self.pack = "none", pack
+        self.pack = pack
         features = math.prod(shape)
 
         def hidden_layers(sizes: list[int]) -> list[nn.Module]:

@@ -27,7 +27,6 @@ class WGANConvCritic(nn.Module):
                  outputs: int = 1):
         super().__init__()
         check_positive(width=width)
-        self.norm = "none"
         standard, final = _kernels(resolution)
         self.main = nn.Sequential(
             nn.Conv2d(channels, width, standard + 1), nn.LeakyReLU(leaky_slope),
