@@ -68,7 +68,7 @@ def _is_reference(container: DictConfig | ListConfig, key: Any) -> bool:
 
 
 
-TOP_LEVEL = {"seed", "device", "resume", "allowed_targets", "progress", "metrics", "dataset", "model", "loss",
+TOP_LEVEL = {"seed", "device", "resume", "allowed_targets", "progress", "metrics", "paths", "dataset", "model", "loss",
              "optimizer", "schedule", "runtime"}
 KNOWN_CHILDREN = {
     "loss": {"adversarial", "penalties", "constraints"},
