@@ -27,7 +27,7 @@ from ganlab.metrics import Inputs, available, run_metrics
 from ganlab.metrics.classifier import Judge
 from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.registry import check_names
-from ganlab.options import Option, read
+from ganlab.options import CHECKPOINT, DRAWING, Option, read
 from ganlab.plots import to_uint8
 from ganlab.rundir import write_text_atomic
 from ganlab.runtime import pick_device, stream_seed
@@ -38,7 +38,7 @@ REAL_LIMIT = 10_000  # real images compared with (the usual FID protocol: a test
 MIN_SAMPLES = 10  # generated or real: fewer cannot be measured (k-NN radii need k + 1 neighbours)
 OPTIONS = [
     Option("run", None, "the run directory (or a checkpoint file) to measure"),
-    Option("checkpoint", "last", "last, best, step_N, or a path"),
+    CHECKPOINT,
     Option("metrics", "auto", "a list such as [fid,kid,classifier_fd]; auto: what can be computed here", (list, str)),
     Option("classifier", None, "a classifier run's checkpoint: the feature network of the classifier metrics"),
     Option("inception_weights", None, "a local copy of torch-fidelity's InceptionV3 weights (offline machines)"),
@@ -46,12 +46,7 @@ OPTIONS = [
     Option("split", "test", "the real images to compare with: test (held out), train, ..."),
     Option("real_n", 10000, "at most this many real images (the usual protocol: a 10,000-image test split)", int),
     Option("dataset_root", None, "where the run's data set lies on this machine, if not where it trained"),
-    Option("ema", "auto", "auto: the EMA generator when the run has one; true / false", (bool, str),
-           ("auto", True, False)),
-    Option("seed", 0, "seed of the latent codes", int),
-    Option("device", "auto", "auto, cpu, cuda, cuda:N"),
-    Option("allowed_targets", [], "modules beyond ganlab's own that the run's stored config may build, as "
-           "train's allowed_targets (never taken from the checkpoint)", list),
+    *DRAWING,
     Option("out", None, "where to write the JSON (default: RUN/eval.json)"),
 ]
 SUMMARY = "Measure a run's samples (FID, KID, IS, precision/recall, classifier and toy metrics); writes eval.json."

@@ -21,6 +21,18 @@ class Option:
     choices: tuple[Any, ...] = ()
 
 
+# Options every verb that opens a run's checkpoint shares (sample, eval).
+CHECKPOINT = Option("checkpoint", "last", "last, best, step_N, or a path")
+DRAWING = [  # how samples are drawn from it
+    Option("ema", "auto", "auto: the EMA generator when the run has one; true / false", (bool, str),
+           ("auto", True, False)),
+    Option("seed", 0, "seed of the latent codes", int),
+    Option("device", "auto", "auto, cpu, cuda, cuda:N"),
+    Option("allowed_targets", [], "modules beyond ganlab's own that the run's stored config may build, as "
+           "train's allowed_targets (never taken from the checkpoint)", list),
+]
+
+
 def parse(verb: str, args: list[str], options: list[Option], positional: str | None = None) -> dict[str, Any]:
     """The options' values from `key=value` arguments (YAML values: `labels=[3,5]`); arguments without
     `=` go to the `positional` option as a list. Unknown keys and wrong types are ConfigErrors."""

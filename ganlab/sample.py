@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ganlab import run as runs
 from ganlab.build import allowed_prefixes
 from ganlab.errors import ConfigError
-from ganlab.options import Option, read
+from ganlab.options import CHECKPOINT, DRAWING, Option, read
 from ganlab.plots import labelled_grid, scatter_image, to_uint8, to_unit
 from ganlab.rundir import atomic_output, remove_stale_partials
 from ganlab.runtime import pick_device
@@ -34,17 +34,12 @@ log = logging.getLogger("ganlab")
 GRID_LIMIT = 4096
 OPTIONS = [
     Option("run", None, "the run directory (or a checkpoint file) to sample from"),
-    Option("checkpoint", "last", "last, best, step_N, or a path"),
+    CHECKPOINT,
     Option("n", 64, "how many samples", int),
-    Option("out", None, "where to write (default: RUN/generated/<checkpoint>_<format>...)"),
+    Option("out", None, "where to write (default: RUN/generated/<checkpoint>_<what>_<count>, never overwritten)"),
     Option("format", "grid", "grid (one PNG), png (a folder of N PNGs) or npz (uint8 arrays)", str,
            ("grid", "png", "npz")),
-    Option("ema", "auto", "auto: the EMA generator when the run has one; true / false", (bool, str),
-           ("auto", True, False)),
-    Option("seed", 0, "seed of the latent codes", int),
-    Option("device", "auto", "auto, cpu, cuda, cuda:N"),
-    Option("allowed_targets", [], "modules beyond ganlab's own that the run's stored config may build, as "
-           "train's allowed_targets (never taken from the checkpoint)", list),
+    *DRAWING,
     Option("labels", None, "conditional runs: the classes to draw, e.g. labels=[3,5] (default: every class)", list),
     Option("flip", None, "attribute runs: the attribute to switch off and on with the same z, e.g. flip=Male"),
     Option("interpolate", 0, "K > 0: rows of K-step latent walks between random pairs (grid)", int),

@@ -22,7 +22,21 @@ def _classes(num_classes: int) -> int:
     return num_classes
 
 
-class MLPClassifier(nn.Module):
+class _HiddenThenHead(nn.Module):
+    """A classifier as `hidden` layers (its features) and a linear `head` (the class logits)."""
+
+    hidden: nn.Module
+    head: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer: the feature space of the classifier-based metrics."""
+        return self.hidden(x)
+
+
+class MLPClassifier(_HiddenThenHead):
     def __init__(self, shape: tuple[int, ...], num_classes: int, hidden: list[int] = (500,),
                  leaky_slope: float = 0.01, dropout: float = 0.0):
         super().__init__()
@@ -37,15 +51,8 @@ class MLPClassifier(nn.Module):
         self.hidden = nn.Sequential(*layers)
         self.head = nn.Linear(features, _classes(num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(x))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate layer: the feature space of the classifier-based metrics."""
-        return self.hidden(x)
-
-
-class CNNClassifier(nn.Module):
+class CNNClassifier(_HiddenThenHead):
     """Two conv-BN-ReLU-pool stages and a linear head: a quick, strong baseline for 28-32 px images."""
 
     def __init__(self, channels: int, resolution: int, num_classes: int, width: int = 32, dropout: float = 0.25):
@@ -56,10 +63,3 @@ class CNNClassifier(nn.Module):
             nn.Conv2d(width, 2 * width, 3, 1, 1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Dropout(dropout))
         self.head = nn.Linear(2 * width * (resolution // 4) ** 2, _classes(num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(x))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate layer: the feature space of the classifier-based metrics."""
-        return self.hidden(x)
