@@ -235,10 +235,8 @@ def _finish(axis, title: str, ylabel: str) -> None:
         axis.legend(fontsize=7)
 
 
-def samples_over_time(info: dict[str, Any], label: str, steps, epochs, folder: Path) -> Path:
-    """The grids at the saved sample steps nearest to the chosen steps (or epochs), side by side."""
-    from PIL import Image
-
+def chosen_grids(info: dict[str, Any], steps, epochs) -> list[tuple[str, Path]]:
+    """(title, grid) for each step (or epoch) asked for: the saved sample grid nearest to it."""
     saved = {int(p.stem.split("_")[1]): p for p in (info["dir"] / "samples").glob("step_*.png")}
     if not saved:
         raise ConfigError(f"{info['dir']} has no sample grids (samples/step_*.png) to show.")
@@ -249,12 +247,23 @@ def samples_over_time(info: dict[str, Any], label: str, steps, epochs, folder: P
         wanted = [(f"epoch {e}", round(float(e) * per_epoch)) for e in epochs]
     else:
         wanted = [(f"step {s}", int(s)) for s in steps]
+    chosen = []
+    for title, step in wanted:
+        nearest = min(sorted(saved), key=lambda s: abs(s - step))  # a tie: the earlier grid
+        chosen.append((title if nearest == step else f"{title} (grid of step {nearest})", saved[nearest]))
+    return chosen
+
+
+def samples_over_time(info: dict[str, Any], label: str, steps, epochs, folder: Path) -> Path:
+    """The grids at the saved sample steps nearest to the chosen steps (or epochs), side by side."""
+    from PIL import Image
+
+    wanted = chosen_grids(info, steps, epochs)
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(wanted), figsize=(3.2 * len(wanted), 3.6), squeeze=False)
-    for axis, (title, step) in zip(axes[0], wanted):
-        nearest = min(saved, key=lambda s: abs(s - step))
-        axis.imshow(Image.open(saved[nearest]))
-        axis.set_title(title if nearest == step else f"{title} (grid of step {nearest})", fontsize=9)
+    for axis, (title, grid) in zip(axes[0], wanted):
+        axis.imshow(Image.open(grid))
+        axis.set_title(title, fontsize=9)
         axis.axis("off")
     figure.suptitle(label[:100], fontsize=9)
     figure.tight_layout()

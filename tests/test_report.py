@@ -73,6 +73,13 @@ def test_epochs_become_steps_through_the_checkpoint(sweep, tmp_path):
     # digits at batch 16: 112 batches per epoch, so every epoch asked for is past this 8-step run's grids
     [_, samples, _, _] = report([str(jobs(sweep)[0])], out=str(tmp_path), epochs=[1, 5])
     assert samples.is_file()
+    from ganlab.report import _info, chosen_grids
+
+    info = _info(jobs(sweep)[0])
+    assert info["steps_per_epoch"] == 112  # 1,797 digits at batch 16, one batch a step
+    assert [(title, grid.name) for title, grid in chosen_grids(info, None, [1, 5])] == [
+        ("epoch 1 (grid of step 8)", "step_000008.png"), ("epoch 5 (grid of step 8)", "step_000008.png")]
+    assert [title for title, _ in chosen_grids(info, [2, 5], None)] == ["step 2", "step 5 (grid of step 4)"]
 
 
 def test_report_through_the_cli_and_its_errors(sweep, tmp_path, monkeypatch, capsys):

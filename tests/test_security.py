@@ -108,7 +108,12 @@ def test_a_preset_may_not_widen_the_allow_list(tmp_path, monkeypatch, capsys):
 
 def test_the_user_may_widen_it_on_the_command_line(tmp_path):
     cfg = compose_config(["allowed_targets=[collections]", "+model.extra._target_=collections.OrderedDict"])
-    check_targets(cfg, allowed_prefixes(cfg.allowed_targets))
+    with pytest.raises(ConfigError, match="collections.OrderedDict"):  # not allowed by default ...
+        check_targets(cfg, allowed_prefixes())
+    check_targets(cfg, allowed_prefixes(cfg.allowed_targets))  # ... allowed once the user widens the list
+    built = build(OmegaConf.create({"_target_": "collections.OrderedDict"}), "model.extra",
+                  allowed_prefixes(cfg.allowed_targets))
+    assert type(built).__name__ == "OrderedDict"
 
 
 def test_loading_a_checkpoint_never_unpickles_code(tmp_path):
