@@ -133,6 +133,15 @@ def test_a_vae_gives_prior_samples_and_reconstructions(tmp_path):
                           "model.objective.tsne_points=20", "schedule.steps=2"]), tmp_path / "run")
     grid, recon = sample(str(tmp_path / "run"), n=8, device="cpu")
     assert recon.name == "last_grid_8_reconstructions.png" and Image.open(recon).mode == "RGB"
+    assert Image.open(grid).size == (8 * 10 + 2, 10 + 2)  # 8 prior samples of 8 px in one row of 8
+    from ganlab import run as runs
+
+    inputs = runs.open(tmp_path / "run").fixed["inputs"]
+    pairs = 2 * len(inputs)  # each held-out input beside its reconstruction, 8 to a row
+    assert Image.open(recon).size == (8 * 10 + 2, -(-pairs // 8) * 10 + 2)
+    cells = np.asarray(Image.open(recon).convert("L"), dtype=float)
+    first_input, first_reconstruction = cells[2:10, 2:10], cells[2:10, 12:20]
+    assert not np.array_equal(first_input, first_reconstruction)  # a reconstruction, not a copy
 
 
 def test_toys_give_a_scatter_and_the_points(tmp_path):
