@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ganlab.errors import ConfigError

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from tqdm import tqdm
 
 from ganlab import run as runs
 from ganlab.build import allowed_prefixes
+from ganlab.drawing import Plan, draw, plan
 from ganlab.errors import ConfigError
 from ganlab.options import CHECKPOINT, DRAWING, Option, read
 from ganlab.plots import labelled_grid, scatter_image, to_uint8, to_unit
@@ -59,16 +58,6 @@ def main(args: list[str]) -> None:
         print(f"ganlab: wrote {path}")
 
 
-@dataclass
-class Plan:
-    """What to draw: latent codes, their labels, and how a grid shows them."""
-
-    latent: torch.Tensor
-    labels: torch.Tensor | None
-    columns: int
-    row_labels: list[str]
-
-
 def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = None, format: str = "grid",
            ema: str | bool = "auto", seed: int = 0, device: str = "auto", labels: list | None = None,
            flip: str | None = None, interpolate: int = 0, batch_size: int = 256,
@@ -94,8 +83,8 @@ def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = No
     if points and format != "grid":
         raise ConfigError(f"format={format}: this run draws 2-d points; use format=grid (a scatter plot and the "
                           "points as .npz).")
-    plan = _plan(opened, n, labels, flip, interpolate, torch.Generator().manual_seed(seed), grid=format == "grid")
-    target = Path(out) if out else _default_out(opened, checkpoint, format, len(plan.latent), labels, flip,
+    chosen = plan(opened, n, labels, flip, interpolate, torch.Generator().manual_seed(seed), grid=format == "grid")
+    target = Path(out) if out else _default_out(opened, checkpoint, format, len(chosen.latent), labels, flip,
                                                 interpolate)
     wanted = {"grid": (".png",), "npz": (".npz",), "png": ("",)}[format]
     if target.suffix.lower() not in wanted:
@@ -107,8 +96,8 @@ def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = No
     remove_stale_partials(target.parent)
     networks = opened.sampling_networks(ema)
     if format == "grid":
-        return _write_grid(opened, networks, plan, target, batch_size)
-    return [_write_files(opened, networks, plan, target, format, batch_size)]
+        return _write_grid(opened, networks, chosen, target, batch_size)
+    return [_write_files(opened, networks, chosen, target, format, batch_size)]
 
 
 def _class_list(labels) -> list[int]:
@@ -120,85 +109,9 @@ def _class_list(labels) -> list[int]:
     return labels
 
 
-# --- what to draw -------------------------------------------------------------------------------
-def _plan(opened: runs.Run, n: int, labels, flip, interpolate: int, rng: torch.Generator, grid: bool = True) -> Plan:
-    """Grids share one z per column across class rows; files get independent codes."""
-    objective, facts = opened.objective, opened.facts
-    if (labels is not None or flip) and not objective.conditional:
-        raise ConfigError("labels= and flip= are for conditional runs (model=cgan or acgan); this run is not one.")
-    if flip:
-        return _flip_plan(opened, n, flip, rng)
-    if interpolate:
-        pairs = max(1, n // interpolate)
-        start, end = objective.latent(pairs, rng), objective.latent(pairs, rng)
-        weights = torch.linspace(0, 1, interpolate).view(1, interpolate, *[1] * (start.ndim - 1))
-        walks = torch.lerp(start[:, None], end[:, None], weights).flatten(0, 1)
-        rows = _class_labels(opened, pairs, labels, rng) if objective.conditional else None
-        return Plan(walks, rows.repeat_interleave(interpolate) if rows is not None else None, interpolate,
-                    [f"walk {i + 1}" for i in range(pairs)])
-    if objective.conditional and facts.num_classes:
-        classes = [int(c) for c in (labels if labels is not None else range(facts.num_classes))]
-        bad = [c for c in classes if not 0 <= c < facts.num_classes]
-        if bad:
-            raise ConfigError(f"labels={labels}: {bad} not among this run's {facts.num_classes} classes (0 to "
-                              f"{facts.num_classes - 1}).")
-        per_class = max(1, math.ceil(n / len(classes)))
-        count = per_class * len(classes) if grid else n
-        z = objective.latent(per_class, rng) if grid else objective.latent(n, rng)
-        z = z.repeat(len(classes), *[1] * (z.ndim - 1))[:count] if grid else z  # grid: one z per column
-        names = [facts.class_names[c] if c < len(facts.class_names) else str(c) for c in classes]
-        return Plan(z, torch.tensor(classes).repeat_interleave(per_class)[:count], per_class,
-                    [f"{c}: {name}" if name != str(c) else name for c, name in zip(classes, names)])
-    z = objective.latent(n, rng)
-    rows = opened.fixed["labels"].cpu().repeat(math.ceil(n / len(opened.fixed["labels"])), 1)[:n] \
-        if objective.conditional else None  # attribute runs: the attribute rows the run showed
-    return Plan(z, rows, 8, [])
-
-
-def _flip_plan(opened: runs.Run, n: int, flip: str, rng: torch.Generator) -> Plan:
-    names = list(opened.facts.attribute_names)
-    if not names:
-        raise ConfigError(f"flip={flip} switches an attribute off and on, but this run is class-conditional (it has "
-                          f"{opened.facts.num_classes} classes, no attributes); draw classes with labels=[...].")
-    if flip not in names:
-        raise ConfigError(f"flip={flip}: this run's attributes are {names or '(none: it is class-conditional)'}; "
-                          "pick one of them.")
-    columns = max(1, n // 2)
-    base = opened.fixed["labels"].cpu().float()
-    base = base.repeat(math.ceil(columns / len(base)), 1)[:columns]
-    off, on = base.clone(), base.clone()
-    off[:, names.index(flip)], on[:, names.index(flip)] = 0.0, 1.0
-    z = opened.objective.latent(columns, rng)
-    return Plan(torch.cat([z, z]), torch.cat([off, on]), columns, [f"{flip} off", f"{flip} on"])
-
-
-def _class_labels(opened: runs.Run, count: int, labels, rng: torch.Generator) -> torch.Tensor:
-    pool = torch.tensor([int(c) for c in labels]) if labels is not None else torch.arange(opened.facts.num_classes)
-    return pool[torch.randint(len(pool), (count,), generator=rng)]
-
-
-# --- drawing and writing --------------------------------------------------------------------------
-@torch.no_grad()
-def _draw(opened: runs.Run, networks, plan: Plan, start: int, stop: int) -> torch.Tensor:
-    device = next(networks[opened.objective.sampler].parameters()).device
-    labels = plan.labels[start:stop].to(device) if plan.labels is not None else None
-    return opened.objective.decode(networks, plan.latent[start:stop].to(device), labels).float().cpu()
-
-
-def generate(opened: runs.Run, networks, n: int, rng: torch.Generator, batch_size: int = 500):
-    """`n` fresh samples as uint8 images (N, C, H, W), or float points for the 2-d toys, with the labels
-    a conditional model was asked for (classes in equal shares)."""
-    plan = _plan(opened, n, None, None, 0, rng, grid=False)
-    batches = [_draw(opened, networks, plan, start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-    samples = torch.cat(batches)
-    if samples.ndim > 2:
-        samples = to_uint8(samples, opened.value_range)
-    return samples, plan.labels
-
-
-def _write_grid(opened: runs.Run, networks, plan: Plan, target: Path, batch_size: int) -> list[Path]:
-    count = len(plan.latent)
-    samples = torch.cat([_draw(opened, networks, plan, i, min(i + batch_size, count))
+def _write_grid(opened: runs.Run, networks, chosen: Plan, target: Path, batch_size: int) -> list[Path]:
+    count = len(chosen.latent)
+    samples = torch.cat([draw(opened, networks, chosen, i, min(i + batch_size, count))
                          for i in range(0, count, batch_size)])
     if samples.ndim == 2:  # 2-d toys: a scatter plot, and the points themselves
         from torchvision.utils import save_image
@@ -210,7 +123,7 @@ def _write_grid(opened: runs.Run, networks, plan: Plan, target: Path, batch_size
         return [target, points]
     written = [target]
     with atomic_output(target) as tmp:
-        labelled_grid(to_unit(samples, opened.value_range), plan.columns, plan.row_labels).save(tmp, format="png")
+        labelled_grid(to_unit(samples, opened.value_range), chosen.columns, chosen.row_labels).save(tmp, format="png")
     if "inputs" in opened.fixed and hasattr(opened.objective, "reconstruction_pairs"):  # VAEs: held-out inputs
         pairs = opened.objective.reconstruction_pairs(networks, opened.fixed["inputs"]).cpu()
         written.append(target.with_name(target.stem + "_reconstructions.png"))
@@ -219,7 +132,7 @@ def _write_grid(opened: runs.Run, networks, plan: Plan, target: Path, batch_size
     return written
 
 
-def _write_files(opened: runs.Run, networks, plan: Plan, target: Path, format: str, batch_size: int) -> Path:
+def _write_files(opened: runs.Run, networks, chosen: Plan, target: Path, format: str, batch_size: int) -> Path:
     """N samples in batches, each written as it comes: PNG files into a folder, or rows of a
     memory-mapped array. Everything goes to a temporary name renamed onto `target` when complete:
     a kill or a full disk never leaves a partial folder or an unreadable .npz under the final name."""
@@ -228,13 +141,13 @@ def _write_files(opened: runs.Run, networks, plan: Plan, target: Path, format: s
     if format == "png" and target.exists():
         raise ConfigError(f"out={target} already exists; ganlab does not overwrite a folder of samples. Remove it, "
                           "or pass another out=.")
-    count, images = len(plan.latent), None
+    count, images = len(chosen.latent), None
     with atomic_output(target) as tmp, contextlib.ExitStack() as scratch:
         if format == "png":
             tmp.mkdir()
         for start in tqdm(range(0, count, batch_size), desc="sample", unit="batch", disable=count <= batch_size):
             stop = min(start + batch_size, count)
-            batch = _draw(opened, networks, plan, start, stop)
+            batch = draw(opened, networks, chosen, start, stop)
             pixels = to_uint8(batch, opened.value_range).permute(0, 2, 3, 1).numpy()
             if format == "png":
                 for i, image in enumerate(pixels, start):
@@ -244,7 +157,7 @@ def _write_files(opened: runs.Run, networks, plan: Plan, target: Path, format: s
                 images = scratch.enter_context(_scratch_array(target.parent, (count, *pixels.shape[1:])))
             images[start:stop] = pixels
         if format == "npz":
-            _save_npz(tmp, images=images, **({"labels": plan.labels.numpy()} if plan.labels is not None else {}))
+            _save_npz(tmp, images=images, **({"labels": chosen.labels.numpy()} if chosen.labels is not None else {}))
     return target
 
 

@@ -21,8 +21,8 @@ from ganlab.logging import NullLogger, RunLogger
 from ganlab.loop import Loop
 from ganlab.rundir import RunDirLock, refuse_links, write_text_atomic
 from ganlab.runtime import Runtime, build_runtime, pick_device, unwrap
-from ganlab.evaluate import open_judge, training_metrics
 from ganlab.metrics.judges import ClassifierMetrics
+from ganlab.metrics.measuring import open_judge, training_metrics
 from ganlab.metrics.registry import known_direction
 from ganlab.schedule import Schedule
 from ganlab.models.blocks import count_parameters

@@ -11,7 +11,8 @@ from conftest import compose_config
 from ganlab.checkpoint import load
 from ganlab.data.toys import load_grid
 from ganlab.errors import ConfigError
-from ganlab.evaluate import evaluate, open_judge
+from ganlab.evaluate import evaluate
+from ganlab.metrics.measuring import open_judge
 from ganlab.logging import read_metrics
 from ganlab.loop import Loop
 from ganlab.metrics import Inputs, run_metrics
@@ -44,7 +45,7 @@ def _digits_facts():
 @pytest.fixture(scope="module")
 def real_digits():
     from ganlab.data.digits import load_digits
-    from ganlab.evaluate import real_images
+    from ganlab.metrics.measuring import real_images
 
     return real_images(load_digits(resolution=16, batch_size=16, split="test", value_range="unit"), 400)
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch
 
-from ganlab.cache import load_verified, save_verified, tensor_sha256  # noqa: F401 - tensor_sha256 for callers
+from ganlab.cache import load_verified, save_verified, tensor_sha256  # noqa: F401 - callers' import path
 
 
 def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:

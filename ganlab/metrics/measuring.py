@@ -1,0 +1,141 @@
+"""Measuring a run's samples: what `schedule.eval_every` does during training and `ganlab eval`
+does afterwards, with the same machinery: fresh samples, the real side (loaded once, its statistics
+cached), the registered metrics, and the rule that keeps best.pt."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ganlab import run as runs
+from ganlab.build import build
+from ganlab.cache import file_sha256
+from ganlab.drawing import generate
+from ganlab.errors import ConfigError
+from ganlab.metrics.classifier import Judge
+from ganlab.metrics.registry import Inputs, available, check_names, run_metrics
+from ganlab.plots import to_uint8
+from ganlab.runtime import stream_seed
+
+REAL_LIMIT = 10_000  # real images compared with (the usual FID protocol: a test split of 10k)
+
+
+def cache_dir() -> Path:
+    """Where real-side statistics and clean weight copies are kept ($GANLAB_CACHE, else ~/.cache/ganlab)."""
+    return Path(os.environ.get("GANLAB_CACHE", Path.home() / ".cache" / "ganlab")).expanduser()
+
+
+class Measurer:
+    """Runs the chosen metrics on fresh samples of a run's networks: what `ganlab eval` and
+    `schedule.eval_every` share. Real images come from `real_data` (a data set, loaded on first use)."""
+
+    def __init__(self, names: list[str], n: int, device: torch.device, real_data: Callable[[], Any] | None,
+                 real_key: str, judge: Judge | None = None, inception_weights: str | None = None, mixture=None,
+                 real_limit: int = REAL_LIMIT):
+        check_names(names, "metrics")
+        self.names, self.n, self.device, self.real_limit = names, n, device, real_limit
+        self.real_data, self.real_key, self.judge = real_data, real_key, judge
+        self.inception_weights, self.mixture = inception_weights, mixture
+        self._real: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The held-out images, up to `real_limit`: the same set whatever n is asked."""
+        if self._real is None:
+            self._real = real_images(self.real_data(), self.real_limit)
+        return self._real
+
+    def __call__(self, run: runs.Run, networks, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+        """(metric values, protocol) of `n` fresh samples drawn with `seed` (the training RNG is untouched)."""
+        generated, labels = generate(run, networks, self.n, torch.Generator().manual_seed(seed))
+        inputs = Inputs(generated, labels, self.real if self.real_data else None, self.real_key, self.device,
+                        cache_dir(), self.judge, self.inception_weights, self.mixture)
+        values = run_metrics(self.names, inputs)
+        protocol = {k: v for k, v in inputs.protocol.items() if not k.startswith("_") and k != "requested"}
+        return values, protocol
+
+
+def real_images(data, limit: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Up to `limit` images of a data set as uint8 (N, C, H, W), with their labels."""
+    images, labels, count = [], [], 0
+    for batch in data.ordered_batches(torch.device("cpu")):
+        x = batch["image"]
+        images.append(to_uint8(x, data.value_range))
+        labels.append(batch["label"])
+        count += len(x)
+        if count >= limit:
+            break
+    return torch.cat(images)[:limit], torch.cat(labels)[:limit]
+
+
+def open_judge(path: str, facts, device: torch.device, prefixes, key: str) -> Judge:
+    network, value_range = runs.open_classifier(path, key, facts, device, prefixes)
+    return Judge(network, value_range, f"{Path(path).name} sha256:{file_sha256(path)[:16]}")
+
+
+def held_out_data(dataset: dict[str, Any], split: str, prefixes, root: str | None = None):
+    """A builder of the run's data set on `split` (None when it is a toy or has no such split)."""
+    node = {**dataset, "split": split} if "split" in dataset else dict(dataset)
+    if root:
+        node["root"] = root
+    from omegaconf import OmegaConf
+
+    def load():
+        try:
+            return build(OmegaConf.create(node), f"dataset (split={split})", prefixes)
+        except ConfigError as exc:
+            raise ConfigError(f"the run's real images (split={split}) could not be read on this machine: {exc} Pass "
+                              "dataset_root=PATH (the folder that holds them here) to ganlab eval.") from None
+
+    return load
+
+
+def build_toy(dataset: dict[str, Any], prefixes):
+    """The 2-d mixture a toy run trained on (it has no files), else None."""
+    if not str(dataset.get("_target_", "")).startswith("ganlab.data.toys."):
+        return None
+    from omegaconf import OmegaConf
+
+    return build(OmegaConf.create(dataset), "dataset", prefixes)
+
+
+def real_key(dataset: dict[str, Any], split: str, root: str | None, shape, limit: int) -> str:
+    """What names a real side in the caches: the data set, where it lies, split, shape, pixel range, count."""
+    return json.dumps({"dataset": dataset.get("_target_"), "root": str(root or dataset.get("root")), "split": split,
+                       "shape": list(shape), "value_range": dataset.get("value_range"), "limit": limit},
+                      sort_keys=True)
+
+
+def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: Callable[[], Any],
+                     device: torch.device, dataset, judge: Judge | None) -> tuple[Callable | None, tuple[str, bool] | None, list[str]]:
+    """What `schedule.eval_every` measures during training: (measure(networks, fixed, step) -> values,
+    (the value that keeps best.pt, whether higher is better), the TensorBoard tags), from `metrics.*`."""
+    from dataclasses import replace
+
+    from ganlab.metrics.registry import METRICS, direction
+
+    mixture = data if hasattr(data, "mode_coverage") else None
+    names = settings.get("names") or []
+    if names == "auto":
+        names = available(judge is not None, False, mixture is not None)
+    if not names or run.objective.sampler is None:
+        return None, None, []
+    split = "test" if dataset.get("split") == "train" else dataset.get("split")  # what _held_out gives
+    measurer = Measurer(list(names), int(settings.get("n") or 2000), device, None if mixture else real_data,
+                        real_key=real_key(dataset, split, None, data.facts.shape, REAL_LIMIT),
+                        judge=judge, inception_weights=settings.get("inception_weights"), mixture=mixture)
+    values = [k for n in names for k in METRICS[n].higher_is_better]
+    key = settings.get("best")
+    if key and key not in values:
+        raise ConfigError(f"metrics.best={key} is not measured; the metrics measured give {', '.join(values)}.")
+    # metrics.best decides alone; by default the first metric's values in order (ties broken by the next)
+    rule = [(key, direction(key))] if key else list(METRICS[names[0]].higher_is_better.items())
+    seed = int(run.config.get("seed") or 0)
+
+    def measure(networks, fixed, step: int) -> dict[str, float]:
+        return measurer(replace(run, fixed=fixed), networks, stream_seed(seed, step))[0]
+
+    return measure, rule, [f"metrics/{v}" for v in values]
