@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,10 +33,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 from torchvision.io import write_png
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import compose_config  # noqa: E402  (the real config tree, as the CLI composes it)
+from ganlab.paths import compose  # noqa: E402  (the real config tree, as the CLI composes it)
 
-from ganlab.checks import pick_device  # noqa: E402
+from ganlab.runtime import pick_device  # noqa: E402
 from ganlab.data.digits import load_digits  # noqa: E402
 from ganlab.logging import RunLogger  # noqa: E402
 from ganlab.train import train  # noqa: E402
@@ -170,7 +168,7 @@ def main() -> None:
                   f"dataset.channels={channels}", f"dataset.batch_size={args.batch_size}", "progress=false",
                   "model.generator.width=64", "model.discriminator.width=64",  # pytorch/examples: ngf = ndf = 64
                   "schedule.snapshot_every=0", f"device={device}", "schedule.steps=10"]
-        loop = train(compose_config(config, shrink=False), run_dir)
+        loop = train(compose(config), run_dir)
         loaders = {"plain + DataLoader (fp32)": (data_loader_batches(images, args.resolution, channels,
                                                                       args.batch_size, device), False),
                    "plain, same data and options": (copy.deepcopy(loop.batches), True)}

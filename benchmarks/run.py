@@ -11,7 +11,6 @@ MNIST/raw, anime/images and cifar10/test. Every folder path is compared with a p
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from ganlab.checks import pick_device
+from ganlab.runtime import pick_device
 from ganlab.data.digits import load_digits
 from ganlab.data.folder import load_folder
 from ganlab.data.mnist import load_mnist
@@ -93,14 +92,11 @@ def bench_tensor_sets(data_dir: Path | None, device: torch.device, batches: int)
 
 
 def bench_training(device: torch.device, steps: int) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import compose_config  # the real config tree, composed as the CLI does
-
+    from ganlab.paths import compose  # the real config tree, composed as the CLI does
     from ganlab.train import train
 
-    cfg = compose_config([f"device={device}", "progress=false", f"schedule.steps={steps}",
-                          f"schedule.log_every={steps}", f"schedule.sample_every={steps}",
-                          f"schedule.ckpt_every={steps}", "schedule.snapshot_every=0"], shrink=False)
+    cfg = compose([f"device={device}", "progress=false", f"schedule.steps={steps}", f"schedule.log_every={steps}",
+                   f"schedule.sample_every={steps}", f"schedule.ckpt_every={steps}", "schedule.snapshot_every=0"])
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
         train(cfg, run_dir)

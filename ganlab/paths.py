@@ -21,3 +21,14 @@ def config_groups() -> dict[str, list[str]]:
         for group in sorted(root.iterdir())
         if group.is_dir() and not group.name.startswith(("_", ".")) and group.name != "hydra"  # Hydra's own
     }
+
+
+def compose(overrides: list[str] = ()):
+    """The job config `ganlab train` composes from ganlab's configs and `overrides` (for scripts:
+    benchmarks, notebooks); without the vetting, so for overrides you write yourself."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
