@@ -92,7 +92,9 @@ def resolved(node: Any, key: str = "config") -> Any:
     if not isinstance(node, (DictConfig, ListConfig, Mapping, list)):
         return node
     try:
-        plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        # plain containers (a checkpoint's stored config) are read as configs too: interpolations in
+        # them are evaluated once, here, and the result is what gets checked
+        plain = OmegaConf.to_container(node if OmegaConf.is_config(node) else OmegaConf.create(node), resolve=True)
         fixed = OmegaConf.create(plain)
         again = OmegaConf.to_container(fixed, resolve=True)
     except OmegaConfBaseException as exc:

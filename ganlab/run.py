@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ganlab import checkpoint
@@ -90,31 +90,31 @@ def with_calibrated_ema(objective: Objective, networks: dict[str, nn.Module], em
     return {**networks, **ema}
 
 
-def build(cfg: DictConfig, facts: DataFacts, value_range: str, device: torch.device,
+def build(config: dict[str, Any], facts: DataFacts, value_range: str, device: torch.device,
           prefixes: tuple[str, ...], ema: bool = False, start_encoder: bool = True,
           overrides: list[str] | None = None) -> Run:
-    """Build every network of `cfg.model` for the data `facts`, then the objective that trains them
-    (`start_encoder`: apply `model.encoder_init`, which a reopened run does not need)."""
-    facts_kw = asdict(facts)
+    """Build every network of `config["model"]` (the run's resolved config, as plain values) for the
+    data `facts`, then the objective that trains them (`start_encoder`: apply `model.encoder_init`,
+    which a reopened run does not need)."""
+    facts_kw, model = asdict(facts), config["model"]
     networks = {name: build_object(node, f"model.{name}", prefixes, **facts_kw).to(device)
-                for name, node in cfg.model.items() if name != "objective" and _is_buildable(node)}
-    encoder_init = cfg.model.get("encoder_init")
+                for name, node in model.items() if name != "objective" and _is_buildable(node)}
+    encoder_init = model.get("encoder_init")
     if encoder_init and start_encoder:
         _start_encoder(networks, str(encoder_init))
-    objective = build_object(cfg.model.objective, "model.objective", prefixes, **networks, **facts_kw)
+    objective = build_object(model["objective"], "model.objective", prefixes, **networks, **facts_kw)
     copies = {name: copy.deepcopy(objective.networks[name]).requires_grad_(False)
               for name in objective.ema_networks} if ema else {}
-    return Run(OmegaConf.to_container(cfg, resolve=True), facts, value_range, objective, copies,
-               overrides=list(overrides or []))
+    return Run(config, facts, value_range, objective, copies, overrides=list(overrides or []))
 
 
-def objective_class(cfg: DictConfig, prefixes: tuple[str, ...]) -> type:
-    """The objective's class, before anything is built (what kind of model this is)."""
-    return resolve_target(cfg.model.objective.get("_target_"), "model.objective._target_", prefixes)
+def objective_class(target: str | None, prefixes: tuple[str, ...]) -> type:
+    """The class `model.objective._target_` names, before anything is built (what kind of model this is)."""
+    return resolve_target(target, "model.objective._target_", prefixes)
 
 
 def _is_buildable(node: Any) -> bool:
-    return isinstance(node, DictConfig) and "_target_" in node
+    return isinstance(node, Mapping) and "_target_" in node
 
 
 def _start_encoder(networks: dict[str, nn.Module], path: str) -> None:
@@ -188,7 +188,7 @@ def open(run: str | Path, which: str = "last", device: torch.device | str = "cpu
     device = torch.device(device)
     prefixes = prefixes or allowed_prefixes()
     facts = _facts(state["facts"])
-    opened = build(OmegaConf.create(state["config"]), facts, state["value_range"], device, prefixes,
+    opened = build(state["config"], facts, state["value_range"], device, prefixes,
                    ema=bool(state["ema"]), start_encoder=False)
     for name, net in opened.networks.items():
         net.load_state_dict(state["networks"][name])

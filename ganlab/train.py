@@ -84,11 +84,13 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime, ov
 
     # --- build -----------------------------------------------------------------------------
     runtime.apply_global_settings(int(cfg.seed))
-    dataset = _training_split(cfg.dataset, runs.objective_class(cfg, prefixes).wants_evaluation)
+    config = to_plain(cfg)  # the resolved config as plain values: what is built, stored and compared
+    objective = runs.objective_class(config["model"]["objective"].get("_target_"), prefixes)
+    dataset = _training_split(cfg.dataset, objective.wants_evaluation)
     data = build(dataset, "dataset", prefixes)
     value_range = getattr(data, "value_range", "tanh")
-    run = runs.build(cfg, data.facts, value_range, device, prefixes, ema=float(cfg.schedule.ema_decay) > 0 or bool(cfg.schedule.get("ema_kimg")),
-                     overrides=overrides)
+    run = runs.build(config, data.facts, value_range, device, prefixes, overrides=overrides,
+                     ema=float(cfg.schedule.ema_decay) > 0 or bool(cfg.schedule.get("ema_kimg")))
     run.images = _count(data)
     _check_value_range(run.objective, value_range)
     for name, net in run.networks.items():  # SyncBatchNorm, channels_last, compile: the objective calls these
@@ -103,13 +105,13 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime, ov
         if metrics.get("classifier") else None
     diagnose = _diagnostics(data, value_range, judge)
     measure, best, metric_tags = training_metrics(  # the real side is loaded on the first measurement
-        metrics, run, data, lambda: held_out or _held_out(dataset, data, prefixes), device, dataset, judge)
+        metrics, run, data, lambda: held_out or _held_out(dataset, data, prefixes), device, to_plain(dataset), judge)
     loop = Loop(run, optimizers, data.batches(device, int(cfg.seed)), schedule, NullLogger(run_dir), run_dir,
                 runtime, batch_size=data.batch_size, diagnose=diagnose,
                 evaluation_batches=(lambda: held_out.ordered_batches(device)) if held_out else None,
                 measure=measure, best=best)
     if resume_state:
-        _restore(loop, resume_state, to_plain(cfg))
+        _restore(loop, resume_state, config)
         _warn_if_other_data(resume_state, data)
 
     # --- accepted: the run folder is written from here on -----------------------------------
@@ -135,7 +137,7 @@ def _train_locked(cfg: DictConfig, run_dir: Path, prefixes, runtime: Runtime, ov
 
 def _check_loss_fits(cfg: DictConfig, prefixes) -> None:
     """A GAN objective needs an adversarial loss; a VAE's or classifier's would silently be ignored."""
-    reads_loss = runs.objective_class(cfg, prefixes).needs_adversarial_loss
+    reads_loss = runs.objective_class(cfg.model.objective.get("_target_"), prefixes).needs_adversarial_loss
     if cfg.get("loss") and not reads_loss:
         raise ConfigError("a loss was chosen, but this model trains its own objective and ignores it (VAEs and "
                           "classifiers set theirs under model.objective); drop the loss= override.")
