@@ -102,7 +102,8 @@ class VettingConfigLoader(ConfigLoaderImpl):
             return ConfigLoaderImpl(config_search_path=search_path).load_configuration(
                 config_name=config_name, overrides=kept, run_mode=run_mode, validate_sweep_overrides=False)
         except Exception as exc:  # noqa: BLE001 - Hydra raises several kinds for a missing option
-            raise ConfigError(f"Refused {', '.join(kept)}: {str(exc).splitlines()[0]} Hydra's own settings (hydra.*, "
+            choices = [o for o in kept if "/" in o.split("=", 1)[0]] or kept  # the options it could not find
+            raise ConfigError(f"Refused {', '.join(choices)}: {str(exc).splitlines()[0]} Hydra's own settings (hydra.*, "
                               "hydra/... options) may only come from Hydra, its installed plugins and ganlab's configs, "
                               "not from a --config-dir or hydra.searchpath folder.") from None
 

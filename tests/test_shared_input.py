@@ -548,3 +548,15 @@ def test_a_signal_after_training_began_does_not_claim_nothing_was_trained(tmp_pa
     assert done.returncode == 143
     assert f"after training had begun in {tmp_path}" in done.stderr and "nothing was trained" not in done.stderr
     assert f"resume=true hydra.run.dir={tmp_path}" in done.stderr
+
+
+def test_a_hydra_option_from_a_shared_folder_is_refused_even_when_typed(tmp_path, monkeypatch, capsys):
+    """`hydra/launcher=x` typed by the user, where x is a file in a shared --config-dir: its content
+    is someone else's (a launcher's setup lines run in every job), so it is refused by name."""
+    marker = tmp_path / "pwned"
+    preset(tmp_path / "shared", "evil", "_target_: hydra._internal.core_plugins.basic_launcher.BasicLauncher\n"
+                                        f"setup: [touch {marker}]\n", group="hydra/launcher")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}",
+                             "hydra/launcher=evil", *TINY_RUN, "hydra.run.dir=run")
+    refused(code, err, "Refused hydra/launcher=evil:", "not from a --config-dir")
+    assert not marker.exists() and not (tmp_path / "run").exists()
