@@ -34,7 +34,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ganlab.build import allowed_prefixes, check_targets, resolve_target
+from ganlab.build import allowed_prefixes, check_targets, resolve_target, to_plain
 from ganlab.errors import ConfigError, Refused
 
 # Parts of `hydra` that Hydra fills in itself at composition (not settings anyone configures).
@@ -132,11 +132,11 @@ def vet(cfg: DictConfig, trusted: DictConfig, replayed: list[str]) -> None:
                           "composed config into <run>/.hydra/ itself, once the command is accepted (a refused command "
                           "writes nothing). Drop the override.")
     mine, theirs = cfg.get("allowed_targets"), trusted.get("allowed_targets")
-    if _plain(mine) != _plain(theirs):
-        raise ConfigError(f"Refused allowed_targets={_plain(mine)}: it was set by {where}, and only you may widen "
+    if to_plain(mine) != to_plain(theirs):
+        raise ConfigError(f"Refused allowed_targets={to_plain(mine)}: it was set by {where}, and only you may widen "
                           "what configs can build. Remove it from there and, if you trust that module, pass "
                           "allowed_targets=[...] on the command line.")
-    prefixes = allowed_prefixes(_plain(theirs) or [])
+    prefixes = allowed_prefixes(to_plain(theirs) or [])
     job = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
     check_targets(job, prefixes)
     for name, callback in (cfg.hydra.get("callbacks") or {}).items():
@@ -179,10 +179,6 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
             found += _differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
         return found
     return [] if a == b else [path or "(root)"]
-
-
-def _plain(value: Any) -> Any:
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _pin_output_folders(cfg: DictConfig, run_mode) -> None:
