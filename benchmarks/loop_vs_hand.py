@@ -38,6 +38,7 @@ from ganlab.paths import compose  # noqa: E402  (the real config tree, as the CL
 from ganlab.runtime import pick_device  # noqa: E402
 from ganlab.data.digits import load_digits  # noqa: E402
 from ganlab.logging import RunLogger  # noqa: E402
+from ganlab.loop import train_steps  # noqa: E402
 from ganlab.train import train  # noqa: E402
 
 # dense peak TFLOP/s (bf16 tensor cores, fp32 without tensor cores) of GPUs this may run on
@@ -118,19 +119,36 @@ def time_hand(hand: HandLoop, steps: int) -> float:
     return (time.perf_counter() - start) / steps * 1000
 
 
-def time_ganlab(loop, run_dir: str, steps: int, maintenance: bool) -> float:
-    loop.logger = RunLogger(Path(run_dir), loop.step + steps, start_step=loop.step, progress=False)
-    loop.schedule.steps = loop.step + steps
-    if not maintenance:
-        loop._maintain = lambda: None  # the bare step: no logging, grids or checkpoints at all
-    sync(loop.device)
+class BareStep:
+    """No maintenance at all (no logging, grids or checkpoints): what times the bare step."""
+
+    def __init__(self, logger):
+        self.logger = logger
+
+    def start(self) -> None:
+        pass
+
+    def after_step(self, done) -> None:
+        pass
+
+    def save_last(self) -> None:
+        pass
+
+
+def time_ganlab(training, run_dir: str, steps: int, maintenance: bool) -> float:
+    target = training.step + steps
+    logger = RunLogger(Path(run_dir), target, start_step=training.step, progress=False)
+    training.maintenance.logger = logger
+    training.schedule.steps = target
+    sync(training.device)
     start = time.perf_counter()
-    loop.run()
-    sync(loop.device)
+    if maintenance:
+        training.train(target)
+    else:
+        train_steps(training.step_runner, BareStep(logger), training.state, training.runtime, target)
+    sync(training.device)
     elapsed = time.perf_counter() - start
-    loop.logger.close()
-    if not maintenance:
-        del loop._maintain
+    logger.close()
     return elapsed / steps * 1000
 
 

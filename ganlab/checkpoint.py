@@ -193,3 +193,46 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(run: str | Path, which: str = "last", key: str = "run") -> Path:
+    """`which`: last, best, step_N (or step_000N), or a path; `run` a run directory or a checkpoint."""
+    run = Path(run).expanduser()
+    if run.is_file():
+        return run
+    if not run.is_dir():
+        raise ConfigError(f"{key}={run} is neither a run directory nor a checkpoint file; point it at a folder "
+                          "under outputs/ (the one holding checkpoints/).")
+    folder = run / "checkpoints"
+    if not folder.is_dir():
+        raise ConfigError(_not_a_run(run, key))
+    if which in ("last", "best"):
+        path = folder / f"{which}.pt"
+    elif re.fullmatch(r"step_\d+", which):
+        path = folder / f"step_{int(which[5:]):06d}.pt"
+    else:
+        path = Path(which).expanduser()
+    if not path.is_file():
+        present = sorted(p.stem for p in folder.glob("*.pt"))
+        if not present:
+            raise ConfigError(f"{key}={run} has no checkpoint yet: it stopped before its first one "
+                              "(schedule.ckpt_every). Continue it with ganlab train resume=true "
+                              f"hydra.run.dir={run}, or pick a run that has checkpoints/last.pt.")
+        hint = ("best.pt is kept when metrics run during training (schedule.eval_every with metrics)"
+                if which == "best" else f"this run has: {', '.join(present)}")
+        raise ConfigError(f"checkpoint={which}: {path} does not exist; {hint}.")
+    return path
+
+
+def _not_a_run(folder: Path, key: str) -> str:
+    """Why `folder` is not a run: a sweep's folder (naming its jobs), a run that never started, or neither."""
+    jobs = sorted(p.parent.name for p in folder.glob("*/checkpoints"))
+    if jobs:
+        shown = ", ".join(jobs[:6]) + (f" and {len(jobs) - 6} more" if len(jobs) > 6 else "")
+        return (f"{key}={folder} is a sweep's folder, not one run; pass one of its runs: {shown} "
+                f"(e.g. {key}={folder / jobs[0]}).")
+    if (folder / "metrics.jsonl").is_file() or (folder / ".hydra").is_dir():
+        return (f"{key}={folder} is a run that has no checkpoint yet (it stopped before its first one, "
+                "schedule.ckpt_every); continue it with resume=true, or pick another run.")
+    return (f"{key}={folder} is not a run folder (it has no checkpoints/); point it at a folder under outputs/ "
+            "that holds checkpoints/, or at a checkpoint file.")

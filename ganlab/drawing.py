@@ -97,6 +97,6 @@ def generate(opened: runs.Run, networks, n: int, rng: torch.Generator, batch_siz
     codes = plan(opened, n, None, None, 0, rng, grid=False)
     batches = [draw(opened, networks, codes, start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     samples = torch.cat(batches)
-    if samples.ndim > 2:
+    if not opened.facts.points:
         samples = to_uint8(samples, opened.value_range)
     return samples, codes.labels

@@ -2,6 +2,10 @@
 
 from hydra.errors import CompactHydraException
 
+# exit codes: 0 done; 2 bad input (one paragraph, before any work); 3 training diverged; 4 a fault of
+# the machine (disk full); 128 + N stopped by signal N (130 SIGINT, 143 SIGTERM)
+EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT = 2, 3, 4
+
 
 class ConfigError(Exception):
     """Bad input found before (or instead of) training. The CLI prints it without a traceback."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ganlab import run as runs
+from ganlab.checkpoint import checkpoint_path
 from ganlab.build import allowed_prefixes
 from ganlab.errors import ConfigError
 from ganlab.metrics import available
@@ -75,7 +76,7 @@ def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "aut
         raise ConfigError("metrics=[] names no metric; list some, e.g. metrics=[classifier_fd,classifier], or leave "
                           "metrics out (auto: what can be computed here).")
     if classifier and Path(classifier).expanduser().is_dir():
-        classifier = str(runs.checkpoint_path(classifier, "last", "classifier"))  # a classifier run's folder
+        classifier = str(checkpoint_path(classifier, "last", "classifier"))  # a classifier run's folder
     device = pick_device(device)
     prefixes = allowed_prefixes(allowed_targets or [])  # the user's list, never the checkpoint's
     opened = runs.open(run, checkpoint, device, prefixes)
@@ -83,7 +84,7 @@ def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "aut
         raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate; "
                           "measure a GAN or VAE run.")
     dataset = opened.config["dataset"]
-    mixture = build_toy(dataset, prefixes)
+    mixture = build_toy(dataset, opened.facts, prefixes)
     judge = open_judge(classifier, opened.facts, device, prefixes, "classifier") if classifier else None
     names = available(judge is not None, weights_at_hand(inception_weights), mixture is not None) \
         if metrics == "auto" else list(metrics)

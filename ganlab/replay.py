@@ -1,14 +1,22 @@
-"""What `resume=true` reads back from a run folder: the overrides the run was started with.
+"""What `resume=true` reads back from a run folder: the overrides the run was started with (before
+Hydra composes), and the checkpoint to continue from (once the run is built).
 
 They are shared input (a colleague's folder, a copied run): the vetting (`vetting.py`) is told which
-overrides were replayed, and those may neither configure Hydra nor widen `allowed_targets`.
+overrides were replayed, and those may neither configure Hydra nor widen `allowed_targets`; the
+checkpoint is verified, never unpickled, and what the user typed now wins over what it stores.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
+from ganlab import checkpoint
+from ganlab.checks import config_changes
 from ganlab.errors import ConfigError
+
+log = logging.getLogger("ganlab")
 
 
 def with_run_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -58,3 +66,73 @@ def hydra_overrides(run_dir: Path) -> list[str]:
 
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
+
+
+def setting_overrides(overrides: list[str]) -> list[str]:
+    """The key=value overrides that set up the run: not Hydra's own settings, not flags."""
+    return [o for o in overrides if "=" in o and not o.startswith("-") and not _key(o).startswith("hydra")]
+
+
+def override_values(overrides: list[str]) -> dict[str, str]:
+    """The run's setting overrides as {key: value} (what HParams show)."""
+    return {_key(o): o.split("=", 1)[1] for o in setting_overrides(overrides)}
+
+
+# --- the checkpoint to continue from -------------------------------------------------------------
+def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, bool]:
+    """(the checkpoint to continue from, whether run_dir holds an earlier attempt of this run).
+
+    resume=true takes the newest intact checkpoint (last.pt, else the newest good step_*.pt); a run
+    killed before its first checkpoint starts again from step 0 with a clean log. A new run may not
+    start in a folder that holds one already: nothing written is overwritten. resume=auto is true
+    when run_dir holds a run and false otherwise (what a resubmitted cluster job needs); any other
+    value is the path of a checkpoint to start from.
+    """
+    ckpt_dir = run_dir / "checkpoints"
+    earlier = (run_dir / "metrics.jsonl").exists() or (run_dir / "model_summary.txt").exists()
+    holds_run = bool(checkpoint.periodic(ckpt_dir)) or (ckpt_dir / checkpoint.LAST).exists() or earlier
+    if resume == "auto":  # a job that may be resubmitted (Slurm preemption): continue if it ran before
+        resume = holds_run
+    if resume in (False, None, "false", ""):
+        if holds_run:
+            raise ConfigError(f"{run_dir} already holds a run. Continue it with resume=true, or pick another "
+                              "hydra.run.dir for a new run (nothing already written is overwritten).")
+        return None, False
+    if resume not in (True, "true"):
+        return checkpoint.load(Path(str(resume))), False
+    latest = checkpoint.load_latest(ckpt_dir)
+    if latest is not None:
+        log.info("resume: continuing from %s", latest[1])
+        return latest[0], True
+    log.warning("resume: %s has no checkpoint yet (stopped before its first one); starting from step 0 with a "
+                "clean log", run_dir)
+    return None, True
+
+
+def check_same_seed(state: dict[str, Any], seed: int) -> None:
+    stored = (state.get("config") or {}).get("seed")
+    if stored is not None and int(seed) != int(stored):
+        raise ConfigError(f"resume: seed={seed} differs from the run's seed={stored}; a resumed run continues its "
+                          "own random stream. Start a new run for another seed.")
+
+
+def restore(training_state, state: dict[str, Any], config: dict[str, Any], images: int | None) -> None:
+    """Load the checkpoint into the freshly built `training_state` (a `run.TrainingState`); what the
+    user typed now wins, and each difference from the stored `config` is logged. `images`: how many
+    the data set holds now (another dataset.root may be other images)."""
+    changes = config_changes(state.get("config") or {}, config)
+    try:
+        training_state.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "none in the config"
+        raise ConfigError(f"resume: the checkpoint does not fit the configured model or optimizer ({first}). "
+                          f"Differences from the run's config: {listed}. Resume with the run's own model and "
+                          "data settings, or start a new run.") from None
+    for key, (old, new) in changes.items():
+        log.info("resume: %s %r -> %r (as typed now)", key, old, new)
+    before = state.get("images")
+    if before is not None and images is not None and before != images:
+        old_root = ((state.get("config") or {}).get("dataset") or {}).get("root")
+        log.warning("resume: the data set now holds %s images, but the run trained on %s (dataset.root was %s); "
+                    "the run continues on the data found now", f"{images:,}", f"{before:,}", old_root)

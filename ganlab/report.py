@@ -21,7 +21,7 @@ from ganlab import run as runs
 from ganlab.checks import flatten
 from ganlab.errors import ConfigError
 from ganlab.options import Option, read
-from ganlab.replay import hydra_overrides
+from ganlab.replay import hydra_overrides, setting_overrides
 from ganlab.rundir import atomic_output, is_disk_full, write_text_atomic
 
 log = logging.getLogger("ganlab")
@@ -147,7 +147,7 @@ def _info(run_dir: Path) -> dict[str, Any]:
         log.warning("report: %s: %s; its curves are shown without its config", run_dir,
                     str(exc).removeprefix("report: "))
         overrides, summary = [], {"config": {}, "steps_per_epoch": None, "step": 0}
-    return {"dir": run_dir, "rows": rows, "overrides": [o for o in overrides if not o.startswith("hydra")], **summary}
+    return {"dir": run_dir, "rows": rows, "overrides": setting_overrides(overrides), **summary}
 
 
 def run_labels(infos: list[dict[str, Any]]) -> list[str]:

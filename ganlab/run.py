@@ -11,7 +11,7 @@ trained on a GPU.
 from __future__ import annotations
 
 import copy
-import re
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +25,10 @@ from ganlab.build import allowed_prefixes, build as build_object, resolve_target
 from ganlab.data.memory import DataFacts
 from ganlab.errors import ConfigError
 from ganlab.objectives.base import Objective
+from ganlab.runtime import unwrap
 from ganlab.transfer import copy_layers
+
+log = logging.getLogger("ganlab")
 
 
 @dataclass
@@ -103,9 +106,13 @@ def build(config: dict[str, Any], facts: DataFacts, value_range: str, device: to
     if encoder_init and start_encoder:
         _start_encoder(networks, str(encoder_init))
     objective = build_object(model["objective"], "model.objective", prefixes, **networks, **facts_kw)
-    copies = {name: copy.deepcopy(objective.networks[name]).requires_grad_(False)
-              for name in objective.ema_networks} if ema else {}
-    return Run(config, facts, value_range, objective, copies, overrides=list(overrides or []))
+    return Run(config, facts, value_range, objective, ema_copies(objective) if ema else {},
+               overrides=list(overrides or []))
+
+
+def ema_copies(objective: Objective) -> dict[str, nn.Module]:
+    """Frozen copies of the networks whose moving average the objective keeps (the generator)."""
+    return {name: copy.deepcopy(objective.networks[name]).requires_grad_(False) for name in objective.ema_networks}
 
 
 def objective_class(target: str | None, prefixes: tuple[str, ...]) -> type:
@@ -129,49 +136,6 @@ def _start_encoder(networks: dict[str, nn.Module], path: str) -> None:
 
 
 # --- reading runs back ------------------------------------------------------------------------
-def checkpoint_path(run: str | Path, which: str = "last", key: str = "run") -> Path:
-    """`which`: last, best, step_N (or step_000N), or a path; `run` a run directory or a checkpoint."""
-    run = Path(run).expanduser()
-    if run.is_file():
-        return run
-    if not run.is_dir():
-        raise ConfigError(f"{key}={run} is neither a run directory nor a checkpoint file; point it at a folder "
-                          "under outputs/ (the one holding checkpoints/).")
-    folder = run / "checkpoints"
-    if not folder.is_dir():
-        raise ConfigError(_not_a_run(run, key))
-    if which in ("last", "best"):
-        path = folder / f"{which}.pt"
-    elif re.fullmatch(r"step_\d+", which):
-        path = folder / f"step_{int(which[5:]):06d}.pt"
-    else:
-        path = Path(which).expanduser()
-    if not path.is_file():
-        present = sorted(p.stem for p in folder.glob("*.pt"))
-        if not present:
-            raise ConfigError(f"{key}={run} has no checkpoint yet: it stopped before its first one "
-                              "(schedule.ckpt_every). Continue it with ganlab train resume=true "
-                              f"hydra.run.dir={run}, or pick a run that has checkpoints/last.pt.")
-        hint = ("best.pt is kept when metrics run during training (schedule.eval_every with metrics)"
-                if which == "best" else f"this run has: {', '.join(present)}")
-        raise ConfigError(f"checkpoint={which}: {path} does not exist; {hint}.")
-    return path
-
-
-def _not_a_run(folder: Path, key: str) -> str:
-    """Why `folder` is not a run: a sweep's folder (naming its jobs), a run that never started, or neither."""
-    jobs = sorted(p.parent.name for p in folder.glob("*/checkpoints"))
-    if jobs:
-        shown = ", ".join(jobs[:6]) + (f" and {len(jobs) - 6} more" if len(jobs) > 6 else "")
-        return (f"{key}={folder} is a sweep's folder, not one run; pass one of its runs: {shown} "
-                f"(e.g. {key}={folder / jobs[0]}).")
-    if (folder / "metrics.jsonl").is_file() or (folder / ".hydra").is_dir():
-        return (f"{key}={folder} is a run that has no checkpoint yet (it stopped before its first one, "
-                "schedule.ckpt_every); continue it with resume=true, or pick another run.")
-    return (f"{key}={folder} is not a run folder (it has no checkpoints/); point it at a folder under outputs/ "
-            "that holds checkpoints/, or at a checkpoint file.")
-
-
 def network_weights(path: str | Path, key: str) -> dict[str, dict[str, torch.Tensor]]:
     """Each network's state dict from a checkpoint, verified."""
     return checkpoint.load(path, key)["networks"]
@@ -183,22 +147,29 @@ def open(run: str | Path, which: str = "last", device: torch.device | str = "cpu
     rebuilt from the checkpoint's own config and data facts. The stored config is shared input: it
     is checked against `prefixes`, the allow-list of the user running this command (by default
     ganlab's own), never against the `allowed_targets` stored in it (anyone can re-sign a file)."""
-    path = checkpoint_path(run, which, key)
+    path = checkpoint.checkpoint_path(run, which, key)
     state = checkpoint.load(path, key)
     device = torch.device(device)
     prefixes = prefixes or allowed_prefixes()
     facts = _facts(state["facts"])
     opened = build(state["config"], facts, state["value_range"], device, prefixes,
                    ema=bool(state["ema"]), start_encoder=False)
-    for name, net in opened.networks.items():
-        net.load_state_dict(state["networks"][name])
-    for name, net in opened.ema.items():
-        net.load_state_dict(state["ema"][name])
+    _load_run(opened, state, device)
     for net in (*opened.networks.values(), *opened.ema.values()):
         net.eval().requires_grad_(False)
-    opened.fixed = {name: t.to(device) for name, t in state["fixed"].items()}
-    opened.step, opened.steps_per_epoch, opened.path = int(state["step"]), state.get("steps_per_epoch"), path
+    opened.steps_per_epoch, opened.path = state.get("steps_per_epoch"), path
     return opened
+
+
+def _load_run(run: Run, state: dict[str, Any], device: torch.device) -> None:
+    """Weights, EMA copies (the live weights where the checkpoint kept none), fixed inputs and step
+    of a checkpoint into a freshly built `run`: what opening a run and resuming one share."""
+    for name, net in run.networks.items():
+        unwrap(net).load_state_dict(state["networks"][name])
+    for name, net in run.ema.items():
+        net.load_state_dict(state["ema"].get(name) or state["networks"][name])
+    run.fixed = {name: t.to(device) for name, t in state["fixed"].items()}
+    run.step = int(state["step"])
 
 
 def _facts(stored: dict[str, Any]) -> DataFacts:
@@ -240,3 +211,70 @@ def summary(run_dir: str | Path, key: str = "report") -> dict[str, Any]:
     state = found[0]
     return {"config": state["config"], "steps_per_epoch": state.get("steps_per_epoch"), "step": int(state["step"]),
             "overrides": _overrides_of(state)}
+
+
+# --- a training run's checkpoint ----------------------------------------------------------------
+# optimizer settings that pick kernels (runtime.fused, the device), not what is computed
+_KERNEL_CHOICES = ("fused", "foreach", "capturable")
+
+
+class TrainingState:
+    """Everything a training checkpoint holds, and the one writer and reader of its layout: `run`
+    (networks, EMA copies, fixed inputs, step, metadata), the optimizers, the data order, and the
+    state of the `parts` that keep some (the step's adaptive rule, the maintenance's meter and
+    best.pt record), each under its own keys."""
+
+    def __init__(self, run: Run, optimizers: dict[str, torch.optim.Optimizer], batches, device: torch.device,
+                 parts: tuple = ()):
+        self.run, self.optimizers, self.batches, self.device, self.parts = run, optimizers, batches, device, parts
+        self.saved_step: int | None = None  # the step of the newest last.pt this run wrote or resumed from
+
+    @property
+    def step(self) -> int:
+        return self.run.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.run.step = value
+
+    def state_dict(self) -> dict[str, Any]:
+        run = self.run
+        state = {"format_version": checkpoint.FORMAT_VERSION, **run.metadata(), "step": run.step,
+                 "networks": {name: unwrap(net).state_dict() for name, net in run.networks.items()},
+                 "ema": {name: net.state_dict() for name, net in run.ema.items()},
+                 "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                 "fixed": {name: t.cpu() for name, t in run.fixed.items()},
+                 "batches": self.batches.state_dict(), "rng": checkpoint.rng_state()}
+        for part in self.parts:
+            state.update(part.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state`; the optimizer settings typed now win over the stored ones."""
+        _load_run(self.run, state, self.device)
+        for name, opt in self.optimizers.items():
+            typed = [{k: v for k, v in group.items() if k not in ("params", "lr")} for group in opt.param_groups]
+            opt.load_state_dict(state["optimizers"][name])
+            _apply_typed_settings(name, opt, typed)
+        self.batches.load_state_dict(state["batches"])
+        for part in self.parts:
+            part.load_state_dict(state)
+        checkpoint.set_rng_state(state["rng"])
+        self.saved_step = self.run.step
+
+
+def _apply_typed_settings(name: str, optimizer, typed: list[dict[str, Any]]) -> None:
+    """What the user typed now wins over the optimizer settings stored in the checkpoint
+    (`resume=true optimizer.lr=1e-5` must not keep the old rate); each change is logged."""
+    for group, wanted in zip(optimizer.param_groups, typed):
+        for key, value in wanted.items():
+            if key in group and group[key] != value:
+                if key not in _KERNEL_CHOICES:  # those follow the device, not the user
+                    shown = "lr" if key == "initial_lr" else key
+                    log.info("resume: optimizer %s: %s %s -> %s (as typed now)", name, shown, group[key], value)
+                group[key] = value
+        if group.get("fused") or group.get("capturable"):  # their kernels want the step count on the device
+            for param in group["params"]:
+                param_state = optimizer.state.get(param, {})
+                if torch.is_tensor(param_state.get("step")):
+                    param_state["step"] = param_state["step"].to(param.device)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -204,9 +206,46 @@ def build_runtime(device: torch.device, precision: str = "auto", compile: bool |
                    rank=rank, world_size=world)
 
 
+def launched_processes() -> int:
+    """How many processes torchrun started for this run (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or the only process): the one that writes, before a Runtime exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class StopRequest:
+    """The signal (SIGINT / SIGTERM) that asked the run to stop, or None."""
+
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def stop_requests(announce: Callable[[int], None]) -> Iterator[StopRequest]:
+    """While training: SIGINT / SIGTERM only record a request (and `announce(signum)`), so that the
+    loop finishes its step and saves before it stops. The previous handlers come back afterwards."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield request
+        return
+
+    def record(signum, _frame):
+        request.signum = signum
+        announce(signum)
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def init_processes(device: torch.device) -> tuple[int, int]:
     """(rank, world size) from torchrun's environment, joining the process group once."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if launched_processes() <= 1:
         return 0, 1
     import torch.distributed as dist
 

@@ -79,7 +79,7 @@ def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = No
     if opened.objective.sampler is None:
         raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate "
                           "images; sample from a GAN or VAE run.")
-    points = len(opened.facts.shape) == 1  # the 2-d toys
+    points = opened.facts.points
     if points and format != "grid":
         raise ConfigError(f"format={format}: this run draws 2-d points; use format=grid (a scatter plot and the "
                           "points as .npz).")
@@ -113,7 +113,7 @@ def _write_grid(opened: runs.Run, networks, chosen: Plan, target: Path, batch_si
     count = len(chosen.latent)
     samples = torch.cat([draw(opened, networks, chosen, i, min(i + batch_size, count))
                          for i in range(0, count, batch_size)])
-    if samples.ndim == 2:  # 2-d toys: a scatter plot, and the points themselves
+    if opened.facts.points:  # a scatter plot, and the points themselves
         from torchvision.utils import save_image
 
         points = target.with_suffix(".npz")

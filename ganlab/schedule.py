@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ganlab.errors import ConfigError
@@ -17,6 +17,15 @@ class AdaptiveRule:
     rival: str = "D"
     margin: float = 1.0
     max_extra: int = 3
+
+    def extra_updates(self, last_gaps: list[float]) -> int:
+        """How many extra updates of `phase` to run now, from the gaps (phase loss minus rival loss)
+        after each update of `phase` at the previous step: extra update k runs while the gap after
+        update k still exceeded the margin. One step late, so that the host never waits for the device."""
+        extra = 0
+        while extra < min(self.max_extra, len(last_gaps)) and last_gaps[extra] > self.margin:
+            extra += 1
+        return extra
 
 
 @dataclass
@@ -67,3 +76,16 @@ class Schedule:
         if self.lr_decay == "none" or step < start:
             return 1.0
         return max(0.0, 1.0 - (step - start) / max(1.0, self.steps - start))
+
+
+def schedule_from(settings: dict[str, Any], batches_per_epoch: int, batches_per_step: int) -> Schedule:
+    """The `schedule` group's settings (plain values) as a Schedule: `epochs` become steps, and
+    eval_every defaults to once per epoch. Keys no Schedule field reads (n_critic, g_steps: the
+    objective's) are left out."""
+    known = {f.name for f in fields(Schedule)}
+    kept = {k: v for k, v in settings.items() if k in known}
+    if settings.get("epochs"):
+        kept["steps"] = max(1, math.ceil(settings["epochs"] * batches_per_epoch / batches_per_step))
+    if kept.get("eval_every") is None:  # default: once per epoch
+        kept["eval_every"] = max(1, batches_per_epoch // batches_per_step)
+    return Schedule(**kept)

@@ -131,7 +131,6 @@ def run_cli(*args: str, cwd: Path, timeout: float = 240, env: dict | None = None
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     root = logging.getLogger()
     root_handlers, root_level = list(root.handlers), root.level
-    cli.FAILED_JOBS.clear()
     GlobalHydra.instance().clear()
     try:
         os.chdir(cwd)
@@ -154,35 +153,10 @@ def run_cli(*args: str, cwd: Path, timeout: float = 240, env: dict | None = None
     return subprocess.CompletedProcess(["ganlab", *args], code, out.getvalue(), err.getvalue())
 
 
-def cli_in_process(*args: str, cwd: Path, monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run `ganlab.cli.main` in this process (the real Hydra path, without a new interpreter's
-    start-up cost): (exit code, stdout, stderr)."""
-    import signal
-
-    from ganlab import cli
-
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["ganlab", *args])
-    monkeypatch.setattr(cli, "FAILED_JOBS", [])
-    import logging
-
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    root = logging.getLogger()
-    root_handlers, root_level = list(root.handlers), root.level
-    GlobalHydra.instance().clear()
-    code = 0
-    try:
-        cli.main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        root.handlers[:] = root_handlers  # Hydra's handlers write to this test's captured streams
-        root.setLevel(root_level)
-        GlobalHydra.instance().clear()
-    out, err = capsys.readouterr()
-    return code, out, err
+def cli_in_process(*args: str, cwd: Path, monkeypatch=None, capsys=None) -> tuple[int, str, str]:
+    """`run_cli` in this process, as (exit code, stdout, stderr)."""
+    result = run_cli(*args, cwd=cwd)
+    return result.returncode, result.stdout, result.stderr
 
 
 CLI_TINY = ["device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",

@@ -88,7 +88,7 @@ def test_multirun_sweep_gives_each_job_a_folder_named_by_its_overrides(tmp_path)
 
 
 def test_long_job_folder_names_are_cut_with_a_hash():
-    from ganlab.cli import JOB_NAME_LIMIT, job_folder_name
+    from ganlab.launch import JOB_NAME_LIMIT, job_folder_name
 
     a, b = job_folder_name("x=" + "1" * 200), job_folder_name("x=" + "1" * 199 + "2")
     assert len(a) == JOB_NAME_LIMIT and a != b

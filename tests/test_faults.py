@@ -201,7 +201,7 @@ def test_non_finite_batchnorm_statistics_are_never_written(tmp_path):
     name, buffer = next((n, b) for n, b in net.named_buffers() if n.endswith("running_var"))
     buffer.fill_(float("inf"))
     with pytest.raises(TrainingDiverged, match=f"networks.discriminator.{name} became NaN or infinite") as info:
-        loop._save_last()
+        loop.maintenance.save_last()
     assert "last good checkpoint" in str(info.value) and "(step 4)" in str(info.value)
     assert checkpoint.load(tmp_path / "checkpoints" / "last.pt")["step"] == 4
 

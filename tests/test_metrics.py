@@ -14,7 +14,7 @@ from ganlab.errors import ConfigError
 from ganlab.evaluate import evaluate
 from ganlab.metrics.measuring import open_judge
 from ganlab.logging import read_metrics
-from ganlab.loop import Loop
+from ganlab.maintenance import Maintenance
 from ganlab.metrics import Inputs, run_metrics
 from ganlab.metrics.registry import METRICS
 from ganlab.metrics.stats import frechet_distance, mean_and_covariance, precision_recall
@@ -168,17 +168,21 @@ def test_metrics_during_training_are_logged_and_best_pt_is_the_best_step(gan_run
 
 
 def test_best_pt_breaks_ties_on_the_first_value_with_the_next_ones(tmp_path):
-    class Steps:  # the loop's own rule, on a sequence of toy measurements
+    from types import SimpleNamespace
+
+    class Steps:  # the maintenance's own rule, on a sequence of toy measurements
         best, ckpt_dir, saved = None, tmp_path, []
-        best_rule = list(METRICS["toy"].higher_is_better.items())  # modes, then quality, then reverse KL
-        _keep_best = Loop._keep_best
+        # modes, then quality, then reverse KL
+        evaluator = SimpleNamespace(best_rule=list(METRICS["toy"].higher_is_better.items()))
+        state = SimpleNamespace(step=0)
+        keep_best = Maintenance.keep_best
 
         def _save(self, path):
-            self.saved.append(self.step)
+            self.saved.append(self.state.step)
 
     steps = Steps()
-    for steps.step, modes, quality in [(1, 20, 0.5), (2, 25, 0.3), (3, 25, 0.8), (4, 24, 0.95), (5, 25, 0.7)]:
-        steps._keep_best({"modes_covered": modes, "high_quality": quality, "reverse_kl": 0.1})
+    for steps.state.step, modes, quality in [(1, 20, 0.5), (2, 25, 0.3), (3, 25, 0.8), (4, 24, 0.95), (5, 25, 0.7)]:
+        steps.keep_best({"modes_covered": modes, "high_quality": quality, "reverse_kl": 0.1})
     assert steps.saved == [1, 2, 3] and steps.best["step"] == 3 and steps.best["value"] == 25
 
 

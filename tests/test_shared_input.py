@@ -59,7 +59,6 @@ def finished_run(tmp_path_factory):
     cwd = os.getcwd()
     try:
         os.chdir(root)
-        cli.FAILED_JOBS.clear()
         try:
             cli.main(["train", *TINY_RUN, "hydra.run.dir=run"])
         except SystemExit as exc:

@@ -142,7 +142,7 @@ def test_classifier_metrics_judge_generated_digits(tmp_path):
     assert 1 <= row["diagnostics/classes_covered"] <= 10
     assert 0 <= row["diagnostics/class_entropy"] <= 1 and row["diagnostics/classifier_score"] >= 1
     # real digits look more like distinct classes to the judge than 2-step GAN samples do
-    judge_real = loop.diagnose(loop.batches.example(200)["image"])
+    judge_real = loop.evaluator.diagnose(loop.batches.example(200)["image"])
     assert judge_real["classes_covered"] == 10
     assert judge_real["classifier_score"] > row["diagnostics/classifier_score"]
 
@@ -162,7 +162,7 @@ def test_the_mlp_vae_defaults_learn_the_digits_without_collapsing(tmp_path, capl
     with caplog.at_level("WARNING", logger="ganlab"):
         loop = train(cfg, tmp_path)
     final = read_metrics(tmp_path)[-1]
-    test_images = torch.cat([b["image"] for b in loop.evaluation_batches()])
+    test_images = torch.cat([b["image"] for b in loop.evaluator.held_out_batches()])
     mean_image_mse = float((test_images - test_images.mean(0)).pow(2).mean())
     assert final["eval/mse"] < 0.75 * mean_image_mse, (final["eval/mse"], mean_image_mse)
     assert final["eval/kl_per_dim"] > 0.5 and "collapsed" not in caplog.text

@@ -30,6 +30,11 @@ class DataFacts:
     num_attributes: int = 0
     attribute_names: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def points(self) -> bool:
+        """Samples are points (the 2-d toys), not images: the one test of "is this a toy"."""
+        return len(self.shape) == 1
+
 
 def check_batch_size(batch_size: int, count: int, name: str) -> None:
     """Batches drop the ragged end, so a batch larger than the set would never come."""

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from ganlab.metrics.registry import Inputs, register
+from ganlab.data.memory import pixels_to_float
+from ganlab.plots import to_uint8
 from ganlab.metrics.stats import (cached, frechet_distance, knn_radii, mean_and_covariance, precision_recall,
                                   tensor_sha256)
 
@@ -27,12 +29,18 @@ class Judge:
         """(probabilities, penultimate features) of uint8 images, in batches."""
         probs, features = [], []
         for start in range(0, len(images), batch):
-            x = images[start:start + batch].to(device).float().div(255)
-            x = x if self.value_range == "unit" else x * 2 - 1
+            x = pixels_to_float(images[start:start + batch].to(device), self.value_range)
             hidden = self.network.features(x)
             probs.append(torch.softmax(self.network.head(hidden), 1).cpu())
             features.append(hidden.flatten(1).cpu())
         return torch.cat(probs), torch.cat(features)
+
+    def diagnose(self, samples: torch.Tensor, value_range: str) -> dict[str, float]:
+        """Classes covered, class entropy and classifier score of a batch of samples in `value_range`,
+        seen as the pixels they become (what `ganlab eval` measures, whatever range each side uses)."""
+        device = samples.device
+        probs, _ = self.outputs(to_uint8(samples, value_range), device)
+        return class_statistics(probs)[0]
 
 
 def _generated(inputs: Inputs):

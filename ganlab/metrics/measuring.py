@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -93,9 +94,9 @@ def held_out_data(dataset: dict[str, Any], split: str, prefixes, root: str | Non
     return load
 
 
-def build_toy(dataset: dict[str, Any], prefixes):
-    """The 2-d mixture a toy run trained on (it has no files), else None."""
-    if not str(dataset.get("_target_", "")).startswith("ganlab.data.toys."):
+def build_toy(dataset: dict[str, Any], facts, prefixes):
+    """The 2-d mixture a toy run (its data `facts` say points) trained on (it has no files), else None."""
+    if not facts.points:
         return None
     from omegaconf import OmegaConf
 
@@ -109,21 +110,54 @@ def real_key(dataset: dict[str, Any], split: str, root: str | None, shape, limit
                       sort_keys=True)
 
 
-def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: Callable[[], Any],
-                     device: torch.device, dataset, judge: Judge | None) -> tuple[Callable | None, tuple[str, bool] | None, list[str]]:
-    """What `schedule.eval_every` measures during training: (measure(networks, fixed, step) -> values,
-    (the value that keeps best.pt, whether higher is better), the TensorBoard tags), from `metrics.*`."""
-    from dataclasses import replace
+class Evaluator:
+    """What the maintenance evaluates a training run with: judges of the fixed sample batch (a toy's
+    modes, a classifier's classes), the held-out data the objective evaluates on, and the metrics of
+    fresh samples with the rule that keeps best.pt (`best_rule` = [(value, higher is better), ...])."""
 
+    def __init__(self, run: runs.Run, device: torch.device, judges: list[Callable] = (), held_out=None,
+                 measurer: Measurer | None = None, best_rule: list[tuple[str, bool]] | None = None,
+                 metric_tags: list[str] = ()):
+        self.run, self.device, self.judges, self.held_out = run, device, list(judges), held_out
+        self.measurer, self.best_rule, self.metric_tags = measurer, best_rule, list(metric_tags)
+        self.seed = int(run.config.get("seed") or 0)
+
+    @property
+    def measures(self) -> bool:
+        return self.measurer is not None
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether anything is due at schedule.eval_every."""
+        return self.held_out is not None or self.measures
+
+    def diagnose(self, samples: torch.Tensor) -> dict[str, float]:
+        return {k: v for judge in self.judges for k, v in judge(samples).items()}
+
+    def held_out_batches(self):
+        return self.held_out.ordered_batches(self.device)
+
+    def measure(self, networks, fixed, step: int) -> dict[str, float]:
+        """The metrics of fresh samples drawn with a seed of their own (the training RNG is untouched)."""
+        return self.measurer(replace(self.run, fixed=fixed), networks, stream_seed(self.seed, step))[0]
+
+
+def training_evaluator(settings: dict[str, Any], run: runs.Run, data, held_out, real_data: Callable[[], Any],
+                       device: torch.device, dataset: dict[str, Any], judge: Judge | None) -> Evaluator:
+    """The evaluator of a training run from `metrics.*` (`held_out`: the data the objective
+    evaluates on, or None; `real_data`: what the metrics compare with, loaded on first use)."""
     from ganlab.metrics.registry import METRICS, direction
 
-    mixture = data if hasattr(data, "mode_coverage") else None
+    mixture = data if data.facts.points else None
+    judges = [mixture.mode_coverage] if mixture is not None else []
+    if judge is not None:
+        judges.append(lambda samples: judge.diagnose(samples, run.value_range))
     names = settings.get("names") or []
     if names == "auto":
         names = available(judge is not None, False, mixture is not None)
     if not names or run.objective.sampler is None:
-        return None, None, []
-    split = "test" if dataset.get("split") == "train" else dataset.get("split")  # what _held_out gives
+        return Evaluator(run, device, judges, held_out)
+    split = "test" if dataset.get("split") == "train" else dataset.get("split")  # what train's held-out split is
     measurer = Measurer(list(names), int(settings.get("n") or 2000), device, None if mixture else real_data,
                         real_key=real_key(dataset, split, None, data.facts.shape, REAL_LIMIT),
                         judge=judge, inception_weights=settings.get("inception_weights"), mixture=mixture)
@@ -133,9 +167,4 @@ def training_metrics(settings: dict[str, Any], run: runs.Run, data, real_data: C
         raise ConfigError(f"metrics.best={key} is not measured; the metrics measured give {', '.join(values)}.")
     # metrics.best decides alone; by default the first metric's values in order (ties broken by the next)
     rule = [(key, direction(key))] if key else list(METRICS[names[0]].higher_is_better.items())
-    seed = int(run.config.get("seed") or 0)
-
-    def measure(networks, fixed, step: int) -> dict[str, float]:
-        return measurer(replace(run, fixed=fixed), networks, stream_seed(seed, step))[0]
-
-    return measure, rule, [f"metrics/{v}" for v in values]
+    return Evaluator(run, device, judges, held_out, measurer, rule, [f"metrics/{v}" for v in values])

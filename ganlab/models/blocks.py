@@ -54,13 +54,6 @@ def count_parameters(network: nn.Module) -> int:
     return sum(p.numel() for p in network.parameters())
 
 
-def check_positive(**values: float) -> None:
-    """Constructor arguments that are sizes or rates: each must be a positive number."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"model {name}={value!r} must be a positive number; set it to e.g. 64.")
-
-
 def pyramid(resolution: int, key: str = "dataset.resolution") -> tuple[int, int]:
     """Split a resolution into base * 2**doublings with a 4..7 px base (28 = 7*4, 32 = 4*8, 96 = 6*16)."""
     if resolution <= 0:

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.models.blocks import check_positive
 
 
 def _classes(num_classes: int) -> int:
@@ -40,7 +39,6 @@ class MLPClassifier(_HiddenThenHead):
     def __init__(self, shape: tuple[int, ...], num_classes: int, hidden: list[int] = (500,),
                  leaky_slope: float = 0.01, dropout: float = 0.0):
         super().__init__()
-        check_positive(**{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         layers: list[nn.Module] = [nn.Flatten()]
         features = math.prod(shape)
         for size in hidden:
@@ -57,7 +55,6 @@ class CNNClassifier(_HiddenThenHead):
 
     def __init__(self, channels: int, resolution: int, num_classes: int, width: int = 32, dropout: float = 0.25):
         super().__init__()
-        check_positive(width=width)
         self.hidden = nn.Sequential(
             nn.Conv2d(channels, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(width, 2 * width, 3, 1, 1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),

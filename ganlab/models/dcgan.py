@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.models.blocks import apply_init, check_positive, maybe_spectral, norm_layer, pyramid
+from ganlab.models.blocks import apply_init, maybe_spectral, norm_layer, pyramid
 
 PADDING = {4: (1, 0), 5: (2, 1)}  # kernel -> (padding, output padding) of a stride-2 layer
 
@@ -36,7 +36,6 @@ class DCGANGenerator(nn.Module):
                  norm: str = "batch", kernel: int = 4, stem: str = "conv", hidden: list[int] = (),
                  bias: bool | None = None, init: str = "dcgan"):
         super().__init__()
-        check_positive(latent_dim=latent_dim, width=width, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         base, doublings = pyramid(resolution)
         padding, out_padding = _padding(kernel, "model.generator.kernel")
         normed = norm != "none"
@@ -78,7 +77,6 @@ class DCGANDiscriminator(nn.Module):
                  kernel: int = 4, head: list[int] = (), bias: bool | None = None, outputs: int = 1,
                  init: str = "dcgan"):
         super().__init__()
-        check_positive(width=width, outputs=outputs)
         base, doublings = pyramid(resolution)
         padding, _ = _padding(kernel, "model.discriminator.kernel")
         normed = norm != "none"

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.models.blocks import check_positive, maybe_spectral
+from ganlab.models.blocks import maybe_spectral
 
 
 class MLPGenerator(nn.Module):
@@ -26,7 +26,6 @@ class MLPGenerator(nn.Module):
                  batch_norm: bool = False, leaky_slope: float = 0.2, categories: int = 0,
                  category_scale: float = 3.0):
         super().__init__()
-        check_positive(latent_dim=latent_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         if not 0 <= categories <= latent_dim:
             raise ConfigError(f"model.generator.categories={categories} must be between 0 (off) and "
                               f"model.generator.latent_dim ({latent_dim}): the categories are read off z's "
@@ -65,7 +64,6 @@ class MLPDiscriminator(nn.Module):
                  dropout: float = 0.0, spectral_norm: bool = False, outputs: int = 1, pack: int = 1,
                  per_sample: int = 0):
         super().__init__()
-        check_positive(outputs=outputs, pack=pack, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         if not 0 <= per_sample <= len(hidden):
             raise ConfigError(f"model.discriminator.per_sample={per_sample} must be between 0 and the number of "
                               f"hidden layers ({len(hidden)}).")

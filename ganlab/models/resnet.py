@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.models.blocks import check_positive, maybe_spectral, norm_layer
+from ganlab.models.blocks import maybe_spectral, norm_layer
 
 
 def _stages(resolution: int) -> int:
@@ -56,7 +56,6 @@ class DownBlock(nn.Module):
 class ResNetGenerator(nn.Module):
     def __init__(self, resolution: int, channels: int, latent_dim: int = 128, width: int = 128, norm: str = "batch"):
         super().__init__()
-        check_positive(latent_dim=latent_dim, width=width)
         stages = _stages(resolution)
         self.latent_shape = (latent_dim,)
         self.width = width
@@ -73,7 +72,6 @@ class ResNetDiscriminator(nn.Module):
     def __init__(self, resolution: int, channels: int, width: int = 128, spectral_norm: bool = False,
                  outputs: int = 1):
         super().__init__()
-        check_positive(width=width)
         stages = _stages(resolution)
         self.norm = "none"
         blocks = [DownBlock(channels, width, spectral_norm, first=True)]

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.models.blocks import check_positive
 
 
 class VAE(nn.Module):
@@ -44,7 +43,6 @@ class MLPVAE(VAE):
     def __init__(self, shape: tuple[int, ...], latent_dim: int = 2, hidden: list[int] = (500,),
                  leaky_slope: float = 0.01, output: str = "sigmoid"):
         super().__init__()
-        check_positive(latent_dim=latent_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         self.shape, self.latent_dim = tuple(shape), latent_dim
         layers: list[nn.Module] = [nn.Flatten()]
         features = math.prod(self.shape)
@@ -72,7 +70,6 @@ class ConvVAE(VAE):
     def __init__(self, resolution: int, channels: int, latent_dim: int = 128, widths: list[int] = (128, 256, 512),
                  kernels: list[int] = (3, 5, 5)):
         super().__init__()
-        check_positive(latent_dim=latent_dim, **{f"widths[{i}]": w for i, w in enumerate(widths)})
         if len(widths) != len(kernels):
             raise ConfigError(f"model.vae.widths has {len(widths)} entries but kernels has {len(kernels)}; "
                               "give one kernel size per stage.")

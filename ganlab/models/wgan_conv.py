@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.models.blocks import check_positive
 
 
 def _kernels(resolution: int) -> tuple[int, int]:
@@ -26,7 +25,6 @@ class WGANConvCritic(nn.Module):
     def __init__(self, resolution: int, channels: int, width: int = 64, leaky_slope: float = 0.2,
                  outputs: int = 1):
         super().__init__()
-        check_positive(width=width)
         standard, final = _kernels(resolution)
         self.main = nn.Sequential(
             nn.Conv2d(channels, width, standard + 1), nn.LeakyReLU(leaky_slope),
@@ -41,7 +39,6 @@ class WGANConvGenerator(nn.Module):
     def __init__(self, resolution: int, channels: int, latent_dim: int = 64, latent_size: int = 3,
                  width: int = 64, leaky_slope: float = 0.01):
         super().__init__()
-        check_positive(latent_dim=latent_dim, latent_size=latent_size, width=width)
         standard, final = _kernels(resolution)
         self.latent_shape = (latent_dim, latent_size, latent_size)
         self.main = nn.Sequential(

@@ -14,7 +14,8 @@ from ganlab.errors import ConfigError
 
 @dataclass(frozen=True)
 class Phase:
-    """One optimisation phase: `network` is trained (and its optimizer stepped) `repeats` times.
+    """One optimisation phase: `network` is trained (and its optimizer stepped) `repeats` times,
+    at every `interval`-th step (lazy regularisation, as StyleGAN2: a penalty phase every 16 steps).
 
     A phase that `uses_data` draws a fresh batch each repeat; one that does not reuses the last
     batch (a GAN's G phase needs only its size and labels).
@@ -24,11 +25,15 @@ class Phase:
     network: str
     repeats: int = 1
     uses_data: bool = True
+    interval: int = 1
 
     def __post_init__(self):
         if not isinstance(self.repeats, int) or self.repeats < 1:
             raise ConfigError(f"phase {self.name} repeats={self.repeats!r}: it must be a positive integer "
                               "(schedule.n_critic / schedule.g_steps).")
+        if not isinstance(self.interval, int) or self.interval < 1:
+            raise ConfigError(f"phase {self.name} interval={self.interval!r}: it must be a positive integer "
+                              "(1 = every step).")
 
 
 @dataclass
