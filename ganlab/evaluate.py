@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +26,25 @@ from ganlab.metrics import available
 from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.measuring import REAL_LIMIT, Measurer, build_toy, held_out_data, open_judge, real_key
 from ganlab.metrics.registry import check_names
-from ganlab.options import CHECKPOINT, DRAWING, Option, read
+from ganlab.options import RunOptions, option, read, takes
 from ganlab.rundir import write_text_atomic
 from ganlab.runtime import pick_device
 
 log = logging.getLogger("ganlab")
 MIN_SAMPLES = 10  # generated or real: fewer cannot be measured (k-NN radii need k + 1 neighbours)
-OPTIONS = [
-    Option("run", None, "the run directory (or a checkpoint file) to measure"),
-    CHECKPOINT,
-    Option("metrics", "auto", "a list such as [fid,kid,classifier_fd]; auto: what can be computed here", (list, str)),
-    Option("classifier", None, "a classifier run's checkpoint: the feature network of the classifier metrics"),
-    Option("inception_weights", None, "a local copy of torch-fidelity's InceptionV3 weights (offline machines)"),
-    Option("n", 10000, "generated samples (the toys: 2,500 is the published protocol)", int),
-    Option("split", "test", "the real images to compare with: test (held out), train, ..."),
-    Option("real_n", 10000, "at most this many real images (the usual protocol: a 10,000-image test split)", int),
-    Option("dataset_root", None, "where the run's data set lies on this machine, if not where it trained"),
-    *DRAWING,
-    Option("out", None, "where to write the JSON (default: RUN/eval.json)"),
-]
+@dataclass
+class EvalOptions(RunOptions):
+    metrics: list | str = option("auto", "a list such as [fid,kid,classifier_fd]; auto: what can be computed here")
+    classifier: str | None = option(None, "a classifier run's checkpoint: the feature network of the classifier metrics")
+    inception_weights: str | None = option(None, "a local copy of torch-fidelity's InceptionV3 weights (offline "
+                                           "machines)")
+    n: int = option(10000, "generated samples (the toys: 2,500 is the published protocol)")
+    split: str = option("test", "the real images to compare with: test (held out), train, ...")
+    real_n: int = option(REAL_LIMIT, "at most this many real images (the usual protocol: a 10,000-image test split)")
+    dataset_root: str | None = option(None, "where the run's data set lies on this machine, if not where it trained")
+    out: str | None = option(None, "where to write the JSON (default: RUN/eval.json)")
+
+
 SUMMARY = "Measure a run's samples (FID, KID, IS, precision/recall, classifier and toy metrics); writes eval.json."
 EXAMPLES = ["ganlab eval run=DIR classifier=CLASSIFIER_RUN/checkpoints/last.pt",
             "ganlab eval run=DIR metrics=[fid,kid] inception_weights=~/weights-inception-2015-12-05-6726825d.pth",
@@ -51,7 +52,7 @@ EXAMPLES = ["ganlab eval run=DIR classifier=CLASSIFIER_RUN/checkpoints/last.pt",
 
 
 def main(args: list[str]) -> None:
-    values = read("eval", args, OPTIONS, SUMMARY, EXAMPLES)
+    values = read("eval", args, EvalOptions, SUMMARY, EXAMPLES)
     if values is None:
         return
     result = evaluate(**values)
@@ -62,10 +63,10 @@ def main(args: list[str]) -> None:
     print(f"ganlab: wrote {result['path']}")
 
 
-def evaluate(run: str, checkpoint: str = "last", metrics: list[str] | str = "auto", classifier: str | None = None,
-             inception_weights: str | None = None, n: int = 10000, split: str = "test", real_n: int = REAL_LIMIT,
-             dataset_root: str | None = None, ema: str | bool = "auto", seed: int = 0, device: str = "auto",
-             out: str | None = None, allowed_targets: list | None = None) -> dict[str, Any]:
+@takes(EvalOptions)
+def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, classifier, inception_weights, n, split,
+             real_n, dataset_root, out) -> dict[str, Any]:
+    """Measure `run` (the options: `EvalOptions`); writes eval.json and returns what it holds."""
     for key, value in (("n", n), ("real_n", real_n)):
         if value < MIN_SAMPLES:
             raise ConfigError(f"{key}={value} is too few to measure (at least {MIN_SAMPLES}: the nearest-neighbour "

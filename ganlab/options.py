@@ -1,11 +1,13 @@
-"""key=value options for the verbs that read a finished run (`sample`, `report`), like `train`'s
-overrides: each verb declares its options once, and `--help` and the checks come from that."""
+"""key=value options for the verbs that read a finished run (`sample`, `eval`, `report`), like
+`train`'s overrides: each verb declares its options once, as a dataclass (defaults, types, choices,
+help), and the parser, `--help`, the checks and the verb's Python signature all come from that."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, get_args, get_type_hints
 
 import yaml
 
@@ -14,6 +16,8 @@ from ganlab.errors import ConfigError
 
 @dataclass(frozen=True)
 class Option:
+    """One row of a verb's options, as the parser and --help see it (made from a dataclass field)."""
+
     name: str
     default: Any
     help: str
@@ -21,16 +25,52 @@ class Option:
     choices: tuple[Any, ...] = ()
 
 
-# Options every verb that opens a run's checkpoint shares (sample, eval).
-CHECKPOINT = Option("checkpoint", "last", "last, best, step_N, or a path")
-DRAWING = [  # how samples are drawn from it
-    Option("ema", "auto", "auto: the EMA generator when the run has one; true / false", (bool, str),
-           ("auto", True, False)),
-    Option("seed", 0, "seed of the latent codes", int),
-    Option("device", "auto", "auto, cpu, cuda, cuda:N"),
-    Option("allowed_targets", [], "modules beyond ganlab's own that the run's stored config may build, as "
-           "train's allowed_targets (never taken from the checkpoint)", list),
-]
+def option(default: Any, help: str, choices: tuple[Any, ...] = ()) -> Any:
+    """A field of a verb's options dataclass: its default, its --help text, and the values it allows."""
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def rows(options_class: type) -> list[Option]:
+    """The parser's rows of a verb's options dataclass: its fields' names, defaults, help, types and choices."""
+    hints = get_type_hints(options_class)
+    made = []
+    for f in fields(options_class):
+        kinds = tuple(k for k in get_args(hints[f.name]) or (hints[f.name],) if k is not type(None))
+        default = f.default_factory() if f.default is MISSING else f.default
+        made.append(Option(f.name, default, f.metadata["help"], kinds if len(kinds) > 1 else kinds[0],
+                           f.metadata["choices"]))
+    return made
+
+
+def takes(options_class: type) -> Callable:
+    """A verb's function called with any of `options_class`'s fields as keywords (the first also by
+    position): the defaults and types live in the dataclass only, and a misspelt keyword is a TypeError."""
+    def wrap(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            chosen = options_class(*args, **kwargs)
+            return function(**{f.name: getattr(chosen, f.name) for f in fields(chosen)})
+
+        call.options = options_class
+        return call
+
+    return wrap
+
+
+@dataclass
+class RunOptions:
+    """The options of every verb that opens a run's checkpoint and draws from it (sample, eval)."""
+
+    run: str | None = option(None, "the run directory (or a checkpoint file)")
+    checkpoint: str = option("last", "last, best, step_N, or a path")
+    ema: bool | str = option("auto", "auto: the EMA generator when the run has one; true / false", ("auto", True, False))
+    seed: int = option(0, "seed of the latent codes")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N")
+    allowed_targets: list = option([], "modules beyond ganlab's own that the run's stored config may build, as "
+                                   "train's allowed_targets (never taken from the checkpoint)")
 
 
 def parse(verb: str, args: list[str], options: list[Option], positional: str | None = None) -> dict[str, Any]:
@@ -97,10 +137,11 @@ def _shown(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def read(verb: str, args: list[str], options: list[Option], summary: str, examples: list[str],
+def read(verb: str, args: list[str], options_class: type, summary: str, examples: list[str],
          positional: str | None = None) -> dict[str, Any] | None:
-    """The verb's options, or None after printing its help (-h / --help). `run=`, where the verb
-    has it, is required."""
+    """The verb's options (the fields of `options_class`), or None after printing its help
+    (-h / --help). `run=`, where the verb has it, is required."""
+    options = rows(options_class)
     if args and args[0] in ("-h", "--help"):
         print(usage(verb, summary, options, examples))
         return None

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+from dataclasses import dataclass
 import math
 import tempfile
 from pathlib import Path
@@ -20,18 +21,21 @@ from typing import Any
 from ganlab import run as runs
 from ganlab.checks import flatten
 from ganlab.errors import ConfigError
-from ganlab.options import Option, read
+from ganlab.options import option, read, takes
 from ganlab.replay import hydra_overrides, setting_overrides
 from ganlab.rundir import atomic_output, is_disk_full, write_text_atomic
 
 log = logging.getLogger("ganlab")
 
-OPTIONS = [
-    Option("runs", None, "run directories, or a sweep directory (all of its runs); also given without runs=", list),
-    Option("out", None, "output folder (default: <run>/report, or <sweep>/report for several runs)"),
-    Option("steps", None, "steps whose sample grids to show, e.g. steps=[500,1000,2000]", list),
-    Option("epochs", None, "epochs whose sample grids to show, e.g. epochs=[1,5,10,50,100]", list),
-]
+@dataclass
+class ReportOptions:
+    runs: list | None = option(None, "run directories, or a sweep directory (all of its runs); also given without "
+                               "runs=")
+    out: str | None = option(None, "output folder (default: <run>/report, or <sweep>/report for several runs)")
+    steps: list | None = option(None, "steps whose sample grids to show, e.g. steps=[500,1000,2000]")
+    epochs: list | None = option(None, "epochs whose sample grids to show, e.g. epochs=[1,5,10,50,100]")
+
+
 SUMMARY = "Learning curves, samples over time and a table comparing runs, written as PNG, Markdown and CSV."
 EXAMPLES = ["ganlab report outputs/2026-11-25/10-00-00", "ganlab report outputs/multirun/2026-11-25/10-00-00",
             "ganlab report RUN epochs=[1,5,10,50,100]", "ganlab report RUN_A RUN_B out=comparison"]
@@ -50,15 +54,17 @@ def _ranked(series_name: str) -> bool:
 
 
 def main(args: list[str]) -> None:
-    values = read("report", args, OPTIONS, SUMMARY, EXAMPLES, positional="runs")
+    values = read("report", args, ReportOptions, SUMMARY, EXAMPLES, positional="runs")
     if values is None:
         return
-    for path in report(values["runs"] or [], values["out"], values["steps"], values["epochs"]):
+    for path in report(**values):
         print(f"ganlab: wrote {path}")
 
 
-def report(paths: list[str], out: str | None = None, steps: list[int] | None = None,
-           epochs: list[float] | None = None) -> list[Path]:
+@takes(ReportOptions)
+def report(runs, out, steps, epochs) -> list[Path]:
+    """Write the report of the `runs` (the options: `ReportOptions`); returns the files written."""
+    paths = runs or []
     steps, epochs = _check_moments(steps, epochs)
     run_dirs = find_runs(paths)
     folder = Path(out) if out else _default_out(paths, run_dirs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 import os
 import tempfile
 from pathlib import Path
@@ -24,26 +25,27 @@ from ganlab import run as runs
 from ganlab.build import allowed_prefixes
 from ganlab.drawing import Plan, draw, plan
 from ganlab.errors import ConfigError
-from ganlab.options import CHECKPOINT, DRAWING, Option, read
+from ganlab.options import RunOptions, option, read, takes
 from ganlab.plots import labelled_grid, scatter_image, to_uint8, to_unit
 from ganlab.rundir import atomic_output, remove_stale_partials
 from ganlab.runtime import pick_device
 
 log = logging.getLogger("ganlab")
 GRID_LIMIT = 4096
-OPTIONS = [
-    Option("run", None, "the run directory (or a checkpoint file) to sample from"),
-    CHECKPOINT,
-    Option("n", 64, "how many samples", int),
-    Option("out", None, "where to write (default: RUN/generated/<checkpoint>_<what>_<count>, never overwritten)"),
-    Option("format", "grid", "grid (one PNG), png (a folder of N PNGs) or npz (uint8 arrays)", str,
-           ("grid", "png", "npz")),
-    *DRAWING,
-    Option("labels", None, "conditional runs: the classes to draw, e.g. labels=[3,5] (default: every class)", list),
-    Option("flip", None, "attribute runs: the attribute to switch off and on with the same z, e.g. flip=Male"),
-    Option("interpolate", 0, "K > 0: rows of K-step latent walks between random pairs (grid)", int),
-    Option("batch_size", 256, "samples generated at once", int),
-]
+@dataclass
+class SampleOptions(RunOptions):
+    n: int = option(64, "how many samples")
+    out: str | None = option(None, "where to write (default: RUN/generated/<checkpoint>_<what>_<count>, never "
+                             "overwritten)")
+    format: str = option("grid", "grid (one PNG), png (a folder of N PNGs) or npz (uint8 arrays)", ("grid", "png", "npz"))
+    labels: list | None = option(None, "conditional runs: the classes to draw, e.g. labels=[3,5] (default: every "
+                                 "class)")
+    flip: str | None = option(None, "attribute runs: the attribute to switch off and on with the same z, e.g. "
+                              "flip=Male")
+    interpolate: int = option(0, "K > 0: rows of K-step latent walks between random pairs (grid)")
+    batch_size: int = option(256, "samples generated at once")
+
+
 SUMMARY = "Draw samples from a trained run (EMA weights when it has them). Needs no data set."
 EXAMPLES = ["ganlab sample run=outputs/2026-11-25/10-00-00", "ganlab sample run=DIR n=50000 format=png",
             "ganlab sample run=DIR checkpoint=best format=npz n=10000", "ganlab sample run=DIR labels=[3,5]",
@@ -51,18 +53,17 @@ EXAMPLES = ["ganlab sample run=outputs/2026-11-25/10-00-00", "ganlab sample run=
 
 
 def main(args: list[str]) -> None:
-    values = read("sample", args, OPTIONS, SUMMARY, EXAMPLES)
+    values = read("sample", args, SampleOptions, SUMMARY, EXAMPLES)
     if values is None:
         return
     for path in sample(**values):
         print(f"ganlab: wrote {path}")
 
 
-def sample(run: str, checkpoint: str = "last", n: int = 64, out: str | None = None, format: str = "grid",
-           ema: str | bool = "auto", seed: int = 0, device: str = "auto", labels: list | None = None,
-           flip: str | None = None, interpolate: int = 0, batch_size: int = 256,
-           allowed_targets: list | None = None) -> list[Path]:
-    """Write samples of `run` as `format`; returns the files (or folder) written."""
+@takes(SampleOptions)
+def sample(run, checkpoint, ema, seed, device, allowed_targets, n, out, format, labels, flip, interpolate,
+           batch_size) -> list[Path]:
+    """Write samples of `run` as `format` (the options: `SampleOptions`); returns the files (or folder) written."""
     for key, value in (("n", n), ("batch_size", batch_size)):
         if value <= 0:
             raise ConfigError(f"{key}={value} must be positive, e.g. {key}=64.")

@@ -210,6 +210,11 @@ def _check_loss_fits(cfg: DictConfig, prefixes) -> None:
     if cfg.get("loss") and not reads_loss:
         raise ConfigError("a loss was chosen, but this model trains its own objective and ignores it (VAEs and "
                           "classifiers set theirs under model.objective); drop the loss= override.")
+    if not reads_loss:
+        for key in ("n_critic", "g_steps"):
+            if cfg.schedule.get(key, 1) != 1:
+                raise ConfigError(f"schedule.{key}={cfg.schedule[key]} counts a GAN's D or G updates, but this model "
+                                  "trains its own objective, which has one phase; drop the override.")
     if reads_loss and not cfg.get("loss"):
         raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
                           "bce, minimax, wgan, wgan_gp, lsgan, hinge (e.g. loss=bce).")

@@ -13,18 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from ganlab.paths import config_dir, config_groups
 
-# Small enough for a CPU test: tiny batches, few steps, narrow networks.
-SHRINK = [
-    "device=cpu",
-    "progress=false",
-    "dataset.batch_size=16",
-    "schedule.steps=8",
-    "schedule.log_every=2",
-    "schedule.sample_every=4",
-    "schedule.ckpt_every=4",
-    "schedule.snapshot_every=0",
-    "schedule.sample_count=16",
-]
+# Small enough for a CPU test: tiny batches, few steps (configs/debug/tiny.yaml), narrow networks.
+SHRINK = ["debug=tiny"]
 # Network sizes for CPU tests, applied to every model of configs/model (a new model is shrunk
 # too): each network constructor that takes one of these gets it, unless the test typed it.
 TINY_SIZES = {"width": 8, "latent_dim": 16, "hidden": [32]}

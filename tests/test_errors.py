@@ -108,3 +108,9 @@ def test_a_folder_of_several_data_sets_says_how_many_images_and_where(tmp_path, 
         load_anime(str(tmp_path), resolution=8, batch_size=2)
     assert "10 images (anime/: 6, cifar10/: 4)" in caplog.text
     assert "images come from 2 top-level folders" in caplog.text
+
+
+def test_a_gan_only_schedule_key_is_refused_for_a_vae(tmp_path):
+    with pytest.raises(ConfigError, match=r"schedule.n_critic=5 counts a GAN's D or G updates"):
+        train(compose_config(["model=vae_mlp", "schedule.n_critic=5"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
