@@ -1,7 +1,6 @@
 """No fault loses a run: corrupt files, kills before the first checkpoint, partial log lines,
 stale temporaries, a full disk, two processes, signals at start-up, divergence."""
 
-import json
 import os
 import shutil
 import signal
@@ -12,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import CLI_TINY, cli_in_process, compose_config, run_cli
 from ganlab import checkpoint

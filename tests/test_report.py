@@ -7,9 +7,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CLI_TINY, cli_in_process
-from conftest import compose_config
 from ganlab.logging import read_metrics
-from ganlab.train import train
 from ganlab.report import higher_is_better, report
 
 
@@ -17,18 +15,9 @@ from ganlab.report import higher_is_better, report
 def sweep(tmp_path_factory):
     """Two jobs that differ in their loss, run through the real CLI."""
     tmp = tmp_path_factory.mktemp("sweep")
-    monkeypatch, capsys = pytest.MonkeyPatch(), None
-
-    class Quiet:  # cli_in_process reads captured output; a module fixture has no capsys
-        @staticmethod
-        def readouterr():
-            return "", ""
-
-    code, _, _ = cli_in_process("train", "-m", *CLI_TINY, "loss=bce,hinge", "schedule.steps=8", "schedule.log_every=2",
-                                "schedule.sample_every=2", "hydra.sweep.dir=sweep", cwd=tmp, monkeypatch=monkeypatch,
-                                capsys=Quiet)
-    monkeypatch.undo()
-    assert code == 0
+    code, _, err = cli_in_process("train", "-m", *CLI_TINY, "loss=bce,hinge", "schedule.steps=8",
+                                  "schedule.log_every=2", "schedule.sample_every=2", "hydra.sweep.dir=sweep", cwd=tmp)
+    assert code == 0, err
     return tmp / "sweep"
 
 

@@ -1,7 +1,6 @@
 """The runtime seam: precision, layout, compile and many processes, each in its CPU form
 (bf16 autocast, channels_last, torch.compile and torchrun over gloo all run on CPU)."""
 
-import json
 import os
 import signal
 import subprocess

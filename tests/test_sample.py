@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CLI_TINY, cli_in_process, compose_config
+from conftest import cli_in_process, compose_config
 from fake_data import make_celeba, make_images
 from ganlab.errors import ConfigError
 from ganlab.models.conditional import ConditionalGenerator

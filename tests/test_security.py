@@ -4,7 +4,6 @@ Each payload is harmless (`touch` a marker file): the test fails if the marker e
 """
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 from conftest import CLI_TINY, cli_in_process, compose_config
@@ -114,15 +113,3 @@ def test_the_user_may_widen_it_on_the_command_line(tmp_path):
     built = build(OmegaConf.create({"_target_": "collections.OrderedDict"}), "model.extra",
                   allowed_prefixes(cfg.allowed_targets))
     assert type(built).__name__ == "OrderedDict"
-
-
-def test_loading_a_checkpoint_never_unpickles_code(tmp_path):
-    class Boom:
-        def __reduce__(self):
-            return (torch.save, ({}, str(tmp_path / "pwned")))
-
-    path = tmp_path / "evil.pt"
-    torch.save({"format_version": checkpoint.FORMAT_VERSION, "x": Boom()}, path)
-    with pytest.raises(ConfigError, match="could not be read"):
-        checkpoint.load(path)
-    assert not (tmp_path / "pwned").exists()

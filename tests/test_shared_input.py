@@ -210,7 +210,7 @@ def test_replayed_overrides_can_neither_configure_hydra_nor_widen(tmp_path, monk
                                                                  where, planted):
     run_dir, marker = tmp_path / "run", tmp_path / "pwned"
     shutil.copytree(finished_run, run_dir)
-    payload = {"callback": [f"+hydra.callbacks.evil._target_=os.system", f"+hydra.callbacks.evil._args_=[touch {marker}]"],
+    payload = {"callback": ["+hydra.callbacks.evil._target_=os.system", f"+hydra.callbacks.evil._args_=[touch {marker}]"],
                "widen": ["allowed_targets=[os]", f"+model.generator.extra={touch(marker)}"]}[planted]
     checkpoints = sorted((run_dir / "checkpoints").glob("*.pt"))
     if where == "hydra_folder":

@@ -27,7 +27,7 @@ class Inputs:
     real_key: str
     device: torch.device
     cache_dir: Path
-    classifier: Any = None  # metrics.judges.Judge
+    classifier: Any = None  # metrics.classifier.Judge
     inception_weights: str | None = None
     mixture: Any = None  # data.toys.GaussianMixture
     protocol: dict[str, Any] = field(default_factory=dict)  # filled by metrics: feature networks, real counts
