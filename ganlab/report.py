@@ -12,18 +12,18 @@ import csv
 import io
 import json
 import logging
-from dataclasses import dataclass
-import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ganlab import run as runs
 from ganlab.checks import flatten
 from ganlab.errors import ConfigError
+from ganlab.figures import learning_curves, samples_over_time, series
 from ganlab.options import option, read, takes
 from ganlab.replay import hydra_overrides, setting_overrides
-from ganlab.rundir import atomic_output, is_disk_full, write_text_atomic
+from ganlab.rundir import is_disk_full, write_text_atomic
 
 log = logging.getLogger("ganlab")
 
@@ -43,9 +43,6 @@ EXAMPLES = ["ganlab report outputs/2026-11-25/10-00-00", "ganlab report outputs/
 # diagnostics/diversity); metrics/* take their direction from the registry; the rest (losses, MSE) is
 # better when lower.
 HIGHER_IS_BETTER = ("accuracy", "diversity")
-# What the learning curves plot beside the losses: held-out and sample metrics, a VAE's ELBO terms.
-CURVES = ("eval/", "metrics/", "VAE/")
-UNPLOTTED = {"VAE/beta"}
 NO_DIRECTION = {"kl", "kl_per_dim"}  # a VAE's KL: neither lower nor higher is simply better
 
 
@@ -78,7 +75,7 @@ def report(runs, out, steps, epochs) -> list[Path]:
                           "write.") from None
     infos = [_info(d) for d in run_dirs]
     labels = run_labels(infos)
-    written = [learning_curves(infos, labels, folder / "learning_curves.png")]
+    written = [learning_curves(infos, labels, folder / "learning_curves.png", direction_words)]
     if steps or epochs:
         written += [samples_over_time(info, label, steps, epochs, folder) for info, label in zip(infos, labels)]
     written += comparison_table(infos, labels, folder)
@@ -182,104 +179,6 @@ def differing_keys(infos: list[dict[str, Any]]) -> list[str]:
     return keys
 
 
-def series(rows: list[dict], name: str) -> tuple[list[int], list[float]]:
-    points = [(r["step"], r[name]) for r in rows if isinstance(r.get(name), (int, float))]
-    return [p[0] for p in points], [float(p[1]) for p in points]
-
-
-def learning_curves(infos: list[dict[str, Any]], labels: list[str], path: Path) -> Path:
-    figure = curve_figure(infos, labels)
-    with atomic_output(path) as tmp:
-        figure.savefig(tmp, dpi=90, format="png")
-    _pyplot().close(figure)
-    return path
-
-
-def curve_figure(infos: list[dict[str, Any]], labels: list[str]):
-    """Each run's losses; D's margin (GANs); one panel per quality series, runs overlaid."""
-    plt = _pyplot()
-    names = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith(CURVES) and k not in UNPLOTTED})
-    margin = any(series(i["rows"], "D/real_logit")[0] for i in infos)  # GANs only: VAEs and classifiers have no D
-    panels = len(infos) + margin + len(names)
-    columns = min(3, panels)
-    figure, axes = plt.subplots(math.ceil(panels / columns), columns, figsize=(5 * columns, 3.4 * math.ceil(panels / columns)),
-                                squeeze=False)
-    axes = list(axes.flat)
-    for axis, info, label in zip(axes, infos, labels):  # losses, one axis per run
-        for name in sorted(k for k in {k for r in info["rows"] for k in r} if k.startswith("loss/")):
-            _plot(axis, *series(info["rows"], name), label=name.split("/", 1)[1])
-        _finish(axis, f"losses: {label}"[:80], "loss")
-    if margin:
-        margin_axis = axes[len(infos)]
-        for info, label in zip(infos, labels):
-            steps, real = series(info["rows"], "D/real_logit")
-            _, fake = series(info["rows"], "D/fake_logit")
-            if steps:
-                _plot(margin_axis, steps, [r - f for r, f in zip(real, fake)], label=label[:40])
-        _finish(margin_axis, "D's margin: mean real logit - mean fake logit", "logit")
-    for axis, name in zip(axes[len(infos) + margin:], names):
-        for info, label in zip(infos, labels):
-            _plot(axis, *series(info["rows"], name), label=label[:40])
-        _finish(axis, f"{name} ({direction_words(name)})", name.split("/", 1)[1])
-    for axis in axes[panels:]:
-        axis.axis("off")
-    figure.tight_layout()
-    return figure
-
-
-def _plot(axis, steps: list[int], values: list[float], label: str) -> None:
-    """A curve; with few points, each is marked (a series of one point is a dot, not a blank panel)."""
-    if steps:
-        axis.plot(steps, values, marker="o" if len(steps) < 20 else None, markersize=3, label=label)
-
-
-def _finish(axis, title: str, ylabel: str) -> None:
-    axis.set_title(title, fontsize=9)
-    axis.set_xlabel("step")
-    axis.set_ylabel(ylabel)
-    if axis.get_legend_handles_labels()[0]:
-        axis.legend(fontsize=7)
-
-
-def chosen_grids(info: dict[str, Any], steps, epochs) -> list[tuple[str, Path]]:
-    """(title, grid) for each step (or epoch) asked for: the saved sample grid nearest to it."""
-    saved = {int(p.stem.split("_")[1]): p for p in (info["dir"] / "samples").glob("step_*.png")}
-    if not saved:
-        raise ConfigError(f"{info['dir']} has no sample grids (samples/step_*.png) to show.")
-    if epochs:
-        per_epoch = info["steps_per_epoch"]
-        if not per_epoch:
-            raise ConfigError(f"{info['dir']}: its checkpoint does not say how many steps an epoch is; use steps=[...].")
-        wanted = [(f"epoch {e}", round(float(e) * per_epoch)) for e in epochs]
-    else:
-        wanted = [(f"step {s}", int(s)) for s in steps]
-    chosen = []
-    for title, step in wanted:
-        nearest = min(sorted(saved), key=lambda s: abs(s - step))  # a tie: the earlier grid
-        chosen.append((title if nearest == step else f"{title} (grid of step {nearest})", saved[nearest]))
-    return chosen
-
-
-def samples_over_time(info: dict[str, Any], label: str, steps, epochs, folder: Path) -> Path:
-    """The grids at the saved sample steps nearest to the chosen steps (or epochs), side by side."""
-    from PIL import Image
-
-    wanted = chosen_grids(info, steps, epochs)
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, len(wanted), figsize=(3.2 * len(wanted), 3.6), squeeze=False)
-    for axis, (title, grid) in zip(axes[0], wanted):
-        axis.imshow(Image.open(grid))
-        axis.set_title(title, fontsize=9)
-        axis.axis("off")
-    figure.suptitle(label[:100], fontsize=9)
-    figure.tight_layout()
-    path = folder / f"samples_{info['dir'].name}.png"
-    with atomic_output(path) as tmp:
-        figure.savefig(tmp, dpi=100, format="png")
-    plt.close(figure)
-    return path
-
-
 def higher_is_better(series_name: str) -> bool:
     from ganlab.metrics import known_direction  # torch: imported only when a table is written
 
@@ -343,10 +242,3 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value).replace("|", "\\|")
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt

@@ -62,7 +62,8 @@ def test_epochs_become_steps_through_the_checkpoint(sweep, tmp_path):
     # digits at batch 16: 112 batches per epoch, so every epoch asked for is past this 8-step run's grids
     [_, samples, _, _] = report([str(jobs(sweep)[0])], out=str(tmp_path), epochs=[1, 5])
     assert samples.is_file()
-    from ganlab.report import _info, chosen_grids
+    from ganlab.figures import chosen_grids
+    from ganlab.report import _info
 
     info = _info(jobs(sweep)[0])
     assert info["steps_per_epoch"] == 112  # 1,797 digits at batch 16, one batch a step

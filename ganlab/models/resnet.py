@@ -73,7 +73,6 @@ class ResNetDiscriminator(nn.Module):
                  outputs: int = 1):
         super().__init__()
         stages = _stages(resolution)
-        self.norm = "none"
         blocks = [DownBlock(channels, width, spectral_norm, first=True)]
         blocks += [DownBlock(width, width, spectral_norm, first=False, down=i < stages - 2) for i in range(stages)]
         self.blocks = nn.Sequential(*blocks)
