@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ganlab.errors import ConfigError, RunFault
-from ganlab.rundir import is_disk_full  # noqa: F401 - checkpoint.is_disk_full for the loop
+from ganlab.rundir import is_disk_full, write_atomic
 
 FORMAT_VERSION = 2
 LAST, BEST = "last.pt", "best.pt"
 _PERIODIC = re.compile(r"^step_(\d+)\.pt$")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 log = logging.getLogger("ganlab")
 
 
@@ -67,17 +63,9 @@ def _feed(digest, value: Any) -> None:
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     """Write `state` plus its checksum to a temporary file, flush it to disk, then rename over `path`."""
     state = {**state, "checksum": checksum(state)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a teammate should read it as any other output
-        os.replace(tmp, path)
+        write_atomic(path, lambda handle: torch.save(state, handle), sync=True)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
         if is_disk_full(exc):
             raise disk_full(path) from None
         raise

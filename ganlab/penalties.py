@@ -14,6 +14,14 @@ def has_batch_norm(network: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in network.modules())
 
 
+def refuse_batch_norm(discriminator: nn.Module, what: str) -> None:
+    """A per-sample gradient penalty is invalid through BatchNorm, which mixes the samples of a batch."""
+    if has_batch_norm(discriminator):
+        raise ConfigError(f"{what}, but the discriminator uses BatchNorm, which mixes samples in a batch and "
+                          "invalidates the penalty. Set model.discriminator.norm=layer (or none / instance), or "
+                          "pick a loss without a gradient penalty.")
+
+
 class GradientPenalty:
     """WGAN-GP (Gulrajani et al.): weight * E[(||grad D(x_hat)||_2 - 1)^2] on real/fake interpolates."""
 
@@ -21,11 +29,7 @@ class GradientPenalty:
         self.weight, self.target = weight, target
 
     def check(self, discriminator: nn.Module) -> None:
-        if has_batch_norm(discriminator):
-            raise ConfigError(
-                "loss=wgan_gp penalises each sample's gradient, but the discriminator uses BatchNorm, which "
-                "mixes samples in a batch and invalidates the penalty. Set model.discriminator.norm=layer "
-                "(or none / instance), or pick a loss without a gradient penalty.")
+        refuse_batch_norm(discriminator, "loss=wgan_gp penalises each sample's gradient")
 
     def __call__(self, critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                  fake: torch.Tensor) -> torch.Tensor:
@@ -44,10 +48,7 @@ class R1Penalty:
         self.weight = weight
 
     def check(self, discriminator: nn.Module) -> None:
-        if has_batch_norm(discriminator):
-            raise ConfigError(
-                "the R1 penalty penalises each real sample's gradient, but the discriminator uses BatchNorm, which "
-                "mixes samples in a batch. Set model.discriminator.norm=layer (or none / instance).")
+        refuse_batch_norm(discriminator, "the R1 penalty penalises each real sample's gradient")
 
     def __call__(self, critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                  fake: torch.Tensor) -> torch.Tensor:

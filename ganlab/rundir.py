@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO, Callable
 
 from ganlab.errors import ConfigError, RunFault
 
@@ -183,13 +184,22 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
+    write_atomic(path, lambda handle: handle.write(data))
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], Any], sync: bool = False) -> None:
+    """`write(handle)` into a temporary file `.NAME.*.tmp` beside `path` (flushed to disk first when
+    `sync`), then rename it over `path`; on any failure the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+            write(handle)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a teammate should read it as any other output
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
