@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ganlab.errors import ConfigError
 
 # The modules whose objects configs build, and what kind of object each may give.
-GANLAB_MODULES = ("ganlab.models.", "ganlab.objectives.", "ganlab.losses.", "ganlab.penalties.", "ganlab.data.",
+GANLAB_MODULES = ("ganlab.models.", "ganlab.objectives.", "ganlab.losses.", "ganlab.penalties.", "ganlab.augment.", "ganlab.data.",
                   "ganlab.metrics.")
 DEFAULT_ALLOWED = (*GANLAB_MODULES, "torch.nn.", "torch.optim.", "torchvision.transforms.", "torchvision.models.")
 

@@ -71,9 +71,9 @@ def _is_reference(container: DictConfig | ListConfig, key: Any) -> bool:
 
 
 TOP_LEVEL = {"seed", "device", "resume", "allowed_targets", "progress", "metrics", "paths", "dataset", "model", "loss",
-             "optimizer", "schedule", "runtime"}
+             "optimizer", "schedule", "runtime", "augment"}
 KNOWN_CHILDREN = {
-    "loss": {"adversarial", "penalties", "constraints"},
+    "loss": {"adversarial", "penalties", "constraints", "gamma"},
     "metrics": {"classifier", "names", "n", "best", "inception_weights"},
 }
 

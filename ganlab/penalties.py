@@ -22,39 +22,72 @@ def refuse_batch_norm(discriminator: nn.Module, what: str) -> None:
                           "pick a loss without a gradient penalty.")
 
 
-class GradientPenalty:
-    """WGAN-GP (Gulrajani et al.): weight * E[(||grad D(x_hat)||_2 - 1)^2] on real/fake interpolates."""
+class Penalty:
+    """Base class: `weight` times the penalty, added to D's loss at every step, or, with `every` =
+    N > 1 (lazy regularisation, StyleGAN2), as a phase of its own every N steps with its weight
+    multiplied by N, so that it weighs the same on average at a fraction of the cost."""
 
-    def __init__(self, weight: float = 10.0, target: float = 1.0):
-        self.weight, self.target = weight, target
+    what = "the penalty"
+
+    def __init__(self, weight: float = 1.0, every: int = 1):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"a penalty's every={every!r} must be a positive integer (1: every step; 16: "
+                              "StyleGAN2's lazy R1).")
+        self.weight, self.every = weight, every
 
     def check(self, discriminator: nn.Module) -> None:
-        refuse_batch_norm(discriminator, "loss=wgan_gp penalises each sample's gradient")
+        refuse_batch_norm(discriminator, f"{self.what} penalises each sample's gradient")
 
     def __call__(self, critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                  fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def squared_gradient_norm(critic: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """E[||grad_x D(x)||^2] at `images`, detached from whatever made them: only D gets its gradient."""
+    images = images.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(images).sum(), images, create_graph=True)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
+class GradientPenalty(Penalty):
+    """WGAN-GP (Gulrajani et al.): weight * E[(||grad D(x_hat)||_2 - 1)^2] on real/fake interpolates."""
+
+    what = "loss=wgan_gp"
+
+    def __init__(self, weight: float = 10.0, target: float = 1.0, every: int = 1):
+        super().__init__(weight, every)
+        self.target = target
+
+    def __call__(self, critic, real, fake):
         mix = torch.rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device)
         interpolates = (mix * real + (1 - mix) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(critic(interpolates).sum(), interpolates, create_graph=True)
         return self.weight * (grad.flatten(1).norm(dim=1) - self.target).pow(2).mean()
 
 
-class R1Penalty:
+class R1Penalty(Penalty):
     """R1 (Mescheder et al. 2018): weight * E[||grad D(x)||^2] on real samples only, so D stops
     pushing on G once G's samples sit on the data (their fix for non-converging GAN training, and
-    StyleGAN's regulariser). The paper's gamma is 2 * weight."""
+    StyleGAN's regulariser). The paper's gamma is 2 * weight; `gamma` sets it that way."""
 
-    def __init__(self, weight: float = 1.0):
-        self.weight = weight
+    what = "the R1 penalty"
 
-    def check(self, discriminator: nn.Module) -> None:
-        refuse_batch_norm(discriminator, "the R1 penalty penalises each real sample's gradient")
+    def __init__(self, weight: float = 1.0, every: int = 1, gamma: float | None = None):
+        super().__init__(gamma / 2 if gamma is not None else weight, every)
 
-    def __call__(self, critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
-                 fake: torch.Tensor) -> torch.Tensor:
-        real = real.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
-        return self.weight * grad.flatten(1).pow(2).sum(dim=1).mean()
+    def __call__(self, critic, real, fake):
+        return self.weight * squared_gradient_norm(critic, real)
+
+
+class R2Penalty(R1Penalty):
+    """R2: the same zero-centred penalty on fake samples (R3GAN pairs it with R1); the fakes are
+    detached, so its gradient reaches D only."""
+
+    what = "the R2 penalty"
+
+    def __call__(self, critic, real, fake):
+        return self.weight * squared_gradient_norm(critic, fake)
 
 
 class WeightClipping:

@@ -244,7 +244,8 @@ class TrainingState:
                  "ema": {name: net.state_dict() for name, net in run.ema.items()},
                  "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
                  "fixed": {name: t.cpu() for name, t in run.fixed.items()},
-                 "batches": self.batches.state_dict(), "rng": checkpoint.rng_state()}
+                 "batches": self.batches.state_dict(), "rng": checkpoint.rng_state(),
+                 "objective": run.objective.state_dict()}
         for part in self.parts:
             state.update(part.state_dict())
         return state
@@ -257,6 +258,7 @@ class TrainingState:
             opt.load_state_dict(state["optimizers"][name])
             _apply_typed_settings(name, opt, typed)
         self.batches.load_state_dict(state["batches"])
+        self.run.objective.load_state_dict(state.get("objective") or {})  # older checkpoints hold none
         for part in self.parts:
             part.load_state_dict(state)
         checkpoint.set_rng_state(state["rng"])

@@ -120,7 +120,9 @@ class Step:
         else:
             optimizer.step()
         self.objective.after_step(phase.name)
-        done.records.append({f"loss/{phase.name}": loss, **{f"{phase.name}/{k}": v for k, v in stats.items()}})
+        # a statistic already named by its family (augment/p) keeps its name; the others go under the phase's
+        done.records.append({f"loss/{phase.name}": loss,
+                             **{k if "/" in k else f"{phase.name}/{k}": v for k, v in stats.items()}})
         return loss.detach()
 
     def _set_learning_rates(self, step: int) -> None:

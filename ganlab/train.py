@@ -217,7 +217,7 @@ def _check_loss_fits(cfg: DictConfig, prefixes) -> None:
                                   "trains its own objective, which has one phase; drop the override.")
     if reads_loss and not cfg.get("loss"):
         raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
-                          "bce, minimax, wgan, wgan_gp, lsgan, hinge (e.g. loss=bce).")
+                          "bce, minimax, wgan, wgan_gp, lsgan, hinge, rpgan, r3gan (e.g. loss=bce).")
 
 
 def _build_optimizer(node: dict[str, Any], network: str, module: torch.nn.Module, prefixes) -> torch.optim.Optimizer:

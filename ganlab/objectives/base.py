@@ -73,6 +73,13 @@ class Objective:
     def begin_step(self, step: int) -> None:
         """Called before each step with the number of steps done (for warm-ups and annealing)."""
 
+    def state_dict(self) -> dict:
+        """What the objective itself must carry over a resume (an adaptive augmentation's p); tensors only."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def loss(self, phase: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The scalar to minimise for `phase`, and detached statistics to log beside it."""
         raise NotImplementedError

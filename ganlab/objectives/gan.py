@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganlab.augment import DiffAugment
 from ganlab.errors import ConfigError
 from ganlab.losses import AdversarialLoss
 from ganlab.objectives.base import Grid, Objective, Phase, Points, grad_enabled_for
@@ -28,7 +29,8 @@ class GANObjective(Objective):
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  n_critic: int = 1, g_steps: int = 1, penalties: dict[str, Any] | None = None,
-                 constraints: dict[str, Any] | None = None, reuse_fakes: bool | str = "auto"):
+                 constraints: dict[str, Any] | None = None, reuse_fakes: bool | str = "auto",
+                 augment: DiffAugment | None = None):
         if reuse_fakes not in ("auto", True, False):
             raise ConfigError(f"model.objective.reuse_fakes={reuse_fakes!r} must be auto, true or false.")
         self.reuse_fakes = (n_critic == 1 and g_steps == 1) if reuse_fakes == "auto" else bool(reuse_fakes)
@@ -36,11 +38,28 @@ class GANObjective(Objective):
         self._kept: tuple[torch.Tensor, torch.Tensor] | None = None  # (codes, fakes with G's graph)
         self.networks = {"generator": generator, "discriminator": discriminator}
         self.adversarial = loss
-        self.penalties = dict(penalties or {})
+        self.augment = augment if augment else None  # every D input, real and fake, D's and G's updates
+        penalties = dict(penalties or {})
         self.constraints = dict(constraints or {})
-        for regulariser in (*self.penalties.values(), *self.constraints.values()):
+        for regulariser in (*penalties.values(), *self.constraints.values()):
             regulariser.check(discriminator)
-        self.phases = [Phase("D", "discriminator", n_critic), Phase("G", "generator", g_steps, uses_data=False)]
+        # lazy penalties (every=N > 1) are phases of their own, after G's (so G keeps D's fakes)
+        self.penalties = {name: p for name, p in penalties.items() if getattr(p, "every", 1) == 1}
+        self.lazy = {f"D_{name}": (name, p) for name, p in penalties.items() if getattr(p, "every", 1) > 1}
+        self.phases = [Phase("D", "discriminator", n_critic), Phase("G", "generator", g_steps, uses_data=False),
+                       *(Phase(phase, "discriminator", uses_data=False, interval=p.every)
+                         for phase, (_, p) in self.lazy.items())]
+
+    def begin_step(self, step):
+        if self.augment is not None:
+            self.augment.begin_step(step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"augment": self.augment.state_dict()} if self.augment is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.augment is not None and state.get("augment"):
+            self.augment.load_state_dict(state["augment"])
 
     @property
     def generator(self) -> nn.Module:
@@ -55,7 +74,10 @@ class GANObjective(Objective):
         return generator(noise)
 
     def discriminate(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(real/fake logits, auxiliary logits or None)."""
+        """(real/fake logits, auxiliary logits or None) of D's view of `images`: augmented, when on."""
+        return self.judge(self.augment(images) if self.augment is not None else images, labels)
+
+    def judge(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.discriminator(images), None
 
     def auxiliary_loss(self, logits: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor | None:
@@ -78,12 +100,23 @@ class GANObjective(Objective):
                 fake = self.generate(self.generator, codes, labels)
             self._kept = (codes, fake) if self.reuse_fakes else None
             return self._d_loss(real, fake.detach(), labels)  # detached: D's step must not reach into G
+        if phase in self.lazy:
+            return self._lazy_penalty(phase, real, codes, labels)
         kept, self._kept = self._kept, None
         fake = kept[1] if kept is not None and kept[0] is codes else self.generate(self.generator, codes, labels)
         fake_logits, fake_aux = self.discriminate(fake, labels)
-        loss = self.adversarial.g_loss(fake_logits.float())
+        real_logits = self.discriminate(real, labels)[0].float() if self.adversarial.g_needs_real else None
+        loss = self.adversarial.g_loss(fake_logits.float(), real_logits)
         aux = self.auxiliary_loss(fake_aux, labels)
         return (loss, {}) if aux is None else (loss + aux, {"aux_loss": aux.detach()})
+
+    def _lazy_penalty(self, phase, real, codes, labels):
+        """A penalty with every=N: its own D update every N steps, weighted N times (StyleGAN2)."""
+        name, penalty = self.lazy[phase]
+        with torch.no_grad():
+            fake = self.generate(self.generator, codes, labels)
+        value = penalty(lambda x: self.discriminate(x, labels)[0], real, fake)
+        return value * penalty.every, {name: value.detach()}
 
     def _d_loss(self, real, fake, labels):
         real_logits, real_aux = self.discriminate(real, labels)
@@ -91,6 +124,9 @@ class GANObjective(Objective):
         real_logits, fake_logits = real_logits.float(), fake_logits.float()  # loss arithmetic in float32
         loss = self.adversarial.d_loss(real_logits, fake_logits)
         stats = {"real_logit": real_logits.detach().mean(), "fake_logit": fake_logits.detach().mean()}
+        if self.augment is not None:
+            self.augment.observe(real_logits)
+            stats.update(self.augment.statistics())
         for name, penalty in self.penalties.items():
             value = penalty(lambda x: self.discriminate(x, labels)[0], real, fake)
             loss = loss + value
@@ -105,7 +141,7 @@ class GANObjective(Objective):
         return loss, stats
 
     def after_step(self, phase):
-        if phase == "D":
+        if phase == "D" or phase in self.lazy:
             for constraint in self.constraints.values():
                 constraint(self.discriminator)
 
@@ -138,7 +174,7 @@ class ConditionalGANObjective(GANObjective):
     def generate(self, generator, noise, labels):
         return generator(noise, labels)
 
-    def discriminate(self, images, labels):
+    def judge(self, images, labels):
         return self.discriminator(images, labels), None
 
     def fixed_inputs(self, count, device, example):
@@ -160,14 +196,15 @@ class ACGANObjective(ConditionalGANObjective):
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  n_critic: int = 1, g_steps: int = 1, penalties: dict[str, Any] | None = None,
-                 constraints: dict[str, Any] | None = None, aux_loss: str = "ce", aux_weight: float = 1.0):
-        super().__init__(generator, discriminator, loss, n_critic, g_steps, penalties, constraints)
+                 constraints: dict[str, Any] | None = None, aux_loss: str = "ce", aux_weight: float = 1.0,
+                 augment: DiffAugment | None = None):
+        super().__init__(generator, discriminator, loss, n_critic, g_steps, penalties, constraints, augment=augment)
         if aux_loss not in ("ce", "bce", "mse"):
             raise ConfigError(f"model.objective.aux_loss={aux_loss!r} is not known; use ce (one class per image), "
                               "bce or mse (multi-label attributes; the faces report uses mse).")
         self.aux_kind, self.aux_weight = aux_loss, aux_weight
 
-    def discriminate(self, images, labels):
+    def judge(self, images, labels):
         return self.discriminator(images)
 
     def auxiliary_loss(self, logits, labels):

@@ -1,0 +1,134 @@
+"""Modern training techniques: DiffAugment and ADA's adaptive p, RpGAN, R2, lazy penalties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import compose_config
+from ganlab.augment import DiffAugment, color, cutout, translation
+from ganlab.checkpoint import load
+from ganlab.errors import ConfigError
+from ganlab.logging import read_metrics
+from ganlab.losses import RelativisticPairingLoss
+from ganlab.penalties import R2Penalty
+from ganlab.train import train
+
+
+@pytest.mark.parametrize("name", ["color", "translation", "cutout"])
+def test_each_augmentation_keeps_shape_and_range_and_passes_gradients(name):
+    torch.manual_seed(0)
+    x = (torch.rand(8, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    out = {"color": lambda t: color(t, -1.0, 1.0), "translation": translation, "cutout": cutout}[name](x)
+    assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+    assert not torch.equal(out, x)  # it did something
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_translation_shifts_by_at_most_an_eighth_and_cutout_zeroes_half_a_side():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 8, 8] = 1.0  # one lit pixel
+    moved = translation(x)
+    where = moved.flatten(1).argmax(1)
+    rows, cols = where // 16 - 8, where % 16 - 8
+    assert rows.abs().max() <= 2 and cols.abs().max() <= 2 and (rows != 0).any()  # 16 / 8 = 2 px at most
+    holes = (cutout(torch.ones(64, 1, 16, 16)) == 0).flatten(1).sum(1)
+    assert holes.max() == 64 and holes.min() > 0  # an 8 x 8 square, cut where it reaches past an edge
+
+
+def test_every_discriminator_input_is_augmented_real_and_fake_in_both_updates():
+    cfg = compose_config(["augment.policy=[cutout]", "schedule.steps=1"])
+    from ganlab import run as runs
+    from ganlab.build import allowed_prefixes, to_plain
+    from ganlab.data.memory import DataFacts
+
+    run = runs.build(to_plain(cfg), DataFacts(shape=(1, 16, 16), resolution=16, channels=1, num_classes=10),
+                     "tanh", torch.device("cpu"), allowed_prefixes())
+    objective, seen = run.objective, []
+    objective.networks["discriminator"].register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    batch = {"image": torch.ones(4, 1, 16, 16), "label": torch.zeros(4, dtype=torch.long),
+             "latent": objective.latent(4)}
+    objective.loss("D", batch)
+    objective.loss("G", batch)
+    assert len(seen) == 3  # D's real and fake, then G's fake
+    for images in seen:
+        assert ((images == 0).flatten(1).sum(1) > 0).all()  # each image has its cutout square
+
+
+def test_adaptive_p_rises_when_d_overfits_falls_when_it_does_not():
+    augment = DiffAugment(["translation"], adaptive=True, target=0.6, kimg=1.0, interval=4)
+    assert float(augment.p) == 0.0
+    for step in range(1, 9):  # D scores every real image high: r_t = 1 > 0.6
+        augment.observe(torch.full((25,), 3.0))
+        augment.begin_step(step)
+    # adjusted at steps 4 and 8, each time by the 100 real images seen since over 1,000 (kimg=1)
+    assert float(augment.rt) == 1.0 and float(augment.p) == pytest.approx(0.2)
+    for step in range(9, 13):  # no longer: r_t = 0 < 0.6
+        augment.observe(torch.tensor([1.0, -1.0] * 10))
+        augment.begin_step(step)
+    assert float(augment.rt) == 0.0 and float(augment.p) == pytest.approx(0.2 - 80 / 1000)
+
+
+def test_adaptive_p_is_logged_saved_and_resumes_exactly(tmp_path):
+    # target -1: r_t is always above it, so p rises at every adjustment (steps 4 and 8)
+    common = ["augment.policy=[translation,cutout]", "augment.adaptive=true", "augment.kimg=0.05", "augment.target=-1",
+              "schedule.log_every=1", "schedule.ckpt_every=2"]
+    train(compose_config([*common, "schedule.steps=8"]), tmp_path / "whole")
+    train(compose_config([*common, "schedule.steps=4"]), tmp_path / "split")
+    train(compose_config([*common, "schedule.steps=8", "resume=true"]), tmp_path / "split")
+    whole, split = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "split")
+    assert [r["augment/p"] for r in whole] == [r["augment/p"] for r in split]
+    assert [r["loss/D"] for r in whole] == [r["loss/D"] for r in split]
+    assert whole[-1]["augment/p"] != whole[0]["augment/p"] and "augment/rt" in whole[-1]
+    saved = load(tmp_path / "whole" / "checkpoints" / "last.pt")["objective"]["augment"]
+    assert float(saved["p"]) == pytest.approx(whole[-1]["augment/p"])
+
+
+def test_a_bad_policy_names_the_policies():
+    with pytest.raises(ConfigError, match="use any of color, translation, cutout"):
+        DiffAugment(["flip"])
+
+
+def test_rpgan_losses_match_a_hand_computation():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.0, 1.0, 0.5])
+    loss = RelativisticPairingLoss()
+    assert loss.d_loss(real, fake).item() == pytest.approx(F.softplus(-(real - fake)).mean().item())
+    expected = sum(torch.log1p(torch.exp(-(f - r))).item() for r, f in zip(real, fake)) / 3
+    assert loss.g_loss(fake, real).item() == pytest.approx(expected)
+
+
+def test_r2_penalises_fake_gradients_and_reaches_only_d():
+    critic = nn.Linear(2, 1, bias=False)
+    critic.weight.data.copy_(torch.tensor([[3.0, 4.0]]))
+    generator = nn.Linear(2, 2)
+    fake = generator(torch.randn(6, 2))
+    penalty = R2Penalty(weight=0.5)(critic, real=torch.randn(6, 2), fake=fake)
+    assert penalty.item() == pytest.approx(0.5 * 25.0)
+    penalty.backward()
+    assert critic.weight.grad is not None and all(p.grad is None for p in generator.parameters())
+
+
+def test_r3gan_trains_with_rpgan_r1_and_r2(tmp_path):
+    train(compose_config(["loss=r3gan", "loss.gamma=0.4", "schedule.steps=2", "schedule.log_every=1"]), tmp_path)
+    rows = read_metrics(tmp_path)
+    assert all(r["D/r1"] > 0 and r["D/r2"] > 0 for r in rows)
+    state = load(tmp_path / "checkpoints" / "last.pt")
+    assert state["config"]["model"]["objective"]["penalties"]["r2"]["gamma"] == 0.4
+
+
+def test_a_lazy_penalty_runs_every_nth_step_with_its_weight_scaled(tmp_path):
+    cfg = compose_config(["model=mlp", "schedule.steps=9", "schedule.log_every=1",
+                          "+loss.penalties.r1._target_=ganlab.penalties.R1Penalty", "+loss.penalties.r1.weight=2.0",
+                          "+loss.penalties.r1.every=4"])
+    training = train(cfg, tmp_path)
+    rows = read_metrics(tmp_path)
+    ran = [r["step"] - 1 for r in rows if "loss/D_r1" in r]  # the step index the row's step completed
+    assert ran == [0, 4, 8]
+    for row in (r for r in rows if "loss/D_r1" in r):
+        assert row["loss/D_r1"] == pytest.approx(4 * row["D_r1/r1"], rel=1e-5)  # weighted 4 times
+        assert "D/r1" not in row  # not also in D's every-step loss
+    assert [p.name for p in training.objective.phases] == ["D", "G", "D_r1"]
