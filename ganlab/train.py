@@ -21,6 +21,7 @@ import ganlab
 from ganlab import checkpoint, run as runs
 from ganlab.build import allowed_prefixes, build, check_targets, to_plain
 from ganlab.checks import check_known_keys, check_top_level, check_values
+from ganlab.data.memory import limited, split_limit
 from ganlab.errors import ConfigError
 from ganlab.logging import NullLogger, RunLogger
 from ganlab.loop import train_steps
@@ -140,8 +141,8 @@ def _build(config: dict[str, Any], run_dir: Path, prefixes, runtime: Runtime, ov
         check_same_seed(stored, config["seed"])
     runtime.apply_global_settings(int(config["seed"]))
     objective = runs.objective_class(config["model"]["objective"].get("_target_"), prefixes)
-    dataset = _training_split(config["dataset"], objective.wants_evaluation)
-    data = build(dataset, "dataset", prefixes)
+    dataset, limit = split_limit(_training_split(config["dataset"], objective.wants_evaluation))
+    data = limited(build(dataset, "dataset", prefixes), limit, int(config["seed"]))  # held-out data stays whole
     value_range = getattr(data, "value_range", "tanh")
     run = runs.build(config, data.facts, value_range, device, prefixes, overrides=overrides)
     run.images = _count(data)

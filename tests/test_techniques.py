@@ -132,3 +132,38 @@ def test_a_lazy_penalty_runs_every_nth_step_with_its_weight_scaled(tmp_path):
         assert row["loss/D_r1"] == pytest.approx(4 * row["D_r1/r1"], rel=1e-5)  # weighted 4 times
         assert "D/r1" not in row  # not also in D's every-step loss
     assert [p.name for p in training.objective.phases] == ["D", "G", "D_r1"]
+
+
+def test_dataset_limit_keeps_a_seeded_class_balanced_subset(tmp_path, caplog):
+    from ganlab.data.digits import load_digits
+    from ganlab.data.memory import limited
+
+    full = load_digits(resolution=16, batch_size=16)
+    kept = limited(full, 105, seed=3)
+    assert len(kept) == 105 and torch.bincount(kept.labels).tolist() == [11] * 5 + [10] * 5
+    assert torch.equal(limited(full, 105, seed=3).images, kept.images)  # the same subset every time
+    assert not torch.equal(limited(full, 105, seed=4).images, kept.images)
+    with caplog.at_level("INFO", logger="ganlab"):
+        training = train(compose_config(["dataset.limit=64", "schedule.steps=2"]), tmp_path)
+    assert len(training.state.batches.data) == 64 and "training on 64 of 1,797 images" in caplog.text
+    assert load(tmp_path / "checkpoints" / "last.pt")["images"] == 64
+
+
+def test_dataset_limit_refuses_a_non_positive_count(tmp_path):
+    with pytest.raises(ConfigError, match=r"dataset.limit=0 must be a positive number"):
+        train(compose_config(["dataset.limit=0"]), tmp_path)
+
+
+def test_a_packed_conv_discriminator_gives_one_logit_per_pack(tmp_path):
+    from ganlab.models.dcgan import DCGANDiscriminator
+
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(resolution=16, channels=3, width=8, pack=2).eval()  # BatchNorm: running statistics
+    x = torch.randn(6, 3, 16, 16)
+    assert d(x).shape == (3, 1)
+    swapped = x.clone()
+    swapped[[0, 1]] = x[[1, 0]]  # the order inside a pack matters: its members are distinct inputs
+    assert not torch.allclose(d(swapped)[0], d(x)[0]) and torch.allclose(d(swapped)[1:], d(x)[1:])
+    with pytest.raises(ConfigError, match="pack=2 needs batches that are a multiple"):
+        d(torch.randn(5, 3, 16, 16))
+    train(compose_config(["model.discriminator.pack=2", "schedule.steps=2"]), tmp_path)

@@ -6,12 +6,17 @@ a batch a single gather plus a scale to [-1, 1]: no workers, no per-item Python,
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
 from ganlab.errors import ConfigError
 from ganlab.runtime import stream_seed
+
+log = logging.getLogger("ganlab")
+SUBSET_STREAM = 10**6  # the random stream of dataset.limit's subset, apart from the epochs' (0, 1, 2, ...)
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,44 @@ class InMemoryImages:
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
         return pixels_to_float(images, self.value_range)
+
+
+def split_limit(node: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """(the dataset node without `limit`, the limit): the loaders never see it; `limited` applies it."""
+    node = dict(node)
+    return node, node.pop("limit", None)
+
+
+def limited(data, limit: int | None, seed: int):
+    """`dataset.limit=N`: the set cut to a fixed subset of N images drawn with `seed` (the same subset
+    on every resume), in equal shares per class when it is labelled; None keeps every image."""
+    if limit is None:
+        return data
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"dataset.limit={limit!r} must be a positive number of images (null: all of them).")
+    if not isinstance(data, InMemoryImages):
+        raise ConfigError(f"dataset.limit works on sets held in memory; {data.name} streams its images (set "
+                          "dataset.in_memory=true, or point the folder at the images to keep).")
+    if limit >= len(data):
+        log.info("dataset.limit=%d: the set has only %s images; training on all of them", limit, f"{len(data):,}")
+        return data
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(stream_seed(seed, SUBSET_STREAM)))
+    classes = data.facts.num_classes
+    if classes:  # the first images of each class in that order, `limit // classes` each (the rest to the first)
+        labels = data.labels[order]
+        shares = [limit // classes + (c < limit % classes) for c in range(classes)]
+        kept = torch.cat([order[labels == c][:shares[c]] for c in range(classes)])
+    else:
+        kept = order[:limit]
+    kept = kept.sort().values
+    check_batch_size(data.batch_size, len(kept), f"{data.name} (dataset.limit={limit})")
+    subset = InMemoryImages(data.images[kept], data.labels[kept], batch_size=data.batch_size,
+                            class_names=data.facts.class_names, value_range=data.value_range, name=data.name)
+    subset.facts = data.facts  # attribute names and the rest stay as the full set said
+    counts = torch.bincount(subset.labels, minlength=classes).tolist() if classes else None
+    log.info("dataset.limit=%d: training on %s of %s images (seed %d)%s", limit, f"{len(kept):,}", f"{len(data):,}",
+             seed, f", per class {counts}" if counts else "")
+    return subset
 
 
 def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from ganlab import run as runs
 from ganlab.build import build
 from ganlab.cache import file_sha256
+from ganlab.data.memory import split_limit
 from ganlab.drawing import generate
 from ganlab.errors import ConfigError
 from ganlab.metrics.classifier import Judge
@@ -79,7 +80,8 @@ def open_judge(path: str, facts, device: torch.device, prefixes, key: str) -> Ju
 
 def held_out_data(dataset: dict[str, Any], split: str, prefixes, root: str | None = None):
     """A builder of the run's data set on `split` (None when it is a toy or has no such split)."""
-    node = {**dataset, "split": split} if "split" in dataset else dict(dataset)
+    node, _ = split_limit(dataset)  # the held-out split is compared whole, whatever dataset.limit trained on
+    node = {**node, "split": split} if "split" in node else node
     if root:
         node["root"] = root
     from omegaconf import OmegaConf

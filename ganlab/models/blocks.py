@@ -6,6 +6,7 @@ are the same network with different options here, not separate classes.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
@@ -66,3 +67,13 @@ def pyramid(resolution: int, key: str = "dataset.resolution") -> tuple[int, int]
     raise ConfigError(f"{key}={resolution}: the DCGAN family builds images of base * 2**n px with a base of "
                       "4 to 7 and n >= 1 (e.g. 28, 32, 64, 96). Pick such a resolution.")
 
+
+def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
+    """PacGAN (Lin et al. 2018): each run of `pack` consecutive samples becomes one, side by side along
+    the feature (or channel) axis, so D judges them jointly: (B, C, ...) -> (B / pack, pack * C, ...)."""
+    if pack == 1:
+        return x
+    if x.shape[0] % pack:
+        raise ConfigError(f"model.discriminator.pack={pack} needs batches that are a multiple of it; got "
+                          f"{x.shape[0]} samples (set dataset.batch_size to a multiple).")
+    return x.reshape(x.shape[0] // pack, pack * x.shape[1], *x.shape[2:])

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.models.blocks import apply_init, maybe_spectral, norm_layer, pyramid
+from ganlab.models.blocks import apply_init, maybe_spectral, norm_layer, pack_samples, pyramid
 
 PADDING = {4: (1, 0), 5: (2, 1)}  # kernel -> (padding, output padding) of a stride-2 layer
 
@@ -72,11 +72,16 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
+    """Strided convs to base x base, then one conv (or `head` Linear layers) to the logits. `pack` > 1
+    is PacGAN: `pack` samples enter together as one image of pack x channels, a logit per pack."""
+
     def __init__(self, resolution: int, channels: int, width: int = 64, norm: str = "batch",
                  leaky_slope: float = 0.2, spectral_norm: bool = False, dropout: float = 0.0,
                  kernel: int = 4, head: list[int] = (), bias: bool | None = None, outputs: int = 1,
-                 init: str = "dcgan"):
+                 init: str = "dcgan", pack: int = 1):
         super().__init__()
+        self.pack = pack
+        channels *= pack
         base, doublings = pyramid(resolution)
         padding, _ = _padding(kernel, "model.discriminator.kernel")
         normed = norm != "none"
@@ -108,4 +113,4 @@ class DCGANDiscriminator(nn.Module):
         apply_init(self, init, "model.discriminator.init")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x).flatten(1)
+        return self.main(pack_samples(x, self.pack)).flatten(1)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.models.blocks import maybe_spectral
+from ganlab.models.blocks import maybe_spectral, pack_samples
 
 
 class MLPGenerator(nn.Module):
@@ -88,11 +88,4 @@ class MLPDiscriminator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.each(x)
-        if self.pack > 1:
-            if x.shape[0] % self.pack:
-                raise ConfigError(f"model.discriminator.pack={self.pack} needs batches that are a multiple of it; "
-                                  f"got {x.shape[0]} samples (set dataset.batch_size and schedule.sample_count "
-                                  "to multiples).")
-            x = x.reshape(x.shape[0] // self.pack, -1)
-        return self.main(x)
+        return self.main(pack_samples(self.each(x), self.pack))
