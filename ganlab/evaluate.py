@@ -87,7 +87,8 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
     dataset = opened.config["dataset"]
     mixture = build_toy(dataset, opened.facts, prefixes)
     judge = open_judge(classifier, opened.facts, device, prefixes, "classifier") if classifier else None
-    names = available(judge is not None, weights_at_hand(inception_weights), mixture is not None) \
+    names = available(judge is not None, weights_at_hand(inception_weights), mixture is not None,
+                      judge is not None and judge.per_channel) \
         if metrics == "auto" else list(metrics)
     check_names(names, "metrics")
     if metrics == "auto" and not opened.objective.conditional:

@@ -177,17 +177,19 @@ def _facts(stored: dict[str, Any]) -> DataFacts:
 
 
 def open_classifier(path: str | Path, key: str, facts: DataFacts, device: torch.device,
-                    prefixes: tuple[str, ...]) -> tuple[nn.Module, str]:
-    """A classifier run's network (to judge samples of data shaped as `facts`), and the value
-    range it was trained on."""
+                    prefixes: tuple[str, ...]) -> tuple[nn.Module, str, bool]:
+    """A classifier run's network (to judge samples of data shaped as `facts`), the value range it
+    was trained on, and whether it judges each channel alone (a 1-channel classifier of 3-channel data)."""
     judge = open(path, device=device, prefixes=prefixes, key=key)
     if "classifier" not in judge.networks:
         raise ConfigError(f"{key}={path} is not a classifier run's checkpoint (its networks are "
                           f"{sorted(judge.networks)}); train one, e.g. experiment=fashion_classifier_mlp.")
-    if tuple(judge.facts.shape) != tuple(facts.shape):
+    judged, given = tuple(judge.facts.shape), tuple(facts.shape)
+    per_channel = len(given) == 3 and judged == (1, *given[1:]) and given[0] > 1  # Stacked MNIST: a digit a channel
+    if judged != given and not per_channel:
         raise ConfigError(f"{key}={path} was trained on data of shape {tuple(judge.facts.shape)}, but this run's "
                           f"data is {tuple(facts.shape)}; train the classifier on the same resolution and channels.")
-    return judge.networks["classifier"], judge.value_range
+    return judge.networks["classifier"], judge.value_range, per_channel
 
 
 def stored_overrides(run_dir: str | Path) -> list[str] | None:

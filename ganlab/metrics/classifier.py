@@ -11,6 +11,8 @@ from torch import nn
 
 from ganlab.metrics.registry import Inputs, register
 from ganlab.data.memory import pixels_to_float
+from ganlab.data.stacked import mode_of, mode_statistics
+from ganlab.errors import ConfigError
 from ganlab.plots import to_uint8
 from ganlab.metrics.stats import (cached, frechet_distance, knn_radii, mean_and_covariance, precision_recall,
                                   tensor_sha256)
@@ -23,6 +25,7 @@ class Judge:
     network: nn.Module
     value_range: str
     identity: str  # path and checksum: names the feature network in eval.json and in caches
+    per_channel: bool = False  # a 1-channel classifier judging each channel (Stacked MNIST: 3 digits an image)
 
     @torch.no_grad()
     def outputs(self, images: torch.Tensor, device: torch.device, batch: int = 500):
@@ -37,13 +40,23 @@ class Judge:
 
     def diagnose(self, samples: torch.Tensor, value_range: str) -> dict[str, float]:
         """Classes covered, class entropy and classifier score of a batch of samples in `value_range`,
-        seen as the pixels they become (what `ganlab eval` measures, whatever range each side uses)."""
-        device = samples.device
-        probs, _ = self.outputs(to_uint8(samples, value_range), device)
-        return class_statistics(probs)[0]
+        seen as the pixels they become (what `ganlab eval` measures, whatever range each side uses);
+        for a per-channel judge, the stacked modes covered and their KL to uniform."""
+        images = to_uint8(samples, value_range)
+        if self.per_channel:
+            return mode_statistics(self.channel_modes(images, samples.device))
+        return class_statistics(self.outputs(images, samples.device)[0])[0]
+
+    def channel_modes(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Each image's mode: the digit of each channel by this 1-channel classifier (100 r + 10 g + b)."""
+        digits = [self.outputs(images[:, c:c + 1], device)[0].argmax(1) for c in range(images.shape[1])]
+        return mode_of(torch.stack(digits, dim=1))
 
 
 def _generated(inputs: Inputs):
+    if inputs.classifier.per_channel:
+        raise ConfigError("this classifier judges one channel of the run's images (a digit a channel, as Stacked "
+                          "MNIST); measure those runs with metrics=[stacked_modes].")
     key = ("generated", id(inputs.generated))
     if key not in inputs.protocol.setdefault("_memo", {}):
         inputs.protocol["_memo"][key] = inputs.classifier.outputs(inputs.generated, inputs.device)
@@ -60,8 +73,6 @@ def _real(inputs: Inputs) -> dict[str, torch.Tensor]:
                 "histogram": torch.bincount(probs.argmax(1), minlength=classes).double() / len(probs)}
 
     if inputs.real is None:
-        from ganlab.errors import ConfigError
-
         raise ConfigError("this metric compares with real images, but the run's data set is not at hand; set "
                           "dataset_root=PATH to where it lies on this machine.")
     memo = inputs.protocol.setdefault("_memo", {})
@@ -138,3 +149,13 @@ def class_accuracy(inputs: Inputs) -> dict[str, float]:
     inputs.protocol["class_accuracy_per_class"] = {int(c): round(float(right[labels == c].float().mean()), 4)
                                                    for c in labels.unique()}
     return {"class_accuracy": float(right.float().mean())}
+
+
+@register("stacked_modes", needs="stacked", higher_is_better={"stacked_modes": True, "stacked_kl": False})
+def stacked_modes(inputs: Inputs) -> dict[str, float]:
+    """Stacked MNIST: the modes (of 1,000) the samples cover, each channel's digit labelled by an MNIST
+    classifier, and KL(the mode histogram || uniform); PacGAN's protocol uses 26,000 samples (eval n=26000)."""
+    if inputs.classifier is None or not inputs.classifier.per_channel:
+        raise ConfigError("metric stacked_modes needs 3-channel images (dataset=stacked_mnist) and a 1-channel "
+                          "MNIST classifier run (classifier=PATH) to label each channel.")
+    return mode_statistics(inputs.classifier.channel_modes(inputs.generated, inputs.device))

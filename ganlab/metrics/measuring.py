@@ -74,8 +74,8 @@ def real_images(data, limit: int) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def open_judge(path: str, facts, device: torch.device, prefixes, key: str) -> Judge:
-    network, value_range = runs.open_classifier(path, key, facts, device, prefixes)
-    return Judge(network, value_range, f"{Path(path).name} sha256:{file_sha256(path)[:16]}")
+    network, value_range, per_channel = runs.open_classifier(path, key, facts, device, prefixes)
+    return Judge(network, value_range, f"{Path(path).name} sha256:{file_sha256(path)[:16]}", per_channel)
 
 
 def held_out_data(dataset: dict[str, Any], split: str, prefixes, root: str | None = None):
@@ -156,7 +156,7 @@ def training_evaluator(settings: dict[str, Any], run: runs.Run, data, held_out, 
         judges.append(lambda samples: judge.diagnose(samples, run.value_range))
     names = settings.get("names") or []
     if names == "auto":
-        names = available(judge is not None, False, mixture is not None)
+        names = available(judge is not None, False, mixture is not None, judge is not None and judge.per_channel)
     if not names or run.objective.sampler is None:
         return Evaluator(run, device, judges, held_out)
     split = "test" if dataset.get("split") == "train" else dataset.get("split")  # what train's held-out split is
