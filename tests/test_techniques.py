@@ -167,3 +167,44 @@ def test_a_packed_conv_discriminator_gives_one_logit_per_pack(tmp_path):
     with pytest.raises(ConfigError, match="pack=2 needs batches that are a multiple"):
         d(torch.randn(5, 3, 16, 16))
     train(compose_config(["model.discriminator.pack=2", "schedule.steps=2"]), tmp_path)
+
+
+def test_the_projection_discriminators_class_term_changes_with_the_label():
+    import functools
+
+    from ganlab.models.conditional import ProjectionDiscriminator
+    from ganlab.models.dcgan import DCGANDiscriminator
+
+    torch.manual_seed(0)
+    backbone = functools.partial(DCGANDiscriminator, width=8, norm="none", spectral_norm=True)
+    d = ProjectionDiscriminator(backbone, shape=(1, 16, 16), num_classes=10, resolution=16, channels=1, features=16)
+    with torch.no_grad():
+        d.embed.parametrizations.weight.original.normal_()  # a trained embedding: classes differ
+    d.eval()  # spectral norm's power iteration stays put between the calls compared
+    x = torch.randn(4, 1, 16, 16)
+    a, b = d(x, torch.tensor([0, 0, 0, 0])), d(x, torch.tensor([3, 3, 3, 3]))
+    assert a.shape == (4, 1) and not torch.allclose(a, b)
+    phi = F.relu(d.net(x).flatten(1))
+    assert torch.allclose(a - b, ((d.embed.weight[:, 0] - d.embed.weight[:, 3]) * phi).sum(1, keepdim=True), atol=1e-5)
+
+
+def test_conditional_batchnorm_uses_the_labels_gain_and_bias():
+    from ganlab.models.conditional import ConditionalBatchNorm
+
+    norm = ConditionalBatchNorm(nn.BatchNorm2d(2), condition_dim=3)
+    x = torch.randn(6, 2, 4, 4)
+    norm.condition = F.one_hot(torch.tensor([0, 1, 2, 0, 1, 2]), 3).float()
+    plain = nn.BatchNorm2d(2, affine=False)(x)
+    assert torch.allclose(norm(x), plain, atol=1e-6)  # gains start at 1, biases at 0
+    with torch.no_grad():
+        norm.gain.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]))  # class 0: gain 2 on channel 0
+        norm.bias.weight.copy_(torch.tensor([[0.0, 0.0, 5.0], [0.0, 0.0, 0.0]]))  # class 2: bias 5 on channel 0
+    out = norm(x)
+    assert torch.allclose(out[0, 0], 2 * plain[0, 0], atol=1e-5) and torch.allclose(out[0, 1], plain[0, 1], atol=1e-5)
+    assert torch.allclose(out[1, 1], 3 * plain[1, 1], atol=1e-5)
+    assert torch.allclose(out[2, 0], plain[2, 0] + 5, atol=1e-5)
+
+
+def test_the_projection_cgan_trains_on_classes(tmp_path):
+    train(compose_config(["model=cgan_pd", "schedule.steps=2"]), tmp_path)
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()

@@ -96,3 +96,85 @@ class AuxiliaryClassifierDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(x)
         return logits[:, :1], logits[:, 1:]
+
+
+# --- the projection cGAN (Miyato & Koyama 2018): cBN in G, projection in D ------------------------
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm without its own affine, then a gain and bias per class (or a linear map of the
+    attribute vector): gains start at 1 and biases at 0, so it begins as plain BatchNorm."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm, condition_dim: int):
+        super().__init__()
+        features = norm.num_features
+        self.norm = type(norm)(features, eps=norm.eps, momentum=norm.momentum, affine=False)
+        self.gain = nn.Linear(condition_dim, features, bias=False)
+        self.bias = nn.Linear(condition_dim, features, bias=False)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+        self.condition: torch.Tensor | None = None  # set by the generator for each forward pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0], -1, *[1] * (x.ndim - 2))
+        gain, bias = 1 + self.gain(self.condition), self.bias(self.condition)
+        return self.norm(x) * gain.view(shape) + bias.view(shape)
+
+
+class ConditionalBatchNormGenerator(nn.Module):
+    """G(z, labels) for the projection cGAN: the backbone's BatchNorm layers become conditional
+    (`ConditionalBatchNorm`); z enters the backbone unchanged."""
+
+    def __init__(self, backbone: Callable[..., nn.Module], shape: tuple[int, ...], latent_dim: int = 100,
+                 num_classes: int = 0, num_attributes: int = 0, resolution: int = 0, channels: int = 0):
+        super().__init__()
+        self.condition_dim = condition_dim_of(num_classes, num_attributes, "cgan_pd")
+        self.net = build_backbone(backbone, latent_dim=latent_dim, shape=shape, resolution=resolution,
+                                  channels=channels)
+        self.norms = _conditional_norms(self.net, self.condition_dim)
+        if not self.norms:
+            raise ConfigError("model=cgan_pd conditions G through its BatchNorm layers, but this backbone has none; "
+                              "keep model.generator.backbone.norm=batch.")
+        self.latent_shape = self.net.latent_shape
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        condition = condition_vector(labels, self.condition_dim)
+        for norm in self.norms:
+            norm.condition = condition
+        try:
+            return self.net(z)
+        finally:
+            for norm in self.norms:
+                norm.condition = None
+
+
+def _conditional_norms(net: nn.Module, condition_dim: int) -> list[ConditionalBatchNorm]:
+    """Replace every BatchNorm of `net` in place by a ConditionalBatchNorm; returns them."""
+    made = []
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                conditional = ConditionalBatchNorm(child, condition_dim)
+                setattr(parent, name, conditional)
+                made.append(conditional)
+    return made
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D(x, labels) = psi(phi(x)) + <embed(labels), phi(x)>: the backbone gives `features` outputs,
+    phi their ReLU, psi a linear head, embed a spectrally normalised map of the condition."""
+
+    def __init__(self, backbone: Callable[..., nn.Module], shape: tuple[int, ...], num_classes: int = 0,
+                 num_attributes: int = 0, resolution: int = 0, channels: int = 0, features: int = 128,
+                 spectral_norm: bool = True):
+        super().__init__()
+        self.condition_dim = condition_dim_of(num_classes, num_attributes, "cgan_pd")
+        self.net = build_backbone(backbone, outputs=features, shape=shape, resolution=resolution, channels=channels)
+        self.psi = nn.Linear(features, 1)
+        self.embed = nn.Linear(self.condition_dim, features, bias=False)
+        if spectral_norm:
+            self.psi = nn.utils.parametrizations.spectral_norm(self.psi)
+            self.embed = nn.utils.parametrizations.spectral_norm(self.embed)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        phi = F.relu(self.net(x).flatten(1))
+        projection = (self.embed(condition_vector(labels, self.condition_dim)) * phi).sum(dim=1, keepdim=True)
+        return self.psi(phi) + projection
