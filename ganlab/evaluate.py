@@ -23,6 +23,7 @@ from ganlab.checkpoint import checkpoint_path
 from ganlab.build import allowed_prefixes
 from ganlab.errors import ConfigError
 from ganlab.metrics import available
+from ganlab.metrics import nvidia_inception
 from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.measuring import REAL_LIMIT, Measurer, build_toy, held_out_data, open_judge, real_key
 from ganlab.metrics.registry import check_names
@@ -87,8 +88,9 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
     dataset = opened.config["dataset"]
     mixture = build_toy(dataset, opened.facts, prefixes)
     judge = open_judge(classifier, opened.facts, device, prefixes, "classifier") if classifier else None
-    names = available(judge is not None, weights_at_hand(inception_weights), mixture is not None,
-                      judge is not None and judge.per_channel) \
+    images = not opened.facts.points  # the Inception metrics need images, not the toys' points
+    names = available(judge is not None, images and weights_at_hand(inception_weights), mixture is not None,
+                      judge is not None and judge.per_channel, has_features=images and nvidia_inception.at_hand()) \
         if metrics == "auto" else list(metrics)
     check_names(names, "metrics")
     if metrics == "auto" and not opened.objective.conditional:

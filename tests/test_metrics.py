@@ -201,10 +201,12 @@ def test_ganlab_eval_writes_eval_json_with_the_protocol(gan_run, judge, tmp_path
 
 def test_missing_inception_weights_offline_name_the_file_and_the_key(gan_run, tmp_path, monkeypatch):
     import ganlab.metrics.inception as inception
+    from ganlab.metrics import nvidia_inception
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(inception, "URL", "http://127.0.0.1:9/" + inception.FILE)  # nothing listens there
+    monkeypatch.setattr(nvidia_inception, "bundled_path", lambda: None)  # as without the ganlab[fid] extra
     with pytest.raises(ConfigError) as info:
         evaluate(str(gan_run), metrics=["fid"], n=50, device="cpu")
     message = str(info.value)
@@ -214,7 +216,10 @@ def test_missing_inception_weights_offline_name_the_file_and_the_key(gan_run, tm
 
 
 def test_without_metrics_eval_says_what_it_needs(gan_run, tmp_path, monkeypatch):
+    from ganlab.metrics import nvidia_inception
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(nvidia_inception, "bundled_path", lambda: None)  # as without the ganlab[fid] extra
     with pytest.raises(ConfigError, match="classifier=PATH"):
         evaluate(str(gan_run), n=50, device="cpu")
 

@@ -1,5 +1,10 @@
-"""Inception metrics through torch-fidelity (the `ganlab[metrics]` extra): FID, KID, IS and
-precision / recall (k = 3) in InceptionV3 features, the numbers papers report.
+"""Inception metrics: FID, KID, IS and precision / recall (k = 3) in InceptionV3 features, the
+numbers papers report.
+
+Offline (the `ganlab[fid]` extra, `metrics/nvidia_inception.py`): FID, KID and precision/recall in
+the features of NVIDIA's inception-2015-12-05 network, computed here, the real side's features
+cached (tensors-only, verified). IS needs the network's logits, which that export lacks.
+With `inception_weights=PATH` (or without the `fid` extra), torch-fidelity (`ganlab[metrics]`).
 
 Weights: `inception_weights=PATH` (a local copy of torch-fidelity's
 weights-inception-2015-12-05-6726825d.pth), else torch's hub cache, else torch-fidelity's usual
@@ -18,9 +23,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ganlab.cache import file_sha256, tensor_sha256
 from ganlab.errors import ConfigError
+from ganlab.metrics import nvidia_inception
 from ganlab.metrics.registry import Inputs, register
-from ganlab.cache import file_sha256
+from ganlab.metrics.stats import (cached, frechet_distance, kernel_inception_distance, knn_radii, mean_and_covariance,
+                                  precision_recall)
 
 URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 FILE = URL.rsplit("/", 1)[1]
@@ -38,6 +46,7 @@ def hub_copy() -> Path:
 
 
 def weights_at_hand(path: str | None) -> bool:
+    """Whether torch-fidelity's weights are here (all four metrics can run)."""
     return bool(path) or hub_copy().is_file()
 
 
@@ -92,19 +101,57 @@ class _RGB(Dataset):
         return image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
 
 
+def uses_bundled(weights: str | None) -> bool:
+    """The offline network (the `fid` extra) unless torch-fidelity's weights were named."""
+    return not weights and nvidia_inception.at_hand()
+
+
+def _bundled(inputs: Inputs, wanted: list[str]) -> dict[str, float]:
+    """FID, KID and precision/recall in the bundled network's features; the real side cached."""
+    if "is" in wanted:
+        raise ConfigError("metrics=[is]: the Inception Score needs the network's logits, which the offline network "
+                          "(ganlab[fid]) does not give; pass inception_weights=PATH (torch-fidelity's weights) for it, "
+                          "or measure fid, kid and pr.")
+    real, _ = inputs.real()
+
+    def compute():
+        found = nvidia_inception.features(real, inputs.device).float()
+        mu, sigma = mean_and_covariance(found)
+        return {"features": found, "mu": mu, "sigma": sigma, "radii": knn_radii(found)}
+
+    side, hit = cached(inputs.cache_dir, {"real": inputs.real_key, "feature_network": nvidia_inception.NAME,
+                                          "images_sha256": tensor_sha256(real)}, compute)
+    fake = nvidia_inception.features(inputs.generated, inputs.device).float()
+    values: dict[str, float] = {}
+    if "fid" in wanted:
+        mu, sigma = mean_and_covariance(fake)
+        values["fid"] = frechet_distance(mu, sigma, side["mu"], side["sigma"])
+    if "kid" in wanted:
+        values["kid"] = kernel_inception_distance(side["features"], fake)
+    if "pr" in wanted:
+        values.update(precision_recall(side["features"], fake, k=3, real_radii=side["radii"]))
+    inputs.protocol.update({"feature_network": nvidia_inception.NAME, "resize": nvidia_inception.RESIZE,
+                            "real_count": len(real), "real_statistics": "cache" if hit else "computed"})
+    return values
+
+
 def _compute(inputs: Inputs) -> dict[str, float]:
-    """Every requested Inception metric in one torch-fidelity call (features are extracted once)."""
+    """Every requested Inception metric at once (features are extracted once)."""
     memo = inputs.protocol.setdefault("_memo", {})
     if "inception" in memo:
         return memo["inception"]
-    try:
-        import torch_fidelity
-    except ImportError:
-        raise ConfigError("the Inception metrics need torch-fidelity: pip install 'ganlab[metrics]'.") from None
     if inputs.real is None:
         raise ConfigError("the Inception metrics compare with real images, but the run's data set is not at hand; "
                           "set dataset_root=PATH to where it lies on this machine.")
     wanted = [n for n in inputs.protocol.get("requested", FAMILY) if n in FAMILY]
+    if uses_bundled(inputs.inception_weights):
+        memo["inception"] = _bundled(inputs, wanted)
+        return memo["inception"]
+    try:
+        import torch_fidelity
+    except ImportError:
+        raise ConfigError("the Inception metrics need torch-fidelity (pip install 'ganlab[metrics]') and its "
+                          "weights, or the offline network: pip install 'ganlab[fid]'.") from None
     real, _ = inputs.real()
     with clean_weights(inputs.inception_weights) as (weights, sha):
         result = torch_fidelity.calculate_metrics(
@@ -126,4 +173,5 @@ def _metric(name: str):
 
 
 for _name, (_, _outputs) in FAMILY.items():
-    register(_name, needs="inception", higher_is_better=dict(_outputs.values()))(_metric(_name))
+    register(_name, needs="inception" if _name == "is" else "inception_features",
+             higher_is_better=dict(_outputs.values()))(_metric(_name))

@@ -37,7 +37,7 @@ class Inputs:
 class Metric:
     name: str
     compute: Callable[[Inputs], dict[str, float]]
-    needs: str  # classifier | inception | toy | stacked
+    needs: str  # classifier | inception | inception_features | toy | stacked
     higher_is_better: dict[str, bool]  # for each value it returns
 
 
@@ -72,10 +72,13 @@ def direction(value_name: str) -> bool:
                       f"{', '.join(sorted(k for m in METRICS.values() for k in m.higher_is_better))}.")
 
 
-def available(has_classifier: bool, has_inception: bool, is_toy: bool, per_channel: bool = False) -> list[str]:
-    """What can be computed here and now (`metrics=auto`); `per_channel`: the classifier judges each
-    channel (Stacked MNIST), which only stacked_modes can use."""
-    ready = {"classifier": has_classifier and not per_channel, "inception": has_inception, "toy": is_toy,
+def available(has_classifier: bool, has_inception: bool, is_toy: bool, per_channel: bool = False,
+              has_features: bool = False) -> list[str]:
+    """What can be computed here and now (`metrics=auto`). `has_inception`: torch-fidelity's weights
+    (all Inception metrics); `has_features`: Inception features only (the offline network: no IS);
+    `per_channel`: the classifier judges each channel (Stacked MNIST), which only stacked_modes can use."""
+    ready = {"classifier": has_classifier and not per_channel, "inception": has_inception,
+             "inception_features": has_inception or has_features, "toy": is_toy,
              "stacked": has_classifier and per_channel}
     return [name for name, metric in METRICS.items() if ready[metric.needs]]
 
@@ -94,7 +97,7 @@ def run_metrics(names: list[str], inputs: Inputs) -> dict[str, float]:
     for name in names:
         metric = METRICS[name]
         missing = {"classifier": inputs.classifier is None, "toy": inputs.mixture is None,
-                   "inception": False, "stacked": False}[metric.needs]
+                   "inception": False, "inception_features": False, "stacked": False}[metric.needs]
         if missing:
             fix = "classifier=PATH (metrics.classifier=PATH in training), a classifier run's checkpoint" \
                 if metric.needs == "classifier" else "a 2-d toy run (dataset=ring or grid)"
