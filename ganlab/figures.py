@@ -53,7 +53,13 @@ def curve_figure(infos: list[dict[str, Any]], labels: list[str], direction_words
         _finish(margin_axis, "D's margin: mean real logit - mean fake logit", "logit")
     for axis, name in zip(axes[len(infos) + margin:], names):
         for info, label in zip(infos, labels):
-            _plot(axis, *series(info["rows"], name), label=label[:40])
+            steps, values = series(info["rows"], name)
+            _plot(axis, steps, values, label=label[:60])
+            spread = (info.get("band") or {}).get(name)
+            if spread and steps:  # a seed group's mean: one standard deviation either side
+                widths = [spread.get(s, 0.0) for s in steps]
+                axis.fill_between(steps, [v - w for v, w in zip(values, widths)],
+                                  [v + w for v, w in zip(values, widths)], alpha=0.25)
         _finish(axis, f"{name} ({direction_words(name)})", name.split("/", 1)[1])
     for axis in axes[panels:]:
         axis.axis("off")

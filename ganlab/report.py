@@ -24,6 +24,7 @@ from ganlab.figures import learning_curves, samples_over_time, series
 from ganlab.options import option, read, takes
 from ganlab.replay import hydra_overrides, setting_overrides
 from ganlab.rundir import is_disk_full, write_text_atomic
+from ganlab.seeds import averaged_info, seed_groups, seeds_of, summary_rows
 
 log = logging.getLogger("ganlab")
 
@@ -75,11 +76,28 @@ def report(runs, out, steps, epochs) -> list[Path]:
                           "write.") from None
     infos = [_info(d) for d in run_dirs]
     labels = run_labels(infos)
-    written = [learning_curves(infos, labels, folder / "learning_curves.png", direction_words)]
+    groups = [g for g in seed_groups(infos) if len(g) > 1]  # runs that differ only in the seed
+    curves, curve_labels = _seed_means(infos, labels, groups)
+    written = [learning_curves(curves, curve_labels, folder / "learning_curves.png", direction_words)]
     if steps or epochs:
         written += [samples_over_time(info, label, steps, epochs, folder) for info, label in zip(infos, labels)]
-    written += comparison_table(infos, labels, folder)
+    written += comparison_table(infos, labels, folder, groups)
     return written
+
+
+def _seed_means(infos, labels, groups) -> tuple[list[dict[str, Any]], list[str]]:
+    """The runs of the learning curves: each seed group as its mean with a band, the others as they are."""
+    grouped = {i for g in groups for i in g}
+    curves = [(info, label) for i, (info, label) in enumerate(zip(infos, labels)) if i not in grouped]
+    for group in groups:
+        members = [infos[i] for i in group]
+        label = _without_seed(labels[group[0]]) or infos[group[0]]["dir"].parent.name
+        curves.append((averaged_info(members), f"{label} (mean +- std, n={len(group)})"))
+    return [c[0] for c in curves], [c[1] for c in curves]
+
+
+def _without_seed(label: str) -> str:
+    return " ".join(part for part in label.split() if not part.startswith("seed="))
 
 
 def _check_moments(steps, epochs) -> tuple[list[int] | None, list[float] | None]:
@@ -193,10 +211,12 @@ def direction_words(series_name: str) -> str:
     return "higher is better" if higher_is_better(series_name) else "lower is better"
 
 
-def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Path) -> list[Path]:
+def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Path,
+                     groups: list[list[int]] = ()) -> list[Path]:
     """runs.md and runs.csv: the differing config values; the final losses (a GAN's loss has no
-    "best"); each quality measure's final and best value, saying which way is better; and the
-    figures of each run's eval.json."""
+    "best"); each quality measure's final and best value, saying which way is better; the
+    figures of each run's eval.json; and for each group of runs that differ only in the seed, a
+    mean and a standard-deviation row after its runs."""
     keys = differing_keys(infos) if len(infos) > 1 else []
     losses = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith("loss/")})
     names = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith(("eval/", "metrics/", "diagnostics/"))})
@@ -217,12 +237,19 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
             row += [values[-1] if values else None, best] if _ranked(name) else [values[-1] if values else None]
         row += [judged_values.get(n) for n in judged]
         table.append(row)
+    for group in groups:
+        members = [infos[i] for i in group]
+        table += summary_rows([table[i] for i in group], 1 + len(keys), _without_seed(labels[group[0]]) or "runs",
+                              seeds_of(members))
     rows = io.StringIO(newline="")
     csv.writer(rows).writerows([header, *table])
     write_text_atomic(folder / "runs.csv", rows.getvalue())
     shown = [[_cell(v) for v in row] for row in table]
     markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     markdown += ["| " + " | ".join(row) + " |" for row in shown]
+    if groups:
+        markdown += ["", "Rows ending in mean / std: over the runs that differ only in their seed (std: the sample "
+                     "standard deviation, n - 1)."]
     write_text_atomic(folder / "runs.md", "\n".join(markdown) + "\n")
     return [folder / "runs.md", folder / "runs.csv"]
 

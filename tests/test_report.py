@@ -105,3 +105,38 @@ def test_each_sweep_job_times_its_own_start_up(sweep):
     when = [datetime.strptime(f.group(1), "%Y-%m-%d %H:%M:%S,%f") for f in found]
     # job 2's clock starts with job 2: it is shorter than the time from job 1's first step to its own
     assert float(found[1].group(2)) < (when[1] - when[0]).total_seconds()
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    """Three runs that differ only in their seed, as `ganlab train -m seed=0,1,2` makes them."""
+    tmp = tmp_path_factory.mktemp("seeds")
+    code, _, err = cli_in_process("train", "-m", *CLI_TINY, "seed=0,1,2", "schedule.steps=4", "schedule.log_every=2",
+                                  "schedule.sample_every=2", "hydra.sweep.dir=sweep", cwd=tmp)
+    assert code == 0, err
+    return tmp / "sweep"
+
+
+@pytest.mark.slow
+def test_a_seed_sweep_report_shows_mean_std_and_n_that_match_a_hand_computation(seeds):
+    import statistics
+
+    report([str(seeds)])
+    rows = list(csv.DictReader(open(seeds / "report" / "runs.csv")))
+    assert [r["run"] for r in rows[:3]] == ["seed=0", "seed=1", "seed=2"]
+    mean_row, std_row = rows[3], rows[4]
+    assert mean_row["run"] == "runs mean (n=3, seeds 0,1,2)" and std_row["run"].startswith("runs std (n=3")
+    finals = [read_metrics(run)[-1]["loss/D"] for run in jobs(seeds)]
+    assert float(mean_row["loss/D final"]) == pytest.approx(statistics.fmean(finals))
+    assert float(std_row["loss/D final"]) == pytest.approx(statistics.stdev(finals))
+    assert mean_row["seed"] == "0,1,2"
+    assert "differ only in their seed" in (seeds / "report" / "runs.md").read_text()
+    from ganlab.report import _info, _seed_means, run_labels
+
+    infos = [_info(run) for run in jobs(seeds)]
+    [curve], [label] = _seed_means(infos, run_labels(infos), [[0, 1, 2]])
+    assert label == "sweep (mean +- std, n=3)"
+    at_2 = [next(r for r in read_metrics(run) if r["step"] == 2)["loss/G"] for run in jobs(seeds)]
+    row = next(r for r in curve["rows"] if r["step"] == 2)
+    assert row["loss/G"] == pytest.approx(statistics.fmean(at_2))
+    assert curve["band"]["loss/G"][2] == pytest.approx(statistics.stdev(at_2))
