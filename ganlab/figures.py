@@ -41,7 +41,7 @@ def curve_figure(infos: list[dict[str, Any]], labels: list[str], direction_words
     axes = list(axes.flat)
     for axis, info, label in zip(axes, infos, labels):  # losses, one axis per run
         for name in sorted(k for k in {k for r in info["rows"] for k in r} if k.startswith("loss/")):
-            _plot(axis, *series(info["rows"], name), label=name.split("/", 1)[1])
+            _plot_with_band(axis, info, name, name.split("/", 1)[1])
         _finish(axis, f"losses: {label}"[:80], "loss")
     if margin:
         margin_axis = axes[len(infos)]
@@ -53,13 +53,7 @@ def curve_figure(infos: list[dict[str, Any]], labels: list[str], direction_words
         _finish(margin_axis, "D's margin: mean real logit - mean fake logit", "logit")
     for axis, name in zip(axes[len(infos) + margin:], names):
         for info, label in zip(infos, labels):
-            steps, values = series(info["rows"], name)
-            _plot(axis, steps, values, label=label[:60])
-            spread = (info.get("band") or {}).get(name)
-            if spread and steps:  # a seed group's mean: one standard deviation either side
-                widths = [spread.get(s, 0.0) for s in steps]
-                axis.fill_between(steps, [v - w for v, w in zip(values, widths)],
-                                  [v + w for v, w in zip(values, widths)], alpha=0.25)
+            _plot_with_band(axis, info, name, label[:60])
         _finish(axis, f"{name} ({direction_words(name)})", name.split("/", 1)[1])
     for axis in axes[panels:]:
         axis.axis("off")
@@ -71,6 +65,17 @@ def _plot(axis, steps: list[int], values: list[float], label: str) -> None:
     """A curve; with few points, each is marked (a series of one point is a dot, not a blank panel)."""
     if steps:
         axis.plot(steps, values, marker="o" if len(steps) < 20 else None, markersize=3, label=label)
+
+
+def _plot_with_band(axis, info: dict[str, Any], name: str, label: str) -> None:
+    """A run's series; for a seed group's mean, one standard deviation either side as a band."""
+    steps, values = series(info["rows"], name)
+    _plot(axis, steps, values, label=label)
+    spread = (info.get("band") or {}).get(name)
+    if spread and steps:
+        widths = [spread.get(s, 0.0) for s in steps]
+        axis.fill_between(steps, [v - w for v, w in zip(values, widths)], [v + w for v, w in zip(values, widths)],
+                          alpha=0.25)
 
 
 def _finish(axis, title: str, ylabel: str) -> None:
