@@ -14,6 +14,7 @@ from pathlib import Path
 from ganlab.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT
 from ganlab.paths import config_dir
 from ganlab.runtime import is_main_process as _is_main, launched_processes
+from ganlab.search import metric_direction, objective_value, with_direction, worst
 
 JOB_NAME_LIMIT = 100  # characters of a sweep job's folder name taken from its overrides
 # The config groups a run's HParams entry shows (the per-pair groups follow from model and the rest).
@@ -105,6 +106,11 @@ def train(overrides: list[str]) -> None:
         print(f"ganlab: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     if "-m" in overrides or "--multirun" in overrides:
+        try:
+            overrides = with_direction(overrides)  # an Optuna sweep optimises the run's metric its way
+        except ConfigError as exc:
+            print(f"ganlab: error: {exc}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
         overrides = [*overrides, *_name_jobs_by_swept_keys(overrides)]
     if launched_processes() > 1:
         overrides = [*overrides, *_one_run_dir_for_all_processes(overrides)]
@@ -114,8 +120,8 @@ def train(overrides: list[str]) -> None:
     held = sys.stderr = _HeldStderr(sys.stderr)  # Hydra's composition errors become one ganlab paragraph
     jobs = Jobs()
 
-    def job(cfg) -> None:
-        _train_job(cfg, jobs)
+    def job(cfg) -> float | None:
+        return _train_job(cfg, jobs)  # what a searching sweeper (Optuna) optimises
 
     try:
         with vetting.installed():
@@ -178,7 +184,7 @@ class _HeldStderr(io.TextIOBase):
         return self.stream.fileno()
 
 
-def _train_job(cfg, jobs: Jobs) -> None:
+def _train_job(cfg, jobs: Jobs) -> float | None:
     """One Hydra job: train into Hydra's output dir, turning known failures into short messages.
 
     In a sweep a failed job raises (after writing its error to its own train.log), so every Hydra
@@ -188,6 +194,7 @@ def _train_job(cfg, jobs: Jobs) -> None:
 
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from omegaconf import OmegaConf
 
     from ganlab.errors import ConfigError, Interrupted, JobFailed, RunFault, TrainingDiverged
     from ganlab.rundir import open_run_logs, remove_created
@@ -216,6 +223,10 @@ def _train_job(cfg, jobs: Jobs) -> None:
         kind = {TrainingDiverged: "training diverged", RunFault: "fault"}.get(type(exc), "error")
         code = {TrainingDiverged: EXIT_DIVERGED, RunFault: EXIT_FAULT}.get(type(exc), EXIT_CONFIG)
         created = created_by_this_process(run_dir) if _is_main() else []
+        if isinstance(exc, TrainingDiverged) and "optuna" in str(hydra_cfg.sweeper.get("_target_", "")):
+            value = worst(metric_direction(OmegaConf.to_container(cfg.metrics, resolve=True))[1])
+            log.error("%s: %s; the sweeper is told %s", kind, exc, value)
+            return value  # a trial Optuna can rank (an exception would end the whole study)
         if sweeping:
             log.error("%s: %s", kind, exc)
             if _is_main() and run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -231,11 +242,15 @@ def _train_job(cfg, jobs: Jobs) -> None:
             print(f"ganlab: stopped at step {exc.step}; saved {run_dir / 'checkpoints' / 'last.pt'}. Continue "
                   f"with:\n  ganlab train resume=true hydra.run.dir={run_dir}", file=sys.stderr)
         sys.exit(128 + exc.signum)
+    value = objective_value(loop.best, loop.best_higher)
     if _is_main():
         from ganlab.logging import final_summary
 
         print("".join(f"ganlab: final {line}\n" for line in final_summary(run_dir, loop.best)), end="")
         print(f"ganlab: run finished: {run_dir}")
+    if value is not None:
+        log.info("objective value for the sweeper: %s = %.6g", loop.best["metric"], value)
+    return value
 
 
 def _write_hydra_files(cfg, run_dir: Path) -> None:

@@ -167,7 +167,7 @@ def _info(run_dir: Path) -> dict[str, Any]:
     except ConfigError as exc:  # a damaged checkpoint or overrides file: this run's curves still show
         log.warning("report: %s: %s; its curves are shown without its config", run_dir,
                     str(exc).removeprefix("report: "))
-        overrides, summary = [], {"config": {}, "steps_per_epoch": None, "step": 0}
+        overrides, summary = [], {"config": {}, "steps_per_epoch": None, "step": 0, "best": None}
     return {"dir": run_dir, "rows": rows, "overrides": setting_overrides(overrides), **summary}
 
 
@@ -222,14 +222,15 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
     names = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith(("eval/", "metrics/", "diagnostics/"))})
     evaluated = [_eval_json(info["dir"]) for info in infos]
     judged = sorted({k for e in evaluated for k in e})
-    header = ["run", *keys, *(f"{n} final" for n in losses),
+    ranked = _ranking(infos)  # a sweep's trials ranked by the metric that keeps best.pt (what Optuna optimises)
+    header = ["run", *keys, *ranked[0], *(f"{n} final" for n in losses),
               *(f"{n} {which}" for n in names for which in (("final", f"best ({direction_words(n)})") if _ranked(n)
                                                             else (f"final ({direction_words(n)})",))),
               *(f"eval.json {n} ({direction_words(n)})" for n in judged)]
     table = []
     for info, label, judged_values in zip(infos, labels, evaluated):
         flat = flatten(info["config"])
-        row = [label, *(flat.get(k) for k in keys)]
+        row = [label, *(flat.get(k) for k in keys), *ranked[1][len(table)]]
         row += [(series(info["rows"], n)[1] or [None])[-1] for n in losses]
         for name in names:
             _, values = series(info["rows"], name)
@@ -252,6 +253,21 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
                      "standard deviation, n - 1)."]
     write_text_atomic(folder / "runs.md", "\n".join(markdown) + "\n")
     return [folder / "runs.md", folder / "runs.csv"]
+
+
+def _ranking(infos: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """(header, per run [best value, rank]) when two runs or more kept best.pt by the same metric,
+    else no columns. Rank 1 is the best; a run without a best value (diverged early) has none."""
+    bests = [i.get("best") or {} for i in infos]
+    metrics = {b.get("metric") for b in bests if b.get("metric")}
+    if len(infos) < 2 or len(metrics) != 1 or sum(bool(b) for b in bests) < 2:
+        return [], [[] for _ in infos]
+    metric = metrics.pop()
+    higher = higher_is_better(metric)
+    values = [b.get("value") if b.get("metric") == metric else None for b in bests]
+    order = sorted((v for v in values if v is not None), reverse=higher)
+    return ([f"best.pt {metric} ({direction_words(metric)})", "rank"],
+            [[v, order.index(v) + 1 if v is not None else None] for v in values])
 
 
 def _eval_json(run_dir: Path) -> dict[str, float]:

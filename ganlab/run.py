@@ -205,14 +205,16 @@ def _overrides_of(state: dict[str, Any]) -> list[str] | None:
 
 
 def summary(run_dir: str | Path, key: str = "report") -> dict[str, Any]:
-    """A run's resolved config, steps per epoch and overrides (None when its checkpoints do not
-    hold them), from its newest checkpoint (no networks built)."""
+    """A run's resolved config, steps per epoch, overrides (None when its checkpoints do not hold
+    them) and best.pt record (the metric that keeps it, its best value and step), from its newest
+    checkpoint (no networks built)."""
     found = checkpoint.load_latest(Path(run_dir) / "checkpoints", key=key)
     if found is None:
-        return {"config": {}, "steps_per_epoch": None, "step": 0, "overrides": None}
+        return {"config": {}, "steps_per_epoch": None, "step": 0, "overrides": None, "best": None}
     state = found[0]
+    best = state.get("best") if isinstance(state.get("best"), dict) else None
     return {"config": state["config"], "steps_per_epoch": state.get("steps_per_epoch"), "step": int(state["step"]),
-            "overrides": _overrides_of(state)}
+            "overrides": _overrides_of(state), "best": best}
 
 
 # --- a training run's checkpoint ----------------------------------------------------------------

@@ -85,6 +85,12 @@ class Training:
     def best(self) -> dict[str, Any] | None:
         return self.maintenance.best
 
+    @property
+    def best_higher(self) -> bool | None:
+        """Whether a higher value of the metric that keeps best.pt is better (None: no metric)."""
+        rule = self.evaluator.best_rule
+        return rule[0][1] if rule else None
+
 
 def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = None,
           on_accept: Callable[[], None] | None = None, choices: dict[str, str] | None = None) -> Training:
