@@ -41,12 +41,16 @@ Keys worth knowing (the full composed config: ganlab train --cfg job [overrides]
   resume=false                    true: continue the run in hydra.run.dir; auto: continue if it holds one;
                                   PATH: start from that checkpoint
   progress=true                   false: one line per log step instead of the bar (clusters)
-  dataset.root, dataset.batch_size, dataset.resolution, dataset.split, dataset.download
+  dataset.root, dataset.batch_size, dataset.resolution, dataset.split, dataset.download,
+  dataset.limit=N                 train on a fixed, seeded, class-balanced subset of N images
+  augment.policy=[translation,cutout]  DiffAugment on every D input; augment.adaptive=true: ADA's p
   optimizer.lr, optimizer.betas, +optimizer.per_network.discriminator.lr=4e-4
   schedule.steps (or schedule.epochs), n_critic, g_steps, ema_decay, log_every, sample_every,
   ckpt_every, snapshot_every, keep_last, eval_every
   metrics.classifier=PATH         a classifier run's checkpoint: diagnostics and metrics during training
   metrics.names, metrics.best     what eval_every measures, and what keeps checkpoints/best.pt
+                                  (and what a sweep with hydra/sweeper=optuna optimises)
+  debug=tiny                      a few CPU seconds: does this config train at all?
   runtime.precision=auto          fp32, bf16, fp16; runtime.compile, runtime.fused, runtime.channels_last
   allowed_targets=[mymodule]      modules beyond ganlab's own that configs may build (only as typed)
   hydra.run.dir=DIR               the run folder (default outputs/<date>/<time>); sweeps: hydra.sweep.dir
