@@ -52,7 +52,7 @@ def sanity(root: Path, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--n", type=int, default=500, help="images a side (500: about 45 s of features each here)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_inception"))
     parser.add_argument("--judge", type=Path, default=Path("outputs/bench_techniques/classifier/checkpoints/last.pt"),
@@ -82,7 +82,7 @@ def main() -> None:
     print(f"\nreport: {sweep / 'report' / 'runs.md'}")
     print(f"\n| seed 0 at step | Inception FID (n = {args.n}) |\n|---|---|")
     for step in range(args.steps // 4, args.steps + 1, args.steps // 4):
-        target = out / f"seed0_step_{step}.json"
+        target = out / f"seed0_step_{step}.json" if step < args.steps else jobs[0] / "eval.json"
         if not target.is_file():
             ganlab("eval", f"run={jobs[0]}", f"checkpoint=step_{step}", "metrics=[fid]", f"n={args.n}",
                    f"real_n={args.n}", "device=cpu", f"out={target}")
