@@ -240,8 +240,12 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
         table.append(row)
     for group in groups:
         members = [infos[i] for i in group]
-        table += summary_rows([table[i] for i in group], 1 + len(keys), _without_seed(labels[group[0]]) or "runs",
-                              seeds_of(members))
+        summary = summary_rows([table[i] for i in group], 1 + len(keys), _without_seed(labels[group[0]]) or "runs",
+                               seeds_of(members))
+        if ranked[0]:  # a mean rank means nothing
+            for row in summary:
+                row[2 + len(keys)] = None
+        table += summary
     rows = io.StringIO(newline="")
     csv.writer(rows).writerows([header, *table])
     write_text_atomic(folder / "runs.csv", rows.getvalue())
