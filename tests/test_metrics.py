@@ -193,6 +193,7 @@ def test_ganlab_eval_writes_eval_json_with_the_protocol(gan_run, judge, tmp_path
     saved = json.loads((gan_run / "eval.json").read_text())
     assert saved["metrics"] == pytest.approx(result["metrics"])
     assert {"classes_covered", "classifier_fd", "classifier_precision", "class_kl"} <= set(saved["metrics"])
+    assert "fid" not in saved["metrics"]  # auto on a CPU with a classifier: no minutes-long Inception pass
     protocol = saved["protocol"]
     assert protocol["generated_count"] == 300 and protocol["real_split"] == "test"
     assert protocol["real_count"] == 359  # the digits' held-out fifth
