@@ -16,7 +16,7 @@ from torch import nn
 from ganlab import checkpoint
 from ganlab.errors import TrainingDiverged
 from ganlab.metrics.measuring import Evaluator
-from ganlab.run import TrainingState, with_calibrated_ema
+from ganlab.run import TrainingState
 from ganlab.runtime import Runtime
 from ganlab.schedule import Schedule
 
@@ -183,8 +183,7 @@ class Maintenance:
 
     def _networks_for_use(self) -> dict[str, nn.Module]:
         """The live networks with their EMA copies in place, BatchNorm statistics re-estimated."""
-        run = self.run
-        return with_calibrated_ema(run.objective, run.networks, run.ema, run.fixed, seed=self.state.step)
+        return self.run.sampling_networks()  # the run's step is the state's: the same calibration seed
 
     def _evaluate(self) -> dict[str, float]:
         """The objective's held-out evaluation (eval/<name>) and the metrics of fresh samples (metrics/<name>)."""
