@@ -5,8 +5,9 @@ The same policy is applied to real and fake images, in D's updates and in G's, a
 through it to G: D never sees an un-augmented image, so it cannot learn the augmentation as a
 feature of real data. Policies (`augment.policy`, any of them, in order):
   color        brightness, saturation and contrast, drawn per image
-  translation  a shift of up to 1/8 of the size in each direction, the gap filled with zeros
-  cutout       one square of half the size set to zero, at a random place per image
+  translation  a shift of up to `translation` (1/8) of the size in each direction, the gap filled with zeros
+  cutout       one square of `cutout` (1/2) of the size set to zero, at a random place per image
+(DiffAugment's sizes; at 28 px they are 4 px of shift and a 14 px square, so the keys make them milder.)
 Each image is augmented with probability `p` (each policy drawn separately). `adaptive=true`
 adjusts p every `interval` steps from the overfitting heuristic r_t = E[sign(D(real))]: up when r_t
 is above `target`, down when below, at a speed that takes p from 0 to 1 in `kimg` thousand real
@@ -70,7 +71,8 @@ class DiffAugment:
     """`policy`: a list of POLICIES (empty: off); `p`: each image's probability per policy."""
 
     def __init__(self, policy: list[str] | tuple[str, ...] = (), p: float = 1.0, adaptive: bool = False,
-                 target: float = 0.6, kimg: float = 500.0, interval: int = 4, value_range: str = "tanh"):
+                 target: float = 0.6, kimg: float = 500.0, interval: int = 4, value_range: str = "tanh",
+                 translation: float = 0.125, cutout: float = 0.5):
         policy = [policy] if isinstance(policy, str) else list(policy)
         unknown = [name for name in policy if name not in POLICIES]
         if unknown:
@@ -83,10 +85,15 @@ class DiffAugment:
                               "augment.policy=[color,translation,cutout].")
         if value_range not in RANGES:
             raise ConfigError(f"augment.value_range={value_range!r} must be tanh or unit.")
+        for key, ratio in (("translation", translation), ("cutout", cutout)):
+            if not 0 < ratio <= 1:
+                raise ConfigError(f"augment.{key}={ratio} is a fraction of the image size; use a value in (0, 1], "
+                                  "e.g. 0.0625 for 1/16.")
         if kimg <= 0 or interval < 1:
             raise ConfigError(f"augment.kimg={kimg} and augment.interval={interval} must be positive.")
         self.policy, self.adaptive, self.target, self.kimg, self.interval = policy, adaptive, target, kimg, interval
         self.low, self.high = RANGES[value_range]
+        self.translation_ratio, self.cutout_ratio = translation, cutout
         self.p = torch.tensor(0.0 if adaptive else float(p))  # ADA starts from 0 and finds its own
         self._signs = torch.zeros(())  # sum of sign(D(real)) since the last adjustment, and how many
         self._seen = torch.zeros(())
@@ -101,7 +108,7 @@ class DiffAugment:
         p = self.p.to(x.device)
         for name in self.policy:
             augmented = color(x, self.low, self.high) if name == "color" else \
-                translation(x) if name == "translation" else cutout(x)
+                translation(x, self.translation_ratio) if name == "translation" else cutout(x, self.cutout_ratio)
             chosen = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < p
             x = torch.where(chosen, augmented, x)
         return x

@@ -40,6 +40,22 @@ def test_translation_shifts_by_at_most_an_eighth_and_cutout_zeroes_half_a_side()
     assert holes.max() == 64 and holes.min() > 0  # an 8 x 8 square, cut where it reaches past an edge
 
 
+def test_the_sizes_are_keys_milder_ones_shift_and_cut_less_and_bad_ones_are_refused():
+    torch.manual_seed(0)
+    augment = DiffAugment(["translation"], translation=0.0625)  # 1 px of 16
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 8, 8] = 1.0
+    where = augment(x).flatten(1).argmax(1)
+    rows, cols = where // 16 - 8, where % 16 - 8
+    assert rows.abs().max() == 1 and cols.abs().max() == 1
+    holes = (DiffAugment(["cutout"], cutout=0.25)(torch.ones(64, 1, 16, 16)) == 0).flatten(1).sum(1)
+    assert holes.max() == 16 and holes.min() > 0  # a 4 x 4 square
+    cfg = compose_config(["augment.policy=[translation]", "augment.translation=0.0625"])
+    assert cfg.augment.translation == 0.0625
+    with pytest.raises(ConfigError, match=r"augment.cutout=1.5 is a fraction of the image size"):
+        DiffAugment(["cutout"], cutout=1.5)
+
+
 def test_every_discriminator_input_is_augmented_real_and_fake_in_both_updates():
     cfg = compose_config(["augment.policy=[cutout]", "schedule.steps=1"])
     from ganlab import run as runs
