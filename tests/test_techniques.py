@@ -221,6 +221,18 @@ def test_conditional_batchnorm_uses_the_labels_gain_and_bias():
     assert torch.allclose(out[2, 0], plain[2, 0] + 5, atol=1e-5)
 
 
-def test_the_projection_cgan_trains_on_classes(tmp_path):
-    train(compose_config(["model=cgan_pd", "schedule.steps=2"]), tmp_path)
+RESNETS = ["generator_backbone=resnet", "discriminator_backbone=resnet", "model.generator.backbone.width=16",
+           "model.discriminator.backbone.width=16"]
+
+
+@pytest.mark.parametrize("backbones", [[], RESNETS], ids=["dcgan", "resnet"])
+def test_the_projection_cgan_trains_on_classes(tmp_path, backbones):
+    from ganlab.models.conditional import ConditionalBatchNorm
+
+    training = train(compose_config(["model=cgan_pd", *backbones, "schedule.steps=2"]), tmp_path)
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
+    G, D = training.networks["generator"], training.networks["discriminator"]
+    assert any(isinstance(m, ConditionalBatchNorm) for m in G.modules())
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    convs = [m for m in D.net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)  # spectral norm on every layer
