@@ -16,11 +16,17 @@ from pathlib import Path
 
 METRICS = ["metrics.n=2000", "metrics.best=classifier_fd", "progress=false", "device=auto"]
 AUGMENT = ["augment.policy=[translation,cutout]"]
+MILD = [*AUGMENT, "augment.translation=0.0625", "augment.cutout=0.25"]  # 2 px of shift, a 7 px square at 28 px
+ADA = [*MILD, "augment.adaptive=true"]
 RUNS = {  # name -> (table, overrides)
     "dcgan, 600 images": ("aug", ["dataset.limit=600"]),
     "dcgan, 600 images, DiffAugment": ("aug", ["dataset.limit=600", *AUGMENT]),
     "dcgan, 60,000 images": ("aug", []),
     "dcgan, 60,000 images, DiffAugment": ("aug", AUGMENT),
+    "dcgan, 600 images, mild DiffAugment": ("aug", ["dataset.limit=600", *MILD]),
+    "dcgan, 60,000 images, mild DiffAugment": ("aug", MILD),
+    "dcgan, 600 images, mild DiffAugment, ADA": ("aug", ["dataset.limit=600", *ADA]),
+    "dcgan, 60,000 images, mild DiffAugment, ADA": ("aug", ADA),
     "cgan (concatenation)": ("cond", ["model=cgan"]),
     "acgan": ("cond", ["model=acgan"]),
     "cgan_pd (projection)": ("cond", ["model=cgan_pd"]),
@@ -76,6 +82,8 @@ def main() -> None:
             last = [r for r in rows if "metrics/classifier_fd" in r][-1]
             value = lambda key, fmt="{:.3f}": fmt.format(last[key]) if key in last else "-"  # noqa: E731
             wall = (run_dir / "wall_seconds.txt").read_text().strip() + " s" if (run_dir / "wall_seconds.txt").exists() else "-"
+            p = [r["augment/p"] for r in rows if "augment/p" in r]
+            name = f"{name} (p at the end {p[-1]:.3f})" if p and "adaptive=true" in str(RUNS.get(name)) else name
             print(f"| {name} | {value('metrics/classifier_fd', '{:.2f}')} | {value('metrics/classes_covered', '{:.0f}')} "
                   f"| {value('metrics/class_kl')} | {value('metrics/classifier_precision')} "
                   f"| {value('metrics/classifier_recall')} | {value('metrics/class_accuracy')} | {wall} |")
