@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.techniques_mnist import ganlab
+from benchmarks.common import ganlab
 
 
 def main() -> None:

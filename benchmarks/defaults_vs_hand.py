@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.techniques_mnist import ganlab
+from benchmarks.common import ganlab, mnist_judge
 from ganlab.data.memory import pixels_to_float
 from ganlab.data.mnist import load_mnist
 from ganlab.metrics.measuring import REAL_LIMIT, cache_dir, open_judge, real_images
@@ -88,11 +88,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_defaults_vs_hand"))
     args = parser.parse_args()
     root, out, seeds = args.data.resolve(), args.out.resolve(), [int(s) for s in args.seeds.split(",")]
-    judge_run = out / "classifier"
-    if not (judge_run / "checkpoints" / "last.pt").exists():
-        ganlab("experiment=fashion_classifier_mlp", "dataset=mnist", f"dataset.root={root}", "schedule.epochs=5",
-               "progress=false", f"hydra.run.dir={judge_run}")
-    path = str(judge_run / "checkpoints" / "last.pt")
+    path = str(mnist_judge(root, out) / "checkpoints" / "last.pt")
     test = load_mnist(str(root), split="test")
     judge = open_judge(path, test.facts, torch.device("cpu"), (), "metrics.classifier")
     real = real_images(test, REAL_LIMIT)

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from benchmarks.common import ganlab, mnist_judge
 
 METRICS = ["metrics.names=[classifier,classifier_fd,classifier_pr]", "metrics.best=classifier_fd", "metrics.n=2000",
            "schedule.eval_every=250", "progress=false", "device=auto"]
-
-
-def ganlab(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "ganlab", "train", *args], check=True, stdout=subprocess.DEVNULL)
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -33,10 +29,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_metrics_mnist"))
     args = parser.parse_args()
     root, out = args.data.resolve(), args.out.resolve()
-    judge = out / "classifier"
-    if not (judge / "checkpoints" / "last.pt").exists():
-        ganlab("experiment=fashion_classifier_mlp", "dataset=mnist", f"dataset.root={root}", "schedule.epochs=5",
-               "progress=false", f"hydra.run.dir={judge}")
+    judge = mnist_judge(root, out)
     accuracy = json.loads((judge / "metrics.jsonl").read_text().splitlines()[-1])["eval/accuracy"]
     runs = {"dcgan (defaults)": ["model=dcgan", "dataset=mnist"],
             "lab 8 DCGAN (mnist_dcgan)": ["experiment=mnist_dcgan", "schedule.epochs=null"]}

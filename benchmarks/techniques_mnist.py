@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from benchmarks.common import folder, ganlab, mnist_judge
 
 METRICS = ["metrics.n=2000", "metrics.best=classifier_fd", "progress=false", "device=auto"]
 AUGMENT = ["augment.policy=[translation,cutout]"]
@@ -36,16 +35,6 @@ RUNS = {  # name -> (table, overrides)
 SHARED = {"loss": ["dcgan, 60,000 images"]}  # the BCE row of the loss table is the augmentation table's
 
 
-def ganlab(*args: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ganlab", "train", *args], check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def folder(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -54,10 +43,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_techniques"))
     args = parser.parse_args()
     root, out, tables = args.data.resolve(), args.out.resolve(), args.only.split(",")
-    judge = out / "classifier"
-    if not (judge / "checkpoints" / "last.pt").exists():
-        ganlab("experiment=fashion_classifier_mlp", "dataset=mnist", f"dataset.root={root}", "schedule.epochs=5",
-               "progress=false", f"hydra.run.dir={judge}")
+    judge = mnist_judge(root, out)
     accuracy = json.loads((judge / "metrics.jsonl").read_text().splitlines()[-1])["eval/accuracy"]
     wanted = [n for n, (t, _) in RUNS.items() if t in tables or any(n in SHARED.get(t, []) for t in tables)]
     for name in wanted:
