@@ -3,7 +3,9 @@ independent digits as R, G, B). The plain DCGAN against recipes, each at the sam
 modes covered and the KL of the mode histogram to uniform on 26,000 samples (the PacGAN protocol),
 measured every --every steps by an MLP MNIST classifier that labels each channel.
 
-    python -m benchmarks.stacked_mnist --data ../shared/data [--steps 8000] [--only dcgan,pacdcgan2]
+    python -m benchmarks.stacked_mnist --data ../shared/data [--steps 8000] [--only dcgan,pacdcgan2,r3gan_ema]
+
+A run already there with fewer steps is resumed to --steps (its wall time adds up).
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ METRICS = ["metrics.names=[stacked_modes]", "metrics.n=26000", "metrics.best=sta
            "device=auto", "schedule.snapshot_every=0"]
 
 
+def measured(run_dir: Path) -> list[dict]:
+    """The run's measurements (rows of metrics.jsonl with stacked_modes), oldest first."""
+    path = run_dir / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [r for r in rows if "metrics/stacked_modes" in r]
+
+
 def real_reference(root: Path, judge: Path) -> dict[str, float]:
     """Modes and KL of 26,000 real stacked images (from the MNIST test digits), as the same judge sees them:
     what a perfect generator would score (a uniform draw of 26,000 still has KL ~ 0.02)."""
@@ -43,7 +52,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--every", type=int, default=2000)
-    parser.add_argument("--only", default="dcgan,pacdcgan2")
+    parser.add_argument("--only", default="dcgan,pacdcgan2,r3gan_ema")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_stacked"))
     args = parser.parse_args()
     root, out = args.data.resolve(), args.out.resolve()
@@ -51,12 +60,15 @@ def main() -> None:
     wanted = args.only.split(",")
     for name in wanted:
         run_dir = out / folder(name)
-        if (run_dir / "checkpoints" / "last.pt").exists():
+        done = measured(run_dir)[-1]["step"] if measured(run_dir) else 0
+        if done >= args.steps:
             continue
+        more = ["resume=true"] if (run_dir / "checkpoints" / "last.pt").exists() else []  # a longer --steps extends
         seconds = ganlab("dataset=stacked_mnist", f"dataset.root={root}", *RUNS[name], f"schedule.steps={args.steps}",
-                         f"schedule.eval_every={args.every}", *METRICS,
+                         f"schedule.eval_every={args.every}", *METRICS, *more,
                          f"metrics.classifier={judge / 'checkpoints' / 'last.pt'}", f"hydra.run.dir={run_dir}")
-        (run_dir / "wall_seconds.txt").write_text(f"{seconds:.0f}\n")
+        wall = run_dir / "wall_seconds.txt"
+        wall.write_text(f"{seconds + (float(wall.read_text()) if more and wall.exists() else 0):.0f}\n")
     print("Stacked MNIST (60,000 stacked training images), batch 64; 26,000 samples per measurement, each "
           "channel labelled by an MLP MNIST classifier\n")
     print("| run | step | modes (of 1,000) | KL to uniform | wall time |\n|---|---|---|---|---|")
@@ -65,13 +77,11 @@ def main() -> None:
           f"| {real['stacked_kl']:.3f} | - |")
     for name in wanted:
         run_dir = out / folder(name)
-        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        rows = measured(run_dir)
         wall = (run_dir / "wall_seconds.txt").read_text().strip() + " s"
-        for row in (r for r in rows if "metrics/stacked_modes" in r):
-            last = row["step"] == args.steps
+        for row in rows:
             print(f"| {name} | {row['step']:,} | {row['metrics/stacked_modes']:.0f} | {row['metrics/stacked_kl']:.3f} "
-                  f"| {wall if last else ''} |")
-
+                  f"| {wall if row is rows[-1] else ''} |")
 
 if __name__ == "__main__":
     main()
