@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmarks.common import ganlab, mnist_judge
 from ganlab.data.memory import pixels_to_float
 from ganlab.data.mnist import load_mnist
+from ganlab.logging import read_metrics
 from ganlab.metrics.measuring import REAL_LIMIT, cache_dir, open_judge, real_images
 from ganlab.metrics.registry import Inputs, run_metrics
 from ganlab.plots import to_uint8
@@ -110,8 +111,7 @@ def main() -> None:
                                  f"metrics.names=[{','.join(NAMES)}]", "metrics.n=2000", f"metrics.classifier={path}",
                                  "progress=false", "device=cpu", f"hydra.run.dir={run_dir}")
                 (run_dir / "wall_seconds.txt").write_text(f"{seconds:.0f}\n")
-            last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-                    if "metrics/classifier_fd" in line][-1]
+            last = [r for r in read_metrics(run_dir) if "metrics/classifier_fd" in r][-1]
             rows.setdefault(name, []).append({**{k[8:]: v for k, v in last.items() if k.startswith("metrics/")},
                                               "seconds": float((run_dir / "wall_seconds.txt").read_text())})
     print(f"MNIST test split (10,000 images), {args.steps} steps of batch 64, seeds {args.seeds}; 2,000 samples "

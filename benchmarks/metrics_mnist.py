@@ -12,14 +12,14 @@ import json
 from pathlib import Path
 
 from benchmarks.common import ganlab, mnist_judge
+from ganlab.logging import read_metrics
 
 METRICS = ["metrics.names=[classifier,classifier_fd,classifier_pr]", "metrics.best=classifier_fd", "metrics.n=2000",
            "schedule.eval_every=250", "progress=false", "device=auto"]
 
 
 def rows(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if "metrics/classifier_fd" in r]
+    return [r for r in read_metrics(run_dir) if "metrics/classifier_fd" in r]
 
 
 def main() -> None:

@@ -11,12 +11,12 @@ A run already there with fewer steps is resumed to --steps (its wall time adds u
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from benchmarks.common import folder, ganlab, mnist_judge
+from ganlab.logging import read_metrics
 
 RUNS = {  # name -> overrides
     "dcgan": [],
@@ -31,8 +31,7 @@ METRICS = ["metrics.names=[stacked_modes]", "metrics.n=26000", "metrics.best=sta
 
 def measured(run_dir: Path) -> list[dict]:
     """The run's measurements (rows of metrics.jsonl with stacked_modes), oldest first."""
-    path = run_dir / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    rows = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
     return [r for r in rows if "metrics/stacked_modes" in r]
 
 
@@ -60,8 +59,8 @@ def main() -> None:
     wanted = args.only.split(",")
     for name in wanted:
         run_dir = out / folder(name)
-        done = measured(run_dir)[-1]["step"] if measured(run_dir) else 0
-        if done >= args.steps:
+        rows = measured(run_dir)
+        if rows and rows[-1]["step"] >= args.steps:
             continue
         more = ["resume=true"] if (run_dir / "checkpoints" / "last.pt").exists() else []  # a longer --steps extends
         seconds = ganlab("dataset=stacked_mnist", f"dataset.root={root}", *RUNS[name], f"schedule.steps={args.steps}",
@@ -82,6 +81,7 @@ def main() -> None:
         for row in rows:
             print(f"| {name} | {row['step']:,} | {row['metrics/stacked_modes']:.0f} | {row['metrics/stacked_kl']:.3f} "
                   f"| {wall if row is rows[-1] else ''} |")
+
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from benchmarks.common import folder, ganlab, mnist_judge
+from ganlab.logging import read_metrics
 
 METRICS = ["metrics.n=2000", "metrics.best=classifier_fd", "progress=false", "device=auto"]
 AUGMENT = ["augment.policy=[translation,cutout]"]
@@ -64,7 +65,7 @@ def main() -> None:
               "| wall time |\n|---|---|---|---|---|---|---|---|")
         for name in [*SHARED.get(table, []), *(n for n, (t, _) in RUNS.items() if t == table)]:
             run_dir = out / folder(name)
-            rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+            rows = read_metrics(run_dir)
             last = [r for r in rows if "metrics/classifier_fd" in r][-1]
             value = lambda key, fmt="{:.3f}": fmt.format(last[key]) if key in last else "-"  # noqa: E731
             wall = (run_dir / "wall_seconds.txt").read_text().strip() + " s" if (run_dir / "wall_seconds.txt").exists() else "-"
