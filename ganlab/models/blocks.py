@@ -31,13 +31,14 @@ def maybe_spectral(layer: nn.Module, enabled: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(layer) if enabled else layer
 
 
-def dcgan_init(module: nn.Module) -> None:
-    """Radford et al.'s init: conv weights N(0, 0.02), norm scales N(1, 0.02)."""
+def dcgan_init(module: nn.Module, zero_bias: bool = True) -> None:
+    """Radford et al.'s init: conv weights N(0, 0.02), norm scales N(1, 0.02); layer biases zeroed, or
+    left at PyTorch's (`zero_bias=False`, as pytorch/examples' weights_init does)."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         weight = getattr(module, "parametrizations", None)
         target = weight.weight.original if weight is not None else module.weight
         nn.init.normal_(target, 0.0, 0.02)
-        if module.bias is not None:
+        if module.bias is not None and zero_bias:
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.InstanceNorm2d)) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
@@ -45,10 +46,11 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 def apply_init(network: nn.Module, init: str, key: str = "init") -> None:
-    if init == "dcgan":
-        network.apply(dcgan_init)
+    if init in ("dcgan", "examples"):
+        network.apply(lambda module: dcgan_init(module, zero_bias=init == "dcgan"))
     elif init != "default":
-        raise ConfigError(f"{key}={init!r} is not known; use 'dcgan' (N(0, 0.02)) or 'default' (PyTorch's).")
+        raise ConfigError(f"{key}={init!r} is not known; use 'dcgan' (N(0, 0.02), zero biases), 'examples' "
+                          "(N(0, 0.02), PyTorch's biases) or 'default' (PyTorch's).")
 
 
 def count_parameters(network: nn.Module) -> int:
