@@ -53,3 +53,15 @@ def test_unknown_norm_names_the_options():
 def test_discriminator_norm_options_and_spectral_norm_run(norm):
     d = DCGANDiscriminator(16, 3, width=4, norm=norm, spectral_norm=True, dropout=0.3)
     assert d(torch.randn(4, 3, 16, 16)).shape == (4, 1)
+
+
+@pytest.mark.parametrize("init,zero_bias", [("dcgan", True), ("examples", False)])
+def test_dcgan_inits_draw_normal_weights_and_differ_only_in_the_biases(init, zero_bias):
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(28, 1, width=64, init=init)
+    first, last = d.main[0], d.main[-1]
+    assert abs(first.weight.std().item() - 0.02) < 0.003  # N(0, 0.02) either way
+    assert (first.bias.abs().max().item() == 0) == zero_bias  # 'examples' keeps PyTorch's uniform biases
+    assert (last.bias.abs().max().item() == 0) == zero_bias
+    with pytest.raises(ConfigError, match="'examples'"):
+        DCGANDiscriminator(28, 1, width=4, init="xavier")
