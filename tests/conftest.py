@@ -19,12 +19,6 @@ SHRINK = ["debug=tiny"]
 # too): each network constructor that takes one of these gets it, unless the test typed it.
 TINY_SIZES = {"width": 8, "latent_dim": 16, "hidden": [32]}
 
-
-def pytest_collection_modifyitems(items):
-    """The slow tests first (a stable sort: the rest keep their order). pytest-xdist hands tests out in
-    this order, so the long ones start at once and the short ones fill the other core around them,
-    instead of a long one drawn last running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 BACKBONE_SIZES = {"width": 8}  # a wrapper (cgan, acgan) passes its own latent size to its backbone
 # Resolution per model when the data is images: what each builds cheaply.
 TINY_RESOLUTION = {"convstack": 28}
