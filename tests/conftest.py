@@ -18,7 +18,6 @@ SHRINK = ["debug=tiny"]
 # Network sizes for CPU tests, applied to every model of configs/model (a new model is shrunk
 # too): each network constructor that takes one of these gets it, unless the test typed it.
 TINY_SIZES = {"width": 8, "latent_dim": 16, "hidden": [32]}
-
 BACKBONE_SIZES = {"width": 8}  # a wrapper (cgan, acgan) passes its own latent size to its backbone
 # Resolution per model when the data is images: what each builds cheaply.
 TINY_RESOLUTION = {"convstack": 28}
