@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CLI_TINY, cli_in_process
+from conftest import CLI_TINY, cli_in_process, run_cli
 from ganlab import checkpoint
 
 TINY_RUN = [*CLI_TINY, "schedule.steps=4", "schedule.log_every=2", "schedule.sample_every=2", "schedule.ckpt_every=2",
@@ -466,7 +466,7 @@ def test_a_killed_sample_leaves_nothing_partial_under_the_final_name(tmp_path, f
     assert proc.wait() == -signal.SIGKILL  # killed while writing, not finished
     assert not out.exists()  # never a partial folder or an unreadable .npz under the final name
     assert not list((tmp_path / "out").glob("*.npy")) and not list((tmp_path / "out").glob("tmp*"))
-    done = subprocess.run([*command[:-3], "n=40", f"out={out}"], capture_output=True, text=True, timeout=120)
+    done = run_cli(*command[3:-3], "n=40", f"out={out}", cwd=tmp_path)  # the next sample, in this process
     assert done.returncode == 0, done.stderr
     assert [p.name for p in (tmp_path / "out").iterdir()] == [out.name]  # the killed run's partial is gone
 
