@@ -19,6 +19,16 @@ def test_default_config_is_dcgan_bce_on_digits():
     assert resolved["model"]["objective"]["n_critic"] == cfg.schedule.n_critic
 
 
+def test_a_model_dataset_pair_applies_by_itself_and_the_command_line_wins():
+    mnist = compose_config(["dataset=mnist"], shrink=False).model
+    assert (mnist.generator.width, mnist.discriminator.width) == (128, 64)  # the homework DCGAN's widths
+    assert mnist.generator.init == mnist.discriminator.init == "examples"
+    typed = compose_config(["dataset=mnist", "model.generator.width=64", "model.generator.init=dcgan"], shrink=False)
+    assert (typed.model.generator.width, typed.model.generator.init) == (64, "dcgan")
+    other = compose_config(["dataset=cifar10"], shrink=False).model  # no pair file: the model's own defaults
+    assert (other.generator.width, other.generator.init) == (64, "dcgan")
+
+
 # Groups that only the conditional models include (their backbones).
 NEEDS = {"generator_backbone": ["model=cgan"], "discriminator_backbone": ["model=cgan"],
          "loss=none": ["model=vae_mlp"]}  # no adversarial loss: for models that train their own objective
