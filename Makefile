@@ -19,7 +19,7 @@ train: install
 	$(BIN)/ganlab train $(ARGS)
 
 # One process per core (pytest-xdist), each torch on one thread: tiny tensors gain nothing from
-# two threads, and two processes keep both cores busy (3m48s for the full suite instead of ~6 min).
+# two threads, and two processes keep both cores busy (the README gives the measured times).
 TEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
 
 test: install
