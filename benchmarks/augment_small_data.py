@@ -12,15 +12,10 @@ import argparse
 from pathlib import Path
 
 from benchmarks.common import folder, ganlab, mnist_judge
+from benchmarks.techniques_mnist import ADA, AUGMENT, MILD
 from ganlab.logging import read_metrics
 
-MILD = ["augment.policy=[translation,cutout]", "augment.translation=0.0625", "augment.cutout=0.25"]
-ROWS = {  # name -> overrides
-    "none": [],
-    "diffaugment": ["augment.policy=[translation,cutout]"],
-    "mild": MILD,
-    "ada": [*MILD, "augment.adaptive=true"],
-}
+ROWS = {"none": [], "diffaugment": AUGMENT, "mild": MILD, "ada": ADA}  # name -> overrides
 
 
 def main() -> None:
