@@ -238,7 +238,7 @@ def test_a_resubmitted_sweep_job_with_resume_auto_continues_its_run(tmp_path, mo
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_sweep_failures_fail_under_other_launchers(tmp_path, launcher):
     result = run_cli("train", "-m", f"hydra/launcher={launcher}", *CLI_TINY, "schedule.steps=2",
-                     "dataset.batch_size=16,0", "hydra.sweep.dir=sweep", cwd=tmp_path, fresh_process=True)
+                     "dataset.batch_size=16,0", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "dataset.batch_size=0 must be positive" in result.stderr
     [failed] = (tmp_path / "sweep").glob("1_dataset.batch_size=0")
