@@ -101,14 +101,9 @@ def make_cfg():
     return compose_config
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 240, env: dict | None = None,
-            fresh_process: bool = False) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `ganlab` as a user would: the real CLI and Hydra path, in this process (no interpreter
-    start-up per test) unless `fresh_process` (signals, launchers that spawn workers)."""
-    if fresh_process:
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        return subprocess.run([sys.executable, "-m", "ganlab", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, env=full_env)
+    start-up per test; tests that signal a run start their own process)."""
     import contextlib
     import io
     import logging

@@ -29,9 +29,9 @@ def losses(run_dir):
     return [{k: v for k, v in row.items() if k.startswith(("loss/", "D/"))} for row in read_metrics(run_dir)]
 
 
-def ganlab(*args, cwd, processes=1, **popen):
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
-        if processes > 1 else [sys.executable]
+def torchrun(*args, cwd, **popen):
+    """`ganlab train ARGS` in two processes under torchrun (gloo on CPU)."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     return subprocess.Popen([*launcher, "-m", "ganlab", "train", *args], cwd=cwd, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
@@ -60,7 +60,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, monke
     code, _, err = cli_in_process("train", *args, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path,
                                   monkeypatch=monkeypatch, capsys=capsys)
     assert code == 0, err
-    output = finished(ganlab(*args, f"hydra.run.dir={tmp_path / 'two'}", cwd=tmp_path, processes=2))
+    output = finished(torchrun(*args, f"hydra.run.dir={tmp_path / 'two'}", cwd=tmp_path))
     assert_close(losses(tmp_path / "two"), losses(tmp_path / "one"))
     # exactly one set of files: one events file, one Hydra folder, one log, one line per log step
     assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
@@ -74,7 +74,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, monke
 @pytest.mark.slow
 def test_a_torchrun_stopped_by_sigterm_resumes(tmp_path, monkeypatch, capsys):
     args = [*COMMON, *MLP, "schedule.steps=4000", "schedule.ckpt_every=1000", f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = ganlab(*args, cwd=tmp_path, processes=2, start_new_session=True)
+    proc = torchrun(*args, cwd=tmp_path, start_new_session=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 20):
