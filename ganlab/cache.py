@@ -13,12 +13,22 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 log = logging.getLogger("ganlab")
+
+
+def load_tensors(path: Path | str) -> Any:
+    """`torch.load(weights_only=True)`: tensors and plain containers only, never code. A foreign
+    pickle raises; torch's warning about its pickle protocol is dropped, since the caller's error
+    message is the one paragraph the user gets."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_verified(path: Path) -> Any | None:
@@ -29,7 +39,7 @@ def load_verified(path: Path) -> Any | None:
     try:
         expected = json.loads(meta.read_text(encoding="utf-8")).get("sha256")
         if expected == file_sha256(path):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return load_tensors(path)
     except Exception:  # noqa: BLE001 - unreadable, foreign or damaged: computed again
         pass
     log.warning("the cache file %s is damaged (its checksum or content does not match); computing it again", path)

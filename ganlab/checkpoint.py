@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ganlab.cache import load_tensors
 from ganlab.errors import ConfigError, RunFault
 from ganlab.rundir import is_disk_full, write_atomic
 
@@ -89,7 +90,7 @@ def load(path: Path | str, key: str = "resume") -> dict[str, Any]:
             "Pass resume=true with hydra.run.dir set to an earlier run's folder, or resume=PATH to a "
             "checkpoints/*.pt file." if key == "resume" else f"Set {key} to an existing checkpoints/*.pt file."))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path)
     except Exception as exc:  # torch raises several types for truncated or non-checkpoint files
         first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""  # not torch's advice
         raise CorruptCheckpoint(f"{key}: {path} could not be read as a ganlab checkpoint ({type(exc).__name__}: "

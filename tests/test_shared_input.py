@@ -301,6 +301,21 @@ def test_a_checkpoints_stored_allow_list_is_never_honoured(tmp_path, monkeypatch
     assert not marker.exists()
 
 
+def test_a_plain_pickle_as_checkpoint_is_refused_in_one_message_without_running(tmp_path):
+    import pickle
+    import warnings
+
+    path, marker = tmp_path / "shared.pt", tmp_path / "pwned"
+    with path.open("wb") as handle:
+        pickle.dump({"networks": Boom(marker)}, handle, protocol=pickle.HIGHEST_PROTOCOL)  # not torch.save's 2
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(checkpoint.CorruptCheckpoint) as info:
+        warnings.simplefilter("always")
+        checkpoint.load(path, key="metrics.classifier")
+    assert "metrics.classifier" in str(info.value) and str(path) in str(info.value)
+    assert not [str(w.message) for w in caught]  # the error is all the user reads: torch's protocol warning is not
+    assert not marker.exists()
+
+
 def test_inception_weights_are_never_read_from_a_shared_cache(tmp_path, monkeypatch):
     import torch
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ganlab.cache import file_sha256, tensor_sha256
+from ganlab.cache import file_sha256, load_tensors, tensor_sha256
 from ganlab.errors import ConfigError
 from ganlab.metrics import nvidia_inception
 from ganlab.metrics.registry import Inputs, register
@@ -75,7 +75,7 @@ def clean_weights(path: str | None) -> Iterator[tuple[Path, str]]:
     source = source_weights(path)
     sha = file_sha256(source)
     try:
-        state = torch.load(source, map_location="cpu", weights_only=True)
+        state = load_tensors(source)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"inception_weights={source} could not be read as plain weights ({type(exc).__name__})."
                           f" Use torch-fidelity's {FILE}.") from None
