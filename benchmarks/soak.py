@@ -23,20 +23,20 @@ import torch
 
 # Tiny, but every maintenance path runs often: a checkpoint every step, snapshots, grids, logs.
 RUN_ARGS = ["device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",
-            "model.generator.width=8", "model.discriminator.width=8", "schedule.steps=60", "schedule.log_every=2",
+            "model.generator.width=8", "model.discriminator.width=8", "schedule.log_every=2",
             "schedule.sample_every=5", "schedule.ckpt_every=1", "schedule.snapshot_every=7", "schedule.keep_last=2",
             "schedule.ema_decay=0.9"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def launch(run_dir: Path, cwd: Path, resume: bool) -> subprocess.Popen:
-    args = [*RUN_ARGS, f"hydra.run.dir={run_dir}"] + (["resume=true"] if resume else [])
+def launch(run_dir: Path, cwd: Path, resume: bool, steps: int) -> subprocess.Popen:
+    args = [*RUN_ARGS, f"schedule.steps={steps}", f"hydra.run.dir={run_dir}"] + (["resume=true"] if resume else [])
     return subprocess.Popen([sys.executable, "-m", "ganlab", "train", *args], cwd=cwd, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def finish(run_dir: Path, cwd: Path, resume: bool) -> None:
-    proc = launch(run_dir, cwd, resume)
+def finish(run_dir: Path, cwd: Path, resume: bool, steps: int) -> None:
+    proc = launch(run_dir, cwd, resume, steps)
     _, err = proc.communicate(timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"run in {run_dir} failed with {proc.returncode}: {err[-2000:]}")
@@ -68,10 +68,10 @@ def compare(reference: Path, victim: Path) -> list[str]:
     return problems
 
 
-def timed_reference(run_dir: Path, cwd: Path) -> float:
+def timed_reference(run_dir: Path, cwd: Path, steps: int) -> float:
     """Run the uninterrupted reference; returns its duration in seconds."""
     started = time.perf_counter()
-    finish(run_dir, cwd, resume=False)
+    finish(run_dir, cwd, resume=False, steps=steps)
     return time.perf_counter() - started
 
 
@@ -93,16 +93,17 @@ def saved_step(run_dir: Path) -> int | None:
         return None
 
 
-def campaign(workdir: Path, kills: int, seed: int = 0, window: tuple[float, float] = (0.3, 6.0)) -> dict:
+def campaign(workdir: Path, kills: int, seed: int = 0, window: tuple[float, float] = (0.3, 6.0),
+             steps: int = 60) -> dict:
     """Run the reference, then a victim killed `kills` times (every other kill just after a new
-    checkpoint of that attempt, the rest at random moments); returns the tally."""
+    checkpoint of that attempt, the rest at random moments), each run `steps` long; returns the tally."""
     rng = random.Random(seed)
     reference, victim = workdir / "reference", workdir / "victim"
-    duration = timed_reference(reference, workdir)
+    duration = timed_reference(reference, workdir, steps)
     tally = {"kills": 0, "during_start_up": 0, "mid_run": 0, "after_the_end": 0}
     for _ in range(kills):
         before = saved_step(victim)
-        proc = launch(victim, workdir, resume=victim.is_dir())
+        proc = launch(victim, workdir, resume=victim.is_dir(), steps=steps)
         if tally["kills"] % 2 == 0:  # every other kill lands while training runs: after a new checkpoint
             wait_for_progress(victim / "checkpoints" / "last.pt", proc, timeout=120)
             time.sleep(rng.uniform(0.0, 0.3))
@@ -117,7 +118,7 @@ def campaign(workdir: Path, kills: int, seed: int = 0, window: tuple[float, floa
             tally["during_start_up"] += 1  # imports, composition, building, or the first step
         else:
             tally["mid_run"] += 1
-    finish(victim, workdir, resume=victim.is_dir())
+    finish(victim, workdir, resume=victim.is_dir(), steps=steps)
     tally["problems"] = compare(reference, victim)
     tally["stray_temporaries"] = [str(p) for p in victim.rglob("*.tmp")]
     return tally
@@ -127,9 +128,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        tally = campaign(Path(tmp), args.kills, args.seed)
+        tally = campaign(Path(tmp), args.kills, args.seed, steps=args.steps)
     print(json.dumps(tally, indent=2))
     ok = not tally["problems"] and not tally["stray_temporaries"]
     print(f"{tally['kills']} kills: {'every resume matched the uninterrupted run' if ok else 'FAILED'}")
