@@ -17,7 +17,7 @@ from ganlab.logging import read_metrics
 METRICS = ["metrics.n=2000", "metrics.best=classifier_fd", "progress=false", "device=auto"]
 AUGMENT = ["augment.policy=[translation,cutout]"]
 MILD = [*AUGMENT, "augment.translation=0.0625", "augment.cutout=0.25"]  # 2 px of shift, a 7 px square at 28 px
-ADA = [*MILD, "augment.adaptive=true"]
+ADA = ["augment=ada"]  # MILD with ADA's adaptive p (configs/augment/ada.yaml)
 RUNS = {  # name -> (table, overrides)
     "dcgan, 600 images": ("aug", ["dataset.limit=600"]),
     "dcgan, 600 images, DiffAugment": ("aug", ["dataset.limit=600", *AUGMENT]),

@@ -236,3 +236,17 @@ def test_the_projection_cgan_trains_on_classes(tmp_path, backbones):
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
     convs = [m for m in D.net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert convs and all(hasattr(m, "parametrizations") for m in convs)  # spectral norm on every layer
+
+
+def test_the_augment_group_sets_the_measured_policies_and_typed_keys_win(tmp_path):
+    assert list(compose_config([]).augment.policy) == []  # off unless asked for
+    ada = compose_config(["augment=ada", "augment.kimg=100"]).augment
+    assert (list(ada.policy), ada.adaptive, ada.translation, ada.cutout, ada.kimg) == \
+        (["translation", "cutout"], True, 0.0625, 0.25, 100)
+    paper = compose_config(["augment=diffaugment"]).augment
+    assert (list(paper.policy), paper.adaptive, paper.p, paper.translation, paper.cutout) == \
+        (["color", "translation", "cutout"], False, 1.0, 0.125, 0.5)
+    # target -1: r_t is always above it, so ADA's p rises from 0 at each adjustment (steps 4 and 8)
+    train(compose_config(["augment=ada", "augment.target=-1", "augment.kimg=0.05", "schedule.log_every=1"]), tmp_path)
+    p = [r["augment/p"] for r in read_metrics(tmp_path) if "augment/p" in r]
+    assert p[0] == 0.0 and p[-1] > 0.5
