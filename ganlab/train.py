@@ -212,7 +212,8 @@ def _start(training: Training, config: dict[str, Any], run_dir: Path, overrides:
 
 
 def _check_loss_fits(cfg: DictConfig, prefixes) -> None:
-    """A GAN objective needs an adversarial loss; a VAE's or classifier's would silently be ignored."""
+    """A GAN objective needs an adversarial loss; a VAE's or classifier's loss, D steps or augmentation
+    would silently be ignored."""
     reads_loss = runs.objective_class(cfg.model.objective.get("_target_"), prefixes).needs_adversarial_loss
     if cfg.get("loss") and not reads_loss:
         raise ConfigError("a loss was chosen, but this model trains its own objective and ignores it (VAEs and "
@@ -222,6 +223,10 @@ def _check_loss_fits(cfg: DictConfig, prefixes) -> None:
             if cfg.schedule.get(key, 1) != 1:
                 raise ConfigError(f"schedule.{key}={cfg.schedule[key]} counts a GAN's D or G updates, but this model "
                                   "trains its own objective, which has one phase; drop the override.")
+        policy = list((cfg.get("augment") or {}).get("policy") or [])
+        if policy:
+            raise ConfigError(f"augment.policy={policy} augments a discriminator's inputs, but this model has no "
+                              "discriminator (it trains its own objective); drop augment= and augment.policy.")
     if reads_loss and not cfg.get("loss"):
         raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
                           "bce, minimax, wgan, wgan_gp, lsgan, hinge, rpgan, r3gan (e.g. loss=bce).")

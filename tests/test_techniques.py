@@ -250,3 +250,6 @@ def test_the_augment_group_sets_the_measured_policies_and_typed_keys_win(tmp_pat
     train(compose_config(["augment=ada", "augment.target=-1", "augment.kimg=0.05", "schedule.log_every=1"]), tmp_path)
     p = [r["augment/p"] for r in read_metrics(tmp_path) if "augment/p" in r]
     assert p[0] == 0.0 and p[-1] > 0.5
+    with pytest.raises(ConfigError, match=r"augment.policy=\['translation', 'cutout'\] augments a discriminator's"):
+        train(compose_config(["model=vae_mlp", "augment=ada"]), tmp_path / "vae")  # a VAE has no D to augment for
+    assert not (tmp_path / "vae").exists()
