@@ -147,11 +147,13 @@ class Maintenance:
             self._log(extra)
         elif extra:
             self.logger.scalars(step, extra, progress=False)
-        if self._due(s.ckpt_every):
-            self.save_last()
+        # The snapshot before last.pt: a kill between the two then leaves last.pt behind the snapshot, and
+        # the resume redoes this step and its snapshot (the other order would skip it for good).
         if s.snapshot_every > 0 and step % s.snapshot_every == 0:
             self.guard_finite()
             self._save(self.ckpt_dir / f"step_{step:06d}.pt")
+        if self._due(s.ckpt_every):
+            self.save_last()
 
     def _log(self, extra: dict[str, float]) -> None:
         self.guard_finite()

@@ -105,3 +105,34 @@ def test_vae_resume_is_exact_too(tmp_path):
     shutil.copy(whole / "checkpoints" / "step_000004.pt", killed / "checkpoints" / "last.pt")
     train(compose_config([*vae, "resume=true"]), killed)
     assert losses(killed) == losses(whole)
+
+
+class Killed(BaseException):
+    """A SIGKILL's effect in this process: nothing after this point runs, no handler sees it."""
+
+
+def test_a_kill_between_checkpoint_writes_loses_no_snapshot(tmp_path, monkeypatch):
+    """At a step that writes both, the snapshot goes first: a kill between the two leaves last.pt
+    behind the snapshot, so the resume redoes the step and the snapshot (found by the kill campaign)."""
+    from ganlab import checkpoint
+
+    settings = ["schedule.steps=8", "schedule.ckpt_every=1", "schedule.snapshot_every=2", "schedule.keep_last=2",
+                "schedule.sample_every=4", "schedule.log_every=4"]
+    train(compose_config(settings), tmp_path / "whole")
+    real_save, writes = checkpoint.save_atomic, []
+
+    def killed_after(state, path):
+        real_save(state, path)
+        writes.append((path.name, state["step"]))
+        if len([w for w in writes if w[1] == 6]) == 1:  # the first of step 6's two checkpoint files
+            raise Killed
+
+    monkeypatch.setattr(checkpoint, "save_atomic", killed_after)
+    with pytest.raises(Killed):
+        train(compose_config(settings), tmp_path / "killed")
+    monkeypatch.undo()
+    train(compose_config([*settings, "resume=true"]), tmp_path / "killed")
+    snapshots = {run: sorted(p.name for p in (tmp_path / run / "checkpoints").glob("step_*.pt"))
+                 for run in ("whole", "killed")}
+    assert snapshots["whole"] == ["step_000006.pt", "step_000008.pt"] == snapshots["killed"]
+    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
