@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 POLICIES = ("color", "translation", "cutout")
 RANGES = {"tanh": (-1.0, 1.0), "unit": (0.0, 1.0)}
@@ -67,6 +68,7 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
+@buildable("augmentation")
 class DiffAugment:
     """`policy`: a list of POLICIES (empty: off); `p`: each image's probability per policy."""
 

@@ -1,16 +1,18 @@
-"""Building objects from config: `hydra.utils.instantiate` behind a `_target_` allow-list.
+"""Building objects from config: `hydra.utils.instantiate` over a closed set of names.
 
-A shared YAML file, an override or a config stored in a checkpoint must not be able to run code,
-so what is checked is exactly what is built: a node is first resolved (interpolations and
-resolvers such as `${oc.create:...}` evaluated), every `_target_` of the resolved tree is
-checked, and that same resolved tree is handed to `instantiate`. A target must
-* be a public dotted name inside the allowed modules (ganlab's building blocks, `torch.nn`
-  modules, `torch.optim` optimizers, torchvision transforms and models), and
-* resolve to an object of an allowed kind defined there: `torch.nn.modules.module.os.system`
-  starts with `torch.nn.` but is `posix.system`, and `torchvision.datasets.utils.download_url`
-  is a file-system helper, not something a config needs to build.
-Users widen the list with `allowed_targets=[mypackage]` (on the command line or in their own
-primary config; presets, replayed overrides and checkpoints may not: see `vetting.py`).
+A shared YAML file, an override or a config stored in a checkpoint must not be able to run code
+or touch files, so what is checked is exactly what is built: a node is first resolved
+(interpolations and resolvers such as `${oc.create:...}` evaluated), every `_target_` of the
+resolved tree is checked, at any depth and under any key, and that same resolved tree is handed
+to `instantiate`. A target must be
+* a name in the registry (`registry.py`: ganlab's building blocks, registered where they are
+  defined, and the `torch.nn` / `torch.optim` / torchvision transform classes), standing where
+  its kind may stand (a data set only as the `dataset` node), or
+* an object defined in a module the user typed in `allowed_targets=[mymodule]` (on the command
+  line or in their own primary config; presets, run folders and checkpoints may not: `vetting.py`).
+Every key of a node with a `_target_` must be a parameter of what it builds (the constructor's
+signature is the schema), and no key may start with `_` except Hydra's own `_target_`,
+`_partial_`, `_convert_`, `_recursive_` and `_args_`: an unknown key is refused, never built.
 """
 
 from __future__ import annotations
@@ -27,49 +29,40 @@ from hydra._internal.utils import _locate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ganlab import registry
 from ganlab.errors import ConfigError
 
-# The modules whose objects configs build, and what kind of object each may give.
-GANLAB_MODULES = ("ganlab.models.", "ganlab.objectives.", "ganlab.losses.", "ganlab.penalties.", "ganlab.augment.", "ganlab.data.",
-                  "ganlab.metrics.")
-DEFAULT_ALLOWED = (*GANLAB_MODULES, "torch.nn.", "torch.optim.", "torchvision.transforms.", "torchvision.models.")
+HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
+# Keys of a node that ganlab reads itself before building it (the constructor never sees them).
+READ_BY_GANLAB = {"dataset": {"limit"}, "optimizer": {"per_network"}}
 
 
 def allowed_prefixes(extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """The default prefixes plus the user's `allowed_targets` (a module name allows its submodules)."""
-    return DEFAULT_ALLOWED + tuple(p if p.endswith(".") else p + "." for p in extra)
+    """The modules the user typed in `allowed_targets` (a module allows its submodules)."""
+    return tuple(p if p.endswith(".") else p + "." for p in extra)
 
 
 def _is_allowed(name: str, prefixes: Iterable[str]) -> bool:
     return any((name + ".").startswith(p) for p in prefixes)
 
 
-def _allowed_kind(obj: Any, module: str, prefixes: tuple[str, ...]) -> bool:
-    """Within the default modules only the kinds configs need; user modules are trusted whole."""
-    import torch
-
-    if _is_allowed(module, prefixes[len(DEFAULT_ALLOWED):]):
-        return True
-    if module.startswith("torch.nn."):
-        return inspect.isclass(obj) and issubclass(obj, torch.nn.Module)
-    if module.startswith("torch.optim."):
-        return inspect.isclass(obj) and issubclass(obj, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
-    if module.startswith("torchvision.transforms."):
-        return inspect.isclass(obj)
-    if module.startswith("torchvision.models."):
-        import torchvision.models
-
-        return (inspect.isclass(obj) and issubclass(obj, torch.nn.Module)) or \
-            getattr(obj, "__name__", "") in torchvision.models.list_models()
-    return _is_allowed(module, GANLAB_MODULES)
-
-
 def resolve_target(target: Any, key: str, prefixes: tuple[str, ...]) -> Any:
-    """Import a `_target_` after checking it against the allow-list; raise ConfigError if refused."""
-    fix = (f"Allowed: {', '.join(prefixes)} (networks, optimizers, transforms and ganlab's building blocks "
-           "only). To allow your own module, pass allowed_targets=[mymodule] on the command line.")
-    if not isinstance(target, str) or not _is_allowed(target, prefixes):
-        raise ConfigError(f"Refused `{key}: {target}`: targets must start with an allowed prefix. {fix}")
+    """The object a `_target_` names, if a config may build it there; raise ConfigError if not."""
+    fix = ("`ganlab buildable` lists the names configs may build. To build from your own module, type "
+           "allowed_targets=[mymodule] on the command line.")
+    if not isinstance(target, str):
+        raise ConfigError(f"Refused `{key}: {target!r}`: a target must be a dotted name. {fix}")
+    found = registry.lookup(target)
+    if found is not None:
+        kind, obj = found
+        where = key.rsplit("._target_", 1)[0]
+        if kind in registry.ONLY_AT and where != registry.ONLY_AT[kind]:
+            raise ConfigError(f"Refused `{key}: {target}`: it is a {kind}, which a config builds only as its "
+                              f"`{registry.ONLY_AT[kind]}` node (choose one with {registry.ONLY_AT[kind]}=...), "
+                              f"not under {where}.")
+        return obj
+    if not _is_allowed(target, prefixes):
+        raise ConfigError(f"Refused `{key}: {target}`: it is not a name configs may build. {fix}")
     if any(part.startswith("_") for part in target.split(".")):
         raise ConfigError(f"Refused `{key}: {target}`: targets may not use private or dunder names. {fix}")
     try:
@@ -77,9 +70,9 @@ def resolve_target(target: Any, key: str, prefixes: tuple[str, ...]) -> Any:
     except ImportError as exc:
         raise ConfigError(f"`{key}: {target}` could not be imported ({exc}). Check the spelling.") from None
     module = getattr(obj, "__module__", None) or ""
-    if inspect.ismodule(obj) or not _is_allowed(module, prefixes) or not _allowed_kind(obj, module, prefixes):
+    if inspect.ismodule(obj) or not _is_allowed(module, prefixes):
         raise ConfigError(f"Refused `{key}: {target}`: it resolves to `{module}.{getattr(obj, '__name__', obj)}`, "
-                          f"which is not an object configs may build. {fix}")
+                          f"outside the modules you allowed. {fix}")
     return obj
 
 
@@ -113,12 +106,18 @@ def check_targets(node: Any, prefixes: tuple[str, ...], path: str = "") -> None:
 
 def _check_tree(node: Any, prefixes: tuple[str, ...], path: str) -> None:
     if isinstance(node, (DictConfig, Mapping)):
-        for key, value in node.items_ex(resolve=False) if isinstance(node, DictConfig) else node.items():
-            child = f"{path}.{key}" if path else str(key)
-            if key == "_target_":
-                resolve_target(value, child, prefixes)
-            else:
-                _check_tree(value, prefixes, child)
+        items = list(node.items_ex(resolve=False) if isinstance(node, DictConfig) else node.items())
+        keys = {str(k) for k, _ in items}
+        for key in keys:
+            if key.startswith("_") and key not in HYDRA_KEYS:
+                raise ConfigError(f"Refused `{path + '.' if path else ''}{key}`: keys starting with `_` are not "
+                                  f"settings (only Hydra's {', '.join(sorted(HYDRA_KEYS))} are). Remove it.")
+        for key, value in items:  # nested targets first: the refusal names the innermost one
+            if key != "_target_":
+                _check_tree(value, prefixes, f"{path}.{key}" if path else str(key))
+        if "_target_" in keys:
+            target = resolve_target(node["_target_"], f"{path}._target_" if path else "_target_", prefixes)
+            check_argument_types(target, node, path or "config")
     elif isinstance(node, (ListConfig, list, tuple)):
         for i, value in enumerate(node):
             _check_tree(value, prefixes, f"{path}[{i}]")
@@ -133,7 +132,6 @@ def build(node: DictConfig, key: str, prefixes: tuple[str, ...], /, *args: Any, 
     node = resolved(node, key)
     _check_tree(node, prefixes, key)
     target = resolve_target(node["_target_"], f"{key}._target_", prefixes)
-    check_argument_types(target, node, key)
     accepted = _accepted_keywords(target)
     kwargs = {k: v for k, v in facts.items() if (accepted is None or k in accepted) and k not in node}
     try:
@@ -151,15 +149,18 @@ def check_argument_types(target: Any, node: DictConfig, key: str) -> None:
     not turn spectral norm on)."""
     accepted = _accepted_keywords(target)
     for name in node.keys():
-        if accepted is not None and not str(name).startswith("_") and name not in accepted:
+        if accepted is not None and name not in HYDRA_KEYS | READ_BY_GANLAB.get(key, set()) and name not in accepted:
             raise ConfigError(f"{key}.{name} is not a setting of {node['_target_']}: nothing reads it. Its settings "
                               f"are: {', '.join(sorted(accepted - {'self'}))}. Remove it or fix its spelling.")
     try:
         hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
     except Exception:  # noqa: BLE001 - untyped or unresolvable annotations: nothing to check
         return
-    for name, value in node.items():
-        if name.startswith("_") or name not in hints or value is None or OmegaConf.is_config(value):
+    for name in node.keys():
+        if name.startswith("_") or name not in hints or (isinstance(node, DictConfig) and OmegaConf.is_missing(node, name)):
+            continue
+        value = node[name]
+        if value is None or OmegaConf.is_config(value):
             continue
         expected = _scalar_types(hints[name])
         if expected and not _fits(value, expected):

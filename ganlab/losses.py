@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from ganlab.registry import buildable
 
 
 class AdversarialLoss:
@@ -25,6 +26,7 @@ class AdversarialLoss:
         raise NotImplementedError
 
 
+@buildable("loss")
 class NonSaturatingLoss(AdversarialLoss):
     """Binary cross-entropy for D; G maximises log D(G(z)) (Goodfellow et al.'s practical form)."""
 
@@ -37,6 +39,7 @@ class NonSaturatingLoss(AdversarialLoss):
         return F.softplus(-fake_logits).mean()
 
 
+@buildable("loss")
 class MinimaxLoss(NonSaturatingLoss):
     """The original saturating game: G minimises log(1 - D(G(z))) = -softplus(fake)."""
 
@@ -46,6 +49,7 @@ class MinimaxLoss(NonSaturatingLoss):
         return -F.softplus(fake_logits).mean()
 
 
+@buildable("loss")
 class WassersteinLoss(AdversarialLoss):
     """The critic maximises E[D(real)] - E[D(fake)]; needs a Lipschitz constraint (clipping or GP)."""
 
@@ -58,6 +62,7 @@ class WassersteinLoss(AdversarialLoss):
         return -fake_logits.mean()
 
 
+@buildable("loss")
 class LeastSquaresLoss(AdversarialLoss):
     """LSGAN (Mao et al.) with targets real=1, fake=0; halves as in the paper."""
 
@@ -70,6 +75,7 @@ class LeastSquaresLoss(AdversarialLoss):
         return 0.5 * (fake_logits - 1).pow(2).mean()
 
 
+@buildable("loss")
 class HingeLoss(AdversarialLoss):
     """Hinge loss of SNGAN / SAGAN: D pushes real above +1 and fake below -1."""
 
@@ -82,6 +88,7 @@ class HingeLoss(AdversarialLoss):
         return -fake_logits.mean()
 
 
+@buildable("loss")
 class RelativisticPairingLoss(AdversarialLoss):
     """RpGAN (Jolicoeur-Martineau 2019; the loss of R3GAN, Huang et al. 2024): each real logit is
     compared with a fake one, D minimising softplus(-(D(x_r) - D(x_f))) and G softplus(-(D(x_f) -

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 
 def has_batch_norm(network: nn.Module) -> bool:
@@ -50,6 +51,7 @@ def squared_gradient_norm(critic: Callable[[torch.Tensor], torch.Tensor], images
     return grad.flatten(1).pow(2).sum(dim=1).mean()
 
 
+@buildable("penalty")
 class GradientPenalty(Penalty):
     """WGAN-GP (Gulrajani et al.): weight * E[(||grad D(x_hat)||_2 - 1)^2] on real/fake interpolates."""
 
@@ -66,6 +68,7 @@ class GradientPenalty(Penalty):
         return self.weight * (grad.flatten(1).norm(dim=1) - self.target).pow(2).mean()
 
 
+@buildable("penalty")
 class R1Penalty(Penalty):
     """R1 (Mescheder et al. 2018): weight * E[||grad D(x)||^2] on real samples only, so D stops
     pushing on G once G's samples sit on the data (their fix for non-converging GAN training, and
@@ -80,6 +83,7 @@ class R1Penalty(Penalty):
         return self.weight * squared_gradient_norm(critic, real)
 
 
+@buildable("penalty")
 class R2Penalty(R1Penalty):
     """R2: the same zero-centred penalty on fake samples (R3GAN pairs it with R1); the fakes are
     detached, so its gradient reaches D only."""
@@ -90,6 +94,7 @@ class R2Penalty(R1Penalty):
         return self.weight * squared_gradient_norm(critic, fake)
 
 
+@buildable("penalty")
 class WeightClipping:
     """The original WGAN's Lipschitz constraint: clamp every D parameter to [-clip, clip] after its step."""
 

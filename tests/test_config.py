@@ -34,6 +34,15 @@ NEEDS = {"generator_backbone": ["model=cgan"], "discriminator_backbone": ["model
          "loss=none": ["model=vae_mlp"]}  # no adversarial loss: for models that train their own objective
 
 
+def _pair(group: str, option: str) -> list[str]:
+    """A per-pair file (model_dataset/dcgan_mnist) composes with its own model and partner picked:
+    its keys are settings of that model's networks."""
+    if not group.startswith("model_"):
+        return []
+    model = max((m for m in config_groups()["model"] if option.startswith(m + "_")), key=len)
+    return [f"model={model}", f"{group.split('_', 1)[1]}={option[len(model) + 1:]}"]
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in config_groups().items() for o in opts])
 def test_every_group_option_composes(group, option):
     """Each option composes, and every object it configures is one a config may build."""
@@ -46,7 +55,7 @@ def test_every_group_option_composes(group, option):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[*NEEDS.get(group, NEEDS.get(f"{group}={option}", [])),
-                                          f"{group}={option}"], return_hydra_config=True)
+                                          *_pair(group, option), f"{group}={option}"], return_hydra_config=True)
         assert cfg.hydra.runtime.choices[group] == option
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     check_targets(job, allowed_prefixes())  # raises for a target nothing may build

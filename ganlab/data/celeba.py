@@ -17,10 +17,12 @@ import torch
 from ganlab.data.folder import ImageFiles, image_set
 from ganlab.data.memory import with_attributes
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 SPLITS = {"train": "0", "valid": "1", "test": "2", "all": None}
 
 
+@buildable("dataset")
 def load_celeba(root: str = "data", split: str = "train", attributes: list[str] | None = None,
                 resolution: int = 64, batch_size: int = 64, crop: int = 140, download: bool = False,
                 in_memory: str | bool = "auto", memory_limit_gb: float = 4.0, cache: bool = False,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ganlab.data.folder import load_folder
 from ganlab.data.memory import InMemoryImages
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -38,6 +39,7 @@ class BatchUnpickler(pickle.Unpickler):
                                      "without running it)")
 
 
+@buildable("dataset")
 def load_cifar10(root: str = "data", split: str = "train", download: bool = False, resolution: int = 32,
                  batch_size: int = 64, workers: int | None = None, value_range: str = "tanh") -> InMemoryImages:
     if split not in BATCHES:

@@ -7,8 +7,10 @@ import torch.nn.functional as F
 
 from ganlab.data.memory import InMemoryImages
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 
+@buildable("dataset")
 def load_digits(resolution: int = 32, batch_size: int = 64, value_range: str = "tanh",
                 split: str = "all") -> InMemoryImages:
     """The 8x8 scikit-learn digits (values 0..16), upsampled to `resolution` px, with labels 0..9.

@@ -25,6 +25,7 @@ from torchvision.transforms import functional as TF
 from ganlab.cache import load_verified, save_verified
 from ganlab.data.memory import DataFacts, InMemoryImages, check_batch_size, epoch_order, pixels_to_float
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 log = logging.getLogger("ganlab")
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -161,6 +162,7 @@ def split_files(paths: list[Path], root: Path, split: str, test_fraction: float)
     return chosen
 
 
+@buildable("dataset")
 def load_folder(root: str, resolution: int = 64, batch_size: int = 64, labels: str = "auto",
                 crop: int | None = None, channels: int = 3, in_memory: str | bool = "auto",
                 memory_limit_gb: float = 4.0, cache: bool = False, cache_dir: str = "data/.cache",
@@ -186,6 +188,7 @@ def load_folder(root: str, resolution: int = 64, batch_size: int = 64, labels: s
                      workers=workers, value_range=value_range, name=name)
 
 
+@buildable("dataset")
 def load_anime(root: str = "data/anime", resolution: int = 64, batch_size: int = 64, crop: int | None = None,
                in_memory: str | bool = "auto", memory_limit_gb: float = 4.0, cache: bool = False,
                cache_dir: str = "data/.cache", workers: int | None = None, value_range: str = "tanh",

@@ -18,16 +18,19 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from ganlab.data.memory import InMemoryImages
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
 
+@buildable("dataset")
 def load_mnist(root: str = "data", split: str = "train", download: bool = False, resolution: int = 28,
                batch_size: int = 64, value_range: str = "tanh") -> InMemoryImages:
     """MNIST digits (1x28x28, labels 0..9), resized to `resolution` px."""
     return load_idx_images(datasets.MNIST, "mnist", root, split, download, resolution, batch_size, value_range)
 
 
+@buildable("dataset")
 def load_fashion_mnist(root: str = "data", split: str = "train", download: bool = False, resolution: int = 28,
                        batch_size: int = 64, value_range: str = "tanh") -> InMemoryImages:
     """Fashion-MNIST (1x28x28, 10 clothing classes), read like MNIST from `root/FashionMNIST/raw`."""

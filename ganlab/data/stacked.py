@@ -13,10 +13,12 @@ from ganlab.data.memory import InMemoryImages
 from ganlab.data.mnist import load_mnist
 from ganlab.errors import ConfigError
 from ganlab.runtime import stream_seed
+from ganlab.registry import buildable
 
 MODES = 1000
 
 
+@buildable("dataset")
 def load_stacked_mnist(root: str = "data", split: str = "train", download: bool = False, resolution: int = 28,
                        batch_size: int = 64, value_range: str = "tanh", size: int | None = None,
                        seed: int = 0) -> InMemoryImages:

@@ -15,6 +15,7 @@ import torch
 from ganlab.data.memory import DataFacts
 from ganlab.errors import ConfigError
 from ganlab.runtime import stream_seed
+from ganlab.registry import buildable
 
 
 def ring_modes(count: int = 8, radius: float = 2.0) -> torch.Tensor:
@@ -59,10 +60,12 @@ class GaussianMixture:
         return {"modes_covered": float(index[close].unique().numel()), "high_quality": float(close.float().mean())}
 
 
+@buildable("dataset")
 def load_ring(batch_size: int = 256, size: int = 25_600, std: float = 0.02) -> GaussianMixture:
     return GaussianMixture(ring_modes(), std, batch_size, size, "ring")
 
 
+@buildable("dataset")
 def load_grid(batch_size: int = 256, size: int = 25_600, std: float = 0.05) -> GaussianMixture:
     return GaussianMixture(grid_modes(), std, batch_size, size, "grid")
 

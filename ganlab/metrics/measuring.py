@@ -88,7 +88,7 @@ def held_out_data(dataset: dict[str, Any], split: str, prefixes, root: str | Non
 
     def load():
         try:
-            return build(OmegaConf.create(node), f"dataset (split={split})", prefixes)
+            return build(OmegaConf.create(node), "dataset", prefixes)
         except ConfigError as exc:
             raise ConfigError(f"the run's real images (split={split}) could not be read on this machine: {exc} Pass "
                               "dataset_root=PATH (the folder that holds them here) to ganlab eval.") from None

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 
 def _classes(num_classes: int) -> int:
@@ -35,6 +36,7 @@ class _HiddenThenHead(nn.Module):
         return self.hidden(x)
 
 
+@buildable("network")
 class MLPClassifier(_HiddenThenHead):
     def __init__(self, shape: tuple[int, ...], num_classes: int, hidden: list[int] = (500,),
                  leaky_slope: float = 0.01, dropout: float = 0.0):
@@ -50,6 +52,7 @@ class MLPClassifier(_HiddenThenHead):
         self.head = nn.Linear(features, _classes(num_classes))
 
 
+@buildable("network")
 class CNNClassifier(_HiddenThenHead):
     """Two conv-BN-ReLU-pool stages and a linear head: a quick, strong baseline for 28-32 px images."""
 

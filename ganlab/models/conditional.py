@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 
 def condition_vector(labels: torch.Tensor, condition_dim: int) -> torch.Tensor:
@@ -51,6 +52,7 @@ def build_backbone(backbone: Callable[..., nn.Module], **facts: Any) -> nn.Modul
     return backbone(**{k: v for k, v in facts.items() if k in accepted and k not in fixed})
 
 
+@buildable("network")
 class ConditionalGenerator(nn.Module):
     """G(z, labels): the condition is concatenated to z (as extra channels for a spatial latent)."""
 
@@ -66,6 +68,7 @@ class ConditionalGenerator(nn.Module):
         return self.net(join_condition(z.view(z.shape[0], *self.latent_shape), labels, self.condition_dim))
 
 
+@buildable("network")
 class ConditionalDiscriminator(nn.Module):
     """D(x, labels): the condition enters as constant maps stacked on the image channels."""
 
@@ -83,6 +86,7 @@ class ConditionalDiscriminator(nn.Module):
         return self.net(join_condition(x, labels, self.condition_dim))
 
 
+@buildable("network")
 class AuxiliaryClassifierDiscriminator(nn.Module):
     """D(x) -> (real/fake logits (N, 1), class or attribute logits (N, condition_dim))."""
 
@@ -119,6 +123,7 @@ class ConditionalBatchNorm(nn.Module):
         return self.norm(x) * gain.view(shape) + bias.view(shape)
 
 
+@buildable("network")
 class ConditionalBatchNormGenerator(nn.Module):
     """G(z, labels) for the projection cGAN: the backbone's BatchNorm layers become conditional
     (`ConditionalBatchNorm`); z enters the backbone unchanged."""
@@ -158,6 +163,7 @@ def _conditional_norms(net: nn.Module, condition_dim: int) -> list[ConditionalBa
     return made
 
 
+@buildable("network")
 class ProjectionDiscriminator(nn.Module):
     """D(x, labels) = psi(phi(x)) + <embed(labels), phi(x)>: the backbone gives `features` outputs,
     phi their ReLU, psi a linear head, embed a spectrally normalised map of the condition."""

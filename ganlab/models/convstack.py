@@ -14,6 +14,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.blocks import apply_init, maybe_spectral, norm_layer
+from ganlab.registry import buildable
 
 
 def _stack(layers: list[dict], c_in: int, last_out: int, transpose_default: bool, norm: str, bias: bool,
@@ -58,6 +59,7 @@ def _activation(name: str, slope: float, key: str) -> nn.Module:
     raise ConfigError(f"{key}.activation={name!r} is not known; use relu or leaky_relu.")
 
 
+@buildable("network")
 class ConvStackGenerator(nn.Module):
     def __init__(self, resolution: int, channels: int, layers: list[dict], latent_dim: int = 100,
                  latent_size: int = 1, norm: str = "batch", activation: str = "relu", leaky_slope: float = 0.2,
@@ -79,6 +81,7 @@ class ConvStackGenerator(nn.Module):
         return self.main(z.view(z.shape[0], *self.latent_shape))
 
 
+@buildable("network")
 class ConvStackDiscriminator(nn.Module):
     def __init__(self, resolution: int, channels: int, layers: list[dict], norm: str = "batch",
                  activation: str = "leaky_relu", leaky_slope: float = 0.2, bias: bool = False,

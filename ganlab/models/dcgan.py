@@ -17,6 +17,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.blocks import apply_init, maybe_spectral, norm_layer, pack_samples, pyramid
+from ganlab.registry import buildable
 
 PADDING = {4: (1, 0), 5: (2, 1)}  # kernel -> (padding, output padding) of a stride-2 layer
 
@@ -31,6 +32,7 @@ def _bias(bias: bool | None, normalised: bool) -> bool:
     return (not normalised) if bias is None else bool(bias)
 
 
+@buildable("network")
 class DCGANGenerator(nn.Module):
     def __init__(self, resolution: int, channels: int, latent_dim: int = 100, width: int = 64,
                  norm: str = "batch", kernel: int = 4, stem: str = "conv", hidden: list[int] = (),
@@ -71,6 +73,7 @@ class DCGANGenerator(nn.Module):
         return self.blocks(self.stem(self.mlp(z.flatten(1))))
 
 
+@buildable("network")
 class DCGANDiscriminator(nn.Module):
     """Strided convs to base x base, then one conv (or `head` Linear layers) to the logits. `pack` > 1
     is PacGAN: `pack` samples enter together as one image of pack x channels, a logit per pack."""

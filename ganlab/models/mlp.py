@@ -10,8 +10,10 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.blocks import maybe_spectral, pack_samples
+from ganlab.registry import buildable
 
 
+@buildable("network")
 class MLPGenerator(nn.Module):
     """z -> hidden layers -> one sample of `shape`; tanh output for images, linear for points.
 
@@ -52,6 +54,7 @@ class MLPGenerator(nn.Module):
         return self.main(z).view(z.shape[0], *self.shape)
 
 
+@buildable("network")
 class MLPDiscriminator(nn.Module):
     """x -> hidden layers -> logits. `pack` > 1 is PacGAN: D judges `pack` samples at once (their
     features side by side), which penalises a G whose samples look alike; a batch then gives

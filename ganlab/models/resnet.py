@@ -15,6 +15,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.blocks import maybe_spectral, norm_layer
+from ganlab.registry import buildable
 
 
 def _stages(resolution: int) -> int:
@@ -53,6 +54,7 @@ class DownBlock(nn.Module):
         return self.residual(x) + self.shortcut(x)
 
 
+@buildable("network")
 class ResNetGenerator(nn.Module):
     def __init__(self, resolution: int, channels: int, latent_dim: int = 128, width: int = 128, norm: str = "batch"):
         super().__init__()
@@ -68,6 +70,7 @@ class ResNetGenerator(nn.Module):
         return self.out(self.blocks(self.linear(z.flatten(1)).view(z.shape[0], self.width, 4, 4)))
 
 
+@buildable("network")
 class ResNetDiscriminator(nn.Module):
     def __init__(self, resolution: int, channels: int, width: int = 128, spectral_norm: bool = False,
                  outputs: int = 1):

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 
 class VAE(nn.Module):
@@ -39,6 +40,7 @@ class VAE(nn.Module):
         return self.hidden
 
 
+@buildable("network")
 class MLPVAE(VAE):
     def __init__(self, shape: tuple[int, ...], latent_dim: int = 2, hidden: list[int] = (500,),
                  leaky_slope: float = 0.01, output: str = "sigmoid"):
@@ -63,6 +65,7 @@ class MLPVAE(VAE):
                                      nn.Sigmoid() if output == "sigmoid" else nn.Identity())
 
 
+@buildable("network")
 class ConvVAE(VAE):
     """The faces report's VAE, for any resolution divisible by 8: pairs of 3x3 / 5x5 / 5x5 convs with
     2x2 max pools (widths 128, 256, 512), Linear to mu/logvar, Linear back, three stride-2 deconvs."""

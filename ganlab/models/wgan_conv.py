@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
+from ganlab.registry import buildable
 
 
 def _kernels(resolution: int) -> tuple[int, int]:
@@ -21,6 +22,7 @@ def _kernels(resolution: int) -> tuple[int, int]:
     return standard, resolution - 2 * standard
 
 
+@buildable("network")
 class WGANConvCritic(nn.Module):
     def __init__(self, resolution: int, channels: int, width: int = 64, leaky_slope: float = 0.2,
                  outputs: int = 1):
@@ -35,6 +37,7 @@ class WGANConvCritic(nn.Module):
         return self.main(x)
 
 
+@buildable("network")
 class WGANConvGenerator(nn.Module):
     def __init__(self, resolution: int, channels: int, latent_dim: int = 64, latent_size: int = 3,
                  width: int = 64, leaky_slope: float = 0.01):

@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from ganlab.objectives.base import Objective, Phase
+from ganlab.registry import buildable
 
 
+@buildable("objective")
 class ClassifierObjective(Objective):
     wants_evaluation = True
 

@@ -17,8 +17,10 @@ from ganlab.augment import DiffAugment
 from ganlab.errors import ConfigError
 from ganlab.losses import AdversarialLoss
 from ganlab.objectives.base import Grid, Objective, Phase, Points, grad_enabled_for
+from ganlab.registry import buildable
 
 
+@buildable("objective")
 class GANObjective(Objective):
     """`reuse_fakes` (auto: when n_critic = g_steps = 1): the G step reuses the D step's fakes (the
     same codes, G's graph kept), as pytorch/examples' DCGAN does: one G forward per step instead of two."""
@@ -166,6 +168,7 @@ class GANObjective(Objective):
         return 8
 
 
+@buildable("objective")
 class ConditionalGANObjective(GANObjective):
     """cGAN: G(z, y) and D(x, y). Grids show one class per column."""
 
@@ -191,6 +194,7 @@ class ConditionalGANObjective(GANObjective):
         return int(counts.max())  # one row per class (rows_by_class lays them out)
 
 
+@buildable("objective")
 class ACGANObjective(ConditionalGANObjective):
     """ACGAN: G(z, y); D(x) -> (logit, class logits). `aux_loss`: ce (classes), bce or mse (attributes)."""
 

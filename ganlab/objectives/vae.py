@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ganlab.errors import ConfigError
 from ganlab.objectives.base import Grid, Objective, Phase, Points
+from ganlab.registry import buildable
 
 
 log = logging.getLogger("ganlab")
@@ -34,6 +35,7 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str, re
     return per_pixel.mean() if reduction == "mean" else per_pixel.flatten(1).sum(dim=1).mean()
 
 
+@buildable("objective")
 class VAEObjective(Objective):
     value_range = "unit"  # the decoder ends in a sigmoid: data must be in [0, 1]
     wants_evaluation = True
