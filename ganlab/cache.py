@@ -12,23 +12,46 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ganlab.safe_files import read_text, write_atomic, write_text_atomic
+
 log = logging.getLogger("ganlab")
+# A saved view (an expanded label batch, say) may stand for more values than its storage holds, up
+# to this many bytes; beyond it, copying it (the checksum does) would exhaust memory.
+VIEW_LIMIT = 64 * 2**20
 
 
 def load_tensors(path: Path | str) -> Any:
     """`torch.load(weights_only=True)`: tensors and plain containers only, never code. A foreign
     pickle raises; torch's warning about its pickle protocol is dropped, since the caller's error
-    message is the one paragraph the user gets."""
+    message is the one paragraph the user gets. Every tensor must fit its storage (no zero or
+    overlapping strides standing for more elements than the file holds), checked before anything
+    copies it."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-        return torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    _check_tensor_sizes(loaded, str(path))
+    return loaded
+
+
+def _check_tensor_sizes(value: Any, path: str, where: str = "") -> None:
+    if isinstance(value, torch.Tensor):
+        needed = value.numel() * value.element_size()
+        if needed > max(value.untyped_storage().nbytes(), VIEW_LIMIT):
+            raise ValueError(f"the tensor at {where or 'the top'} in {path} stands for {value.numel():,} values over "
+                             f"{value.untyped_storage().nbytes():,} bytes of storage (zero or overlapping strides); "
+                             "a saved tensor holds its own values")
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            _check_tensor_sizes(child, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, child in enumerate(value):
+            _check_tensor_sizes(child, path, f"{where}[{i}]")
 
 
 def load_verified(path: Path) -> Any | None:
@@ -37,7 +60,7 @@ def load_verified(path: Path) -> Any | None:
     if not path.is_file():
         return None
     try:
-        expected = json.loads(meta.read_text(encoding="utf-8")).get("sha256")
+        expected = json.loads(read_text(meta, limit=2**20)).get("sha256")
         if expected == file_sha256(path):
             return load_tensors(path)
     except Exception:  # noqa: BLE001 - unreadable, foreign or damaged: computed again
@@ -47,15 +70,12 @@ def load_verified(path: Path) -> Any | None:
 
 
 def save_verified(value: Any, path: Path, description: Any = None) -> None:
-    """Save `value` (tensors and containers of them) atomically, with its checksum beside it."""
+    """Save `value` (tensors and containers of them) atomically, with its checksum beside it; both
+    through the guarded writer (a link, FIFO or hard link planted under either name is refused)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(value, tmp)
-    sha = file_sha256(tmp)
-    _meta(path).write_text(json.dumps({"description": description, "sha256": sha}, indent=1, default=str),
-                           encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, lambda handle: torch.save(value, handle))
+    sha = file_sha256(path)
+    write_text_atomic(_meta(path), json.dumps({"description": description, "sha256": sha}, indent=1, default=str))
 
 
 def _meta(path: Path) -> Path:

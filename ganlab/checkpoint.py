@@ -22,7 +22,8 @@ import torch
 
 from ganlab.cache import load_tensors
 from ganlab.errors import ConfigError, RunFault
-from ganlab.rundir import is_disk_full, write_atomic
+from ganlab.rundir import is_disk_full
+from ganlab.safe_files import refuse_link_folder, remove_stale_partials, write_atomic
 
 FORMAT_VERSION = 2
 LAST, BEST = "last.pt", "best.pt"
@@ -141,12 +142,13 @@ def load_latest(folder: Path, key: str = "resume") -> tuple[dict[str, Any], Path
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete `.NAME.*.tmp` left by a process killed mid-write (the run directory is locked, so no
-    other process is writing them)."""
-    stale = list(folder.glob(".*.tmp")) if folder.is_dir() else []
+    """Delete the temporaries a process killed mid-write left in `folder`: the guarded writer's
+    `.NAME.<pid>.<token>.partial*` of processes no longer running, and older versions' `.NAME.*.tmp`
+    (the run directory is locked, so no other process is writing them)."""
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file() or p.is_symlink()] if folder.is_dir() else []
     for path in stale:
         path.unlink(missing_ok=True)
-    return stale
+    return stale + remove_stale_partials(folder)
 
 
 def save_periodic(state: dict[str, Any], folder: Path, step: int, keep_last: int) -> Path:
@@ -189,6 +191,7 @@ def checkpoint_path(run: str | Path, which: str = "last", key: str = "run") -> P
     run = Path(run).expanduser()
     if run.is_file():
         return run
+    refuse_link_folder(run, key)  # its generated/ and report/ would land in the link's target
     if not run.is_dir():
         raise ConfigError(f"{key}={run} is neither a run directory nor a checkpoint file; point it at a folder "
                           "under outputs/ (the one holding checkpoints/).")

@@ -28,7 +28,7 @@ from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.measuring import REAL_LIMIT, Measurer, build_toy, held_out_data, open_judge, real_key
 from ganlab.metrics.registry import check_names
 from ganlab.options import RunOptions, option, read, takes
-from ganlab.rundir import write_text_atomic
+from ganlab.safe_files import read_text, write_text_atomic
 from ganlab.runtime import pick_device
 
 log = logging.getLogger("ganlab")
@@ -121,9 +121,9 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
 def merged_with_earlier(path: Path, result: dict[str, Any]) -> dict[str, Any]:
     """eval.json keeps what earlier evaluations measured: metrics are merged by name (this one's
     values win), and `protocols` says, per metric, which checkpoint, step and protocol gave it."""
-    try:
-        earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError):
+    try:  # a FIFO, a link or a device planted as eval.json is refused (read_text), never read
+        earlier = json.loads(read_text(path, limit=2**20)) if path.exists() or path.is_symlink() else {}
+    except (ValueError, RecursionError):
         earlier = {}
     earlier = earlier if isinstance(earlier, dict) else {}
     mine = {"checkpoint": result["checkpoint"], "step": result["step"], **result["protocol"]}

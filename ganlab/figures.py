@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ganlab.errors import ConfigError
-from ganlab.rundir import atomic_output
+from ganlab.safe_files import atomic_output
 
 # What the learning curves plot beside the losses: held-out and sample metrics, a VAE's ELBO terms.
 CURVES = ("eval/", "metrics/", "VAE/")

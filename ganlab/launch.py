@@ -97,14 +97,16 @@ def train(overrides: list[str]) -> None:
               "Continue a run with resume=true hydra.run.dir=DIR instead.", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     from ganlab.errors import ConfigError
-    from ganlab.replay import with_run_overrides
+    from ganlab.replay import check_resume_folder
 
     _register_resolvers()
     try:
-        overrides, replayed = with_run_overrides(overrides)
+        check_resume_folder(overrides)
     except ConfigError as exc:
         print(f"ganlab: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    if _prints_resumed_config(overrides):
+        return
     if "-m" in overrides or "--multirun" in overrides:
         try:
             overrides = with_direction(overrides)  # an Optuna sweep optimises the run's metric its way
@@ -115,7 +117,7 @@ def train(overrides: list[str]) -> None:
     if launched_processes() > 1:
         overrides = [*overrides, *_one_run_dir_for_all_processes(overrides)]
     primary_named = any(o.split("=", 1)[0] in ("--config-name", "-cn", "--config-path", "-cp") for o in overrides)
-    vetting.set_origins(vetting.Origins(replayed=replayed, primary_is_users=primary_named))
+    vetting.set_origins(vetting.Origins(primary_is_users=primary_named))
     sys.argv = ["ganlab train", *overrides]  # Hydra reads its arguments from sys.argv
     held = sys.stderr = _HeldStderr(sys.stderr)  # Hydra's composition errors become one ganlab paragraph
     jobs = Jobs()
@@ -145,6 +147,32 @@ def train(overrides: list[str]) -> None:
         from ganlab.runtime import leave_processes
 
         leave_processes()
+
+
+def _prints_resumed_config(overrides: list[str]) -> bool:
+    """`--cfg job resume=true hydra.run.dir=DIR` prints what the resumed job would train: the run's
+    stored settings with the typed overrides on top (Hydra alone would print the defaults)."""
+    flags = [i for i, o in enumerate(overrides) if o in ("--cfg", "-c")]
+    typed = [o for o in overrides if "=" in o and not o.startswith("-")]
+    given = {_key(o): o.split("=", 1)[1] for o in typed}
+    if not flags or given.get("resume", "").lower() != "true" or "hydra.run.dir" not in given:
+        return False
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from ganlab import vetting
+    from ganlab.errors import ConfigError, Refused
+
+    try:
+        with vetting.installed(), initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=typed)
+            job, _ = _with_stored_settings(cfg, Path(given["hydra.run.dir"]), [o for o in typed
+                                                                               if not _key(o).startswith("hydra")])
+    except (ConfigError, Refused) as exc:
+        print(f"ganlab: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    print(OmegaConf.to_yaml(job), end="")
+    return True
 
 
 def _report_failed_jobs(jobs: Jobs) -> None:
@@ -217,7 +245,8 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
     try:
         choices = {group: str(option) for group, option in hydra_cfg.runtime.choices.items()
                    if option is not None and group in SHOWN_CHOICES}
-        loop = train(cfg, run_dir, overrides=overrides, on_accept=lambda: _write_hydra_files(cfg, run_dir),
+        cfg, overrides = _with_stored_settings(cfg, run_dir, overrides)
+        loop = train(cfg, run_dir, overrides=overrides, on_accept=lambda: _write_hydra_files(cfg, run_dir, overrides),
                      choices=choices)
     except (ConfigError, TrainingDiverged, RunFault) as exc:
         kind = {TrainingDiverged: "training diverged", RunFault: "fault"}.get(type(exc), "error")
@@ -253,17 +282,51 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
     return value
 
 
-def _write_hydra_files(cfg, run_dir: Path) -> None:
+def _with_stored_settings(cfg, run_dir: Path, typed: list[str]):
+    """On resume, the run's stored settings (plain data, `stored.py`) with what was typed now on
+    top, and the overrides to record (the run's, then the typed ones that changed them); a new
+    run's config and overrides as composed."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    from ganlab import stored
+    from ganlab.build import to_plain
+    from ganlab.replay import holds_run
+
+    resume = cfg.get("resume")
+    if str(resume).lower() not in ("true", "auto") or (str(resume).lower() == "auto" and not holds_run(run_dir)):
+        return cfg, typed
+    found = stored.read(run_dir)
+    if found is None:
+        return cfg, typed
+    settings, recorded = found
+    again = [o for o in typed if o in recorded]  # typed now as the run was started: no change
+    baseline = compose(config_name="config", overrides=again)
+    now = to_plain(cfg)
+    merged = stored.merged(settings, now, to_plain(OmegaConf.masked_copy(baseline, [k for k in baseline
+                                                                                  if k != "hydra"])), typed)
+    keys = {_key(o) for o in typed}
+    return OmegaConf.create(merged), [o for o in recorded if _key(o) not in keys] + list(typed)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _write_hydra_files(cfg, run_dir: Path, overrides: list[str]) -> None:
     """What Hydra would have written into <run>/.hydra/ at start: written once the command is
-    accepted (a refused one leaves a run folder as it was), atomically, never through a link."""
+    accepted (a refused one leaves a run folder as it was), atomically, never through a link.
+    config.yaml holds the resolved settings (plain values: what resume reads back as data);
+    overrides.yaml the command line, for people to read (nothing ever parses it)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from ganlab.rundir import open_run_logs, write_text_atomic
+    from ganlab.rundir import open_run_logs
+    from ganlab.safe_files import write_text_atomic
 
     hydra_cfg = HydraConfig.get()
     folder = run_dir / ".hydra"
-    write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
     write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
-    write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
+    write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(list(overrides)))
     open_run_logs()

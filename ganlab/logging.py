@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import re
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from ganlab.bounds import parse_rows
+from ganlab.safe_files import atomic_output, open_append, read_text, write_text_atomic
 from ganlab.plots import labelled_grid, labelled_scatter, rows_by_class, scatter_image, to_uint8, to_unit
 
 log = logging.getLogger("ganlab")
@@ -51,11 +54,13 @@ class RunLogger:
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
         self.samples_dir = run_dir / "samples"
-        self.samples_dir.mkdir(parents=True, exist_ok=True)
         if resumed:
             # The steps after the checkpoint are trained again: drop what was logged for them.
             _truncate_jsonl(self.metrics_path, start_step)
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if resumed else None)
+        self.rows = open_append(self.metrics_path)  # once, never through a link: kept for the run
+        # an events file name nobody can predict (a link planted under it would be written through)
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if resumed else None,
+                                    filename_suffix=f".{secrets.token_hex(8)}")
         self.total_steps, self.progress = total_steps, progress
         self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress, dynamic_ncols=True,
                         unit="step", desc="train")
@@ -63,8 +68,8 @@ class RunLogger:
     def scalars(self, step: int, values: dict[str, float], progress: bool = True) -> None:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
-        with open(self.metrics_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"step": step, **{k: _json_number(v) for k, v in values.items()}}) + "\n")
+        self.rows.write(json.dumps({"step": step, **{k: _json_number(v) for k, v in values.items()}}) + "\n")
+        self.rows.flush()
         if not progress:
             return
         shown = {k.split("/")[-1] if k.startswith("loss/") or k.endswith("/kl") else k.replace("perf/", ""): f"{v:.3g}"
@@ -98,7 +103,8 @@ class RunLogger:
         picture = render(shown, value_range, f"{name}, step {step:,}", labels, class_names)
         stem = f"step_{step:06d}" if name == "samples" else f"{name}_step_{step:06d}"
         path = self.samples_dir / f"{stem}.png"
-        picture.save(path)
+        with atomic_output(path) as tmp:
+            picture.save(tmp, format="png")
         self.writer.add_image(name, torch.from_numpy(np.array(picture)).permute(2, 0, 1), step)
         return path
 
@@ -114,6 +120,7 @@ class RunLogger:
     def close(self) -> None:
         self.bar.close()
         self.writer.close()
+        self.rows.close()
 
 
 def _json_number(value: float) -> float | str:
@@ -121,29 +128,25 @@ def _json_number(value: float) -> float | str:
 
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
-    """Keep the rows up to `last_step`; a partial line (a kill during an append) is dropped."""
-    if not path.exists():
+    """Keep the rows up to `last_step`; a partial last line (a kill during an append) is dropped,
+    and any other line that is not a row is named and dropped."""
+    if not path.exists() and not path.is_symlink():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if line.strip():
-                log.warning("metrics.jsonl: dropped a partial line (%d characters) left by an interrupted write",
-                            len(line))
-            continue
-        if row.get("step", 0) <= last_step:
-            kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    tmp.replace(path)
+    rows, problems = parse_rows(read_text(path), path)
+    for problem in problems:
+        log.warning("%s", problem)
+    kept = [json.dumps(row) for row in rows if row.get("step", 0) <= last_step]
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """The rows of a run's `metrics.jsonl` (for scripts and tests)."""
+    """The rows of a run's `metrics.jsonl` (for scripts, reports and tests); bad lines are named in
+    the log and skipped."""
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows, problems = parse_rows(read_text(path), path)
+    for problem in problems:
+        log.warning("%s", problem)
+    return rows
 
 
 def render(shown, value_range: str, title: str, labels: torch.Tensor | None = None,

@@ -1,9 +1,9 @@
-"""What `resume=true` reads back from a run folder: the overrides the run was started with (before
-Hydra composes), and the checkpoint to continue from (once the run is built).
+"""What `resume=true` reads back from a run folder: the checkpoint to continue from (once the
+run is built), and the overrides it records (for people to read: HParams, report labels).
 
-They are shared input (a colleague's folder, a copied run): the vetting (`vetting.py`) is told which
-overrides were replayed, and those may neither configure Hydra nor widen `allowed_targets`; the
-checkpoint is verified, never unpickled, and what the user typed now wins over what it stores.
+A run folder is shared input (a colleague's folder, a copied run): its stored settings are read as
+data (`stored.py`), never as a command line; the checkpoint is verified, never unpickled, and what
+the user typed now wins over what it stores.
 """
 
 from __future__ import annotations
@@ -19,46 +19,30 @@ from ganlab.errors import ConfigError
 log = logging.getLogger("ganlab")
 
 
-def with_run_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """`resume=true hydra.run.dir=DIR` continues that run: its saved overrides are applied first,
-    so `model=sngan` and friends need not be typed again; overrides given now still win.
-    They go just before the first typed override, after flags such as `--cfg job`.
-
-    Returns (all overrides, the replayed ones). What is read back is shared input: the vetting
-    lets replayed overrides neither configure Hydra nor widen allowed_targets. They come from the
-    run's newest intact checkpoint (which holds them), else from its `.hydra/overrides.yaml`."""
+def check_resume_folder(overrides: list[str]) -> None:
+    """`resume=true hydra.run.dir=DIR` must name a folder that exists (before Hydra composes)."""
     given = {_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
     if given.get("resume", "").lower() != "true" or "hydra.run.dir" not in given:
-        return overrides, []
+        return
     run_dir = Path(given["hydra.run.dir"]).expanduser()
     if not run_dir.is_dir():
         raise ConfigError(f"resume=true but hydra.run.dir={run_dir} does not exist; point it at the folder of the run "
                           "to continue (outputs/<date>/<time>).")
-    previous = saved_overrides(run_dir)
-    skip = set(given) | {"resume", "hydra.run.dir"}
-    previous = [o for o in previous if _key(o) not in skip]
-    first = next(i for i, o in enumerate(overrides) if "=" in o and not o.startswith("-"))
-    return overrides[:first] + previous + overrides[first:], previous
 
 
-def saved_overrides(run_dir: Path) -> list[str]:
-    """The overrides a run was started with: from its newest intact checkpoint, else `.hydra/`."""
-    from ganlab import run as runs
-
-    stored = runs.stored_overrides(run_dir)
-    return stored if stored is not None else hydra_overrides(run_dir)
+def holds_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds (an attempt of) a run: checkpoints, or the files a started run writes."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    earlier = (Path(run_dir) / "metrics.jsonl").exists() or (Path(run_dir) / "model_summary.txt").exists()
+    return bool(checkpoint.periodic(ckpt_dir)) or (ckpt_dir / checkpoint.LAST).exists() or earlier
 
 
 def hydra_overrides(run_dir: Path) -> list[str]:
     """The overrides in a run's `.hydra/overrides.yaml` ([] when it has none), read as plain data."""
-    import yaml
+    from ganlab.stored import read_yaml
 
     saved = Path(run_dir) / ".hydra" / "overrides.yaml"
-    try:
-        previous = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else []
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{saved} could not be read ({str(exc).splitlines()[0]}); retype the run's overrides, or "
-                          "remove that file.") from None
+    previous = read_yaml(saved) if saved.is_file() else []
     if not isinstance(previous, list) or not all(isinstance(o, str) for o in previous):
         raise ConfigError(f"{saved} is not a list of overrides; retype the run's overrides, or remove that file.")
     return previous
@@ -89,12 +73,11 @@ def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, boo
     value is the path of a checkpoint to start from.
     """
     ckpt_dir = run_dir / "checkpoints"
-    earlier = (run_dir / "metrics.jsonl").exists() or (run_dir / "model_summary.txt").exists()
-    holds_run = bool(checkpoint.periodic(ckpt_dir)) or (ckpt_dir / checkpoint.LAST).exists() or earlier
+    held = holds_run(run_dir)
     if resume == "auto":  # a job that may be resubmitted (Slurm preemption): continue if it ran before
-        resume = holds_run
+        resume = held
     if resume in (False, None, "false", ""):
-        if holds_run:
+        if held:
             raise ConfigError(f"{run_dir} already holds a run. Continue it with resume=true, or pick another "
                               "hydra.run.dir for a new run (nothing already written is overwritten).")
         return None, False

@@ -23,7 +23,9 @@ from ganlab.errors import ConfigError
 from ganlab.figures import learning_curves, samples_over_time, series
 from ganlab.options import option, read, takes
 from ganlab.replay import hydra_overrides, setting_overrides
-from ganlab.rundir import is_disk_full, write_text_atomic
+from ganlab.rundir import is_disk_full
+from ganlab.logging import read_metrics
+from ganlab.safe_files import read_text, write_text_atomic
 from ganlab.seeds import averaged_info, seed_groups, seeds_of, summary_rows
 
 log = logging.getLogger("ganlab")
@@ -154,12 +156,7 @@ def _default_out(paths: list[str], run_dirs: list[Path]) -> Path:
 
 
 def _info(run_dir: Path) -> dict[str, Any]:
-    rows = []
-    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a partial last line of a killed run
-            continue
+    rows = read_metrics(run_dir)  # bad lines are named in the log and skipped
     try:
         summary = runs.summary(run_dir)
         overrides = summary.pop("overrides")
@@ -277,10 +274,14 @@ def _ranking(infos: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
 def _eval_json(run_dir: Path) -> dict[str, float]:
     """The metrics of a run's `ganlab eval` (eval.json), {} when it has none or it is unreadable."""
     try:
-        values = json.loads((run_dir / "eval.json").read_text(encoding="utf-8")).get("metrics") or {}
-    except (OSError, ValueError, AttributeError):
+        values = _eval_metrics(run_dir / "eval.json")
+    except (OSError, ValueError, AttributeError, RecursionError, ConfigError):
         return {}
     return {k: float(v) for k, v in values.items() if isinstance(v, (int, float))} if isinstance(values, dict) else {}
+
+
+def _eval_metrics(path: Path) -> Any:
+    return json.loads(read_text(path, limit=2**20)).get("metrics") or {}
 
 
 def _cell(value: Any) -> str:

@@ -192,13 +192,6 @@ def open_classifier(path: str | Path, key: str, facts: DataFacts, device: torch.
     return judge.networks["classifier"], judge.value_range, per_channel
 
 
-def stored_overrides(run_dir: str | Path) -> list[str] | None:
-    """The overrides a run was started with, from its newest intact checkpoint (None: it has no
-    checkpoint, or one written before checkpoints held them)."""
-    found = checkpoint.load_latest(Path(run_dir) / "checkpoints")
-    return _overrides_of(found[0]) if found else None
-
-
 def _overrides_of(state: dict[str, Any]) -> list[str] | None:
     stored = state.get("overrides")
     return [str(o) for o in stored] if isinstance(stored, list) else None

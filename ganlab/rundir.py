@@ -8,20 +8,19 @@ included), so a lock left by a killed run never blocks; `.ganlab.lock` names the
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import logging
 import os
-import shutil
 import socket
+import stat
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+
 
 from ganlab.errors import ConfigError, RunFault
+from ganlab.safe_files import open_append, refuse_link_folder, write_text_atomic
 
 LOCK_NAME = ".ganlab.lock"  # names the holder; the lock itself is on the folder
 
@@ -115,18 +114,27 @@ def remove_created(folders: list[Path]) -> None:
 
 # --- writing into a folder someone may have shared ---------------------------------------------
 def refuse_links(folder: Path, key: str = "hydra.run.dir") -> None:
-    """A run folder can come from someone else: a symbolic link placed in it would make ganlab's
-    writes land elsewhere. Refuse the folder, naming the first link, before anything is written."""
+    """A run folder can come from someone else: a link, a FIFO, a device or a hard-linked file
+    placed in it would make ganlab's writes land elsewhere or hang. Refuse the folder (and a
+    folder that is itself a link), naming the first such entry, before anything is written."""
     folder = Path(folder)
+    refuse_link_folder(folder, key)
     if not folder.is_dir():
         return
     for root, dirs, files in os.walk(folder):
         for name in (*dirs, *files):
             path = Path(root) / name
-            if path.is_symlink():
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
                 raise ConfigError(f"{key}={folder} holds a symbolic link, {path} -> {os.readlink(path)}; ganlab never "
                                   "writes through links placed in a run folder (they would overwrite files elsewhere). "
                                   "Remove the link, or use another folder.")
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)) or \
+                    (stat.S_ISREG(info.st_mode) and info.st_nlink > 1):
+                what = "a file with several hard links" if stat.S_ISREG(info.st_mode) else "a FIFO, device or socket"
+                raise ConfigError(f"{key}={folder} holds {path}, {what}; ganlab writes only plain files of its own in a "
+                                  "run folder (writing there would change another file, or hang). Remove it, or use "
+                                  "another folder.")
 
 
 def refuse_link_path(path: Path, inside: Path, key: str) -> None:
@@ -138,76 +146,6 @@ def refuse_link_path(path: Path, inside: Path, key: str) -> None:
                               "through links in a run folder. Remove the link, or pass another out=.")
         if part == inside:
             return
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """A temporary name beside `path` (a file or a folder) to write to; renamed onto `path` once the
-    block succeeds and removed if it fails, so a kill or a full disk never leaves a partial output
-    under the final name. Temporaries of killed processes are removed by `remove_stale_partials`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}{PARTIAL}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-        raise
-
-
-PARTIAL = ".partial"
-
-
-def remove_stale_partials(folder: Path) -> None:
-    """Delete the partial outputs (`atomic_output`) that processes no longer running left in `folder`."""
-    for path in Path(folder).glob(f".*{PARTIAL}*") if Path(folder).is_dir() else []:
-        pid = path.name.split(PARTIAL)[0].rsplit(".", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename it over `path`: a kill leaves the old
-    file or the new one, and a link at `path` is replaced, never written through."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    write_atomic(path, lambda handle: handle.write(data))
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], Any], sync: bool = False) -> None:
-    """`write(handle)` into a temporary file `.NAME.*.tmp` beside `path` (flushed to disk first when
-    `sync`), then rename it over `path`; on any failure the temporary file is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            if sync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a teammate should read it as any other output
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class HeldRunLog(logging.Handler):
@@ -235,8 +173,7 @@ class HeldRunLog(logging.Handler):
     def open(self) -> None:
         if self.stream is not None:
             return
-        fd = os.open(self.filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-        self.stream = os.fdopen(fd, "a", encoding="utf-8")
+        self.stream = open_append(Path(self.filename))
         held, self.held = self.held, []
         for record in held:
             self.emit(record)
@@ -253,10 +190,4 @@ def open_run_logs() -> None:
     """The command was accepted: the run's log files start writing (what was held comes first)."""
     for handler in logging.getLogger().handlers:
         if isinstance(handler, HeldRunLog):
-            try:
-                handler.open()
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise ConfigError(f"{handler.filename} is a symbolic link; ganlab never writes through links "
-                                      "placed in a run folder. Remove it.") from None
-                raise
+            handler.open()

@@ -27,7 +27,7 @@ from ganlab.drawing import Plan, draw, plan
 from ganlab.errors import ConfigError
 from ganlab.options import RunOptions, option, read, takes
 from ganlab.plots import labelled_grid, scatter_image, to_uint8, to_unit
-from ganlab.rundir import atomic_output, remove_stale_partials
+from ganlab.safe_files import atomic_output, remove_stale_partials
 from ganlab.runtime import pick_device
 
 log = logging.getLogger("ganlab")
@@ -143,9 +143,7 @@ def _write_files(opened: runs.Run, networks, chosen: Plan, target: Path, format:
         raise ConfigError(f"out={target} already exists; ganlab does not overwrite a folder of samples. Remove it, "
                           "or pass another out=.")
     count, images = len(chosen.latent), None
-    with atomic_output(target) as tmp, contextlib.ExitStack() as scratch:
-        if format == "png":
-            tmp.mkdir()
+    with atomic_output(target, folder=format == "png") as tmp, contextlib.ExitStack() as scratch:
         for start in tqdm(range(0, count, batch_size), desc="sample", unit="batch", disable=count <= batch_size):
             stop = min(start + batch_size, count)
             batch = draw(opened, networks, chosen, start, stop)

@@ -30,7 +30,8 @@ from ganlab.metrics.measuring import Evaluator, open_judge, training_evaluator
 from ganlab.metrics.registry import known_direction
 from ganlab.models.blocks import count_parameters
 from ganlab.replay import check_same_seed, override_values, restore, resume_state
-from ganlab.rundir import RunDirLock, refuse_links, write_text_atomic
+from ganlab.rundir import RunDirLock, refuse_links
+from ganlab.safe_files import refuse_link_folder, write_text_atomic
 from ganlab.runtime import Runtime, build_runtime, pick_device, unwrap
 from ganlab.schedule import Schedule, schedule_from
 from ganlab.step import Step
@@ -105,12 +106,14 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     check_top_level(cfg)
     prefixes = allowed_prefixes(cfg.get("allowed_targets") or [])
     _check_loss_fits(cfg, prefixes)
-    check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
     check_known_keys(cfg)
-    check_values(cfg)
+    check_values(cfg)  # sizes and rates by key name, where the user typed them
+    check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
     config = to_plain(cfg)  # the resolved config as plain values: what is built, stored and compared
     runtime = build_runtime(pick_device(str(config["device"])), **(config.get("runtime") or {}))
     # one process per run directory (under torchrun: the main one holds it for all)
+    if runtime.is_main:
+        refuse_link_folder(run_dir, "hydra.run.dir")  # before the lock creates anything through it
     lock = RunDirLock(run_dir, announce=False) if runtime.is_main else None
     try:
         with lock or contextlib.nullcontext():
@@ -131,9 +134,10 @@ def _accept(lock: RunDirLock | None, on_accept: Callable[[], None] | None) -> No
     lock.announce()
     if on_accept is not None:
         on_accept()
-    removed = checkpoint.remove_stale_temporaries(lock.run_dir / "checkpoints")
+    removed = [path for folder in ("", ".hydra", "checkpoints", "samples")
+               for path in checkpoint.remove_stale_temporaries(lock.run_dir / folder)]
     if removed:
-        log.info("removed %d temporary file(s) left by an interrupted checkpoint write", len(removed))
+        log.info("removed %d temporary file(s) left by an interrupted write", len(removed))
 
 
 def _build(config: dict[str, Any], run_dir: Path, prefixes, runtime: Runtime, overrides: list[str]) -> Training:

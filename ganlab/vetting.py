@@ -9,22 +9,27 @@ for the job: every composition (the primary one, each sweep job's, `--cfg`, `--h
 runs exactly that object.
 
 What may set what is decided by where a value came from, not by scanning files:
-* `hydra.*` (callbacks, logging, output paths, search path, sweeper, launcher, env) and
-  `allowed_targets` come only from what the user typed and ganlab's own primary config. The vetting
-  composes a second, *trusted* config from those alone (ganlab's configs, Hydra's and its plugins',
-  and only the hydra and allowed_targets overrides the user typed) and refuses any difference.
-  Presets, `--config-dir` and `hydra.searchpath` folders, files pulled in by a `defaults:` list,
-  and overrides replayed from a run's saved `.hydra/overrides.yaml` can therefore not widen the
-  allow-list nor configure Hydra, whatever YAML tricks they use.
-* every `_target_` of the resolved job config passes the allow-list (`build.check_targets`),
-  including Hydra callbacks; `--experimental-rerun` (it unpickles a file) is refused.
+* the whole `hydra` node must equal the one ganlab's own configs plus the typed command line
+  produce, key by key, `overrides` included. The vetting composes a second, *trusted* config from
+  those alone (ganlab's configs, Hydra's and its plugins', and only the hydra and allowed_targets
+  overrides the user typed) and refuses any difference, naming the key and where it came from.
+  Presets, `--config-dir` and `hydra.searchpath` folders and files pulled in by a `defaults:`
+  list can therefore not widen the allow-list nor configure Hydra, whatever YAML tricks they use.
+  Nothing is ever read back from a run folder as overrides: a run's stored settings are data
+  (`stored.py`).
+* settings that reach outside the run (`TYPED_ONLY`: where data and caches live, downloads) are
+  set only by ganlab's configs and the command line.
+* a defaults entry may not leave the config search path (`..`).
+* every `_target_` of the resolved job config is in the buildable set (`build.check_targets`),
+  Hydra callbacks included; `--experimental-rerun` (it unpickles a file) is refused.
+* the input is bounded before it is expanded (`bounds.py`): YAML aliases, interpolations.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +39,18 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ganlab.bounds import TooLarge, check_config_work, install_yaml_bound
 from ganlab.build import allowed_prefixes, check_targets, resolve_target, to_plain
 from ganlab.errors import ConfigError, Refused
 
-# Parts of `hydra` that Hydra fills in itself at composition (not settings anyone configures).
-COMPUTED = {("runtime",), ("overrides",), ("job", "override_dirname"), ("job", "config_name"), ("searchpath",)}
+# Parts of `hydra` that Hydra sets itself at composition, overwriting whatever a file said (the
+# overrides are compared with the command line separately; the search path with what was typed).
+# runtime.choices is only updated by Hydra: it names the options picked (shown, never acted on).
+COMPUTED = {("runtime", "choices"), ("runtime", "config_sources"), ("runtime", "version"), ("runtime", "version_base"),
+            ("runtime", "cwd"), ("overrides",), ("job", "override_dirname"), ("job", "config_name"), ("searchpath",)}
+# Job settings that reach outside the run: only ganlab's configs and the command line set them.
+# (key, the value every ganlab config gives it, unresolved)
+TYPED_ONLY = (("dataset.download", False), ("dataset.cache_dir", "${paths.data}/.cache"))
 # Where Hydra's own output subfolder would go: ganlab writes `.hydra/` itself once a command is accepted.
 OUTPUT_SUBDIR = None
 
@@ -47,7 +59,6 @@ OUTPUT_SUBDIR = None
 class Origins:
     """Where the overrides of this command came from."""
 
-    replayed: list[str] = field(default_factory=list)  # read back from a run folder: shared input
     primary_is_users: bool = False  # --config-name / --config-path: the user named their own primary config
 
 
@@ -75,13 +86,20 @@ class VettingConfigLoader(ConfigLoaderImpl):
         try:
             cfg = super().load_configuration(config_name=config_name, overrides=overrides, run_mode=run_mode,
                                              from_shell=from_shell, validate_sweep_overrides=validate_sweep_overrides)
-        except yaml.YAMLError as exc:  # e.g. a !!python/... tag: configs are plain data
+        except TooLarge as exc:
+            raise Refused(f"Refused a config file: {exc}") from None
+        except yaml.constructor.ConstructorError as exc:  # e.g. a !!python/... tag: configs are plain data
             text = " ".join(str(exc).split())
             raise Refused(f"Refused a config file that is not plain YAML data ({text}). ganlab reads configs as plain "
                           "values: remove the tag (!!python/... and other tags are never honoured).") from None
+        except yaml.YAMLError as exc:
+            text = " ".join(str(exc).split())
+            raise Refused(f"A config file is not valid YAML ({text}). Fix the file at the line and column named.") \
+                from None
         try:
+            check_config_work(cfg)
             trusted = self._trusted(config_name, list(overrides), run_mode)
-            vet(cfg, trusted, [o for o in overrides if o in self.origins.replayed])
+            vet(cfg, trusted, list(overrides))
         except ConfigError as exc:
             raise Refused(str(exc)) from None
         _pin_output_folders(cfg, run_mode)
@@ -97,7 +115,7 @@ class VettingConfigLoader(ConfigLoaderImpl):
         if not self.origins.primary_is_users:
             search_path.config_search_path = [p for p in search_path.config_search_path
                                               if p.provider != "command-line"]
-        kept = [o for o in overrides if o not in self.origins.replayed and _is_trusted_setting(o)]
+        kept = [o for o in overrides if _is_trusted_setting(o)]
         try:
             return ConfigLoaderImpl(config_search_path=search_path).load_configuration(
                 config_name=config_name, overrides=kept, run_mode=run_mode, validate_sweep_overrides=False)
@@ -108,6 +126,20 @@ class VettingConfigLoader(ConfigLoaderImpl):
                               "not from a --config-dir or hydra.searchpath folder.") from None
 
 
+    def _load_single_config(self, default, repo):
+        path = str(default.config_path or "")
+        if ".." in path.replace("\\", "/").split("/"):
+            raise Refused(f"Refused the defaults entry {path!r}{_parent_of(default)}: a group path may not leave the "
+                          "config search path (..). Put the file in a config folder and add that folder with "
+                          "--config-dir on the command line.")
+        return super()._load_single_config(default, repo)
+
+
+def _parent_of(default) -> str:
+    parent = getattr(default, "parent_base_dir", None) or getattr(default, "parent_package", None)
+    return f" (in a file under {parent})" if parent else ""
+
+
 def _is_trusted_setting(override: str) -> bool:
     """Overrides the trusted composition takes: Hydra's settings and allowed_targets (the rest does
     not change them), not hydra.searchpath (it would let untrusted folders in)."""
@@ -115,15 +147,18 @@ def _is_trusted_setting(override: str) -> bool:
     return (key.startswith(("hydra.", "hydra/")) and key != "hydra.searchpath") or key == "allowed_targets"
 
 
-def vet(cfg: DictConfig, trusted: DictConfig, replayed: list[str]) -> None:
-    """Refuse what an untrusted source set in `cfg`; check every `_target_` of the job config."""
-    where = _sources(cfg, trusted, replayed)
+def vet(cfg: DictConfig, trusted: DictConfig, overrides: list[str]) -> None:
+    """Refuse what an untrusted source set in `cfg`; check every `_target_` of the job config.
+    `overrides`: the command line this composition was given (what the user typed, plus the
+    folders and job names ganlab adds)."""
+    where = _sources(cfg, trusted)
     for path in _differences(_settings(cfg.hydra), _settings(trusted.hydra)):
         raise ConfigError(f"Refused hydra.{path}: it was set by {where}, not by you. Hydra acts on hydra.* "
                           "(callbacks, logging, output folders, search path, sweeper, launcher) before any job starts, "
                           "so only what you type and ganlab's own configs may set it. Remove it from there, or type "
                           "it on the command line if you trust it.")
-    typed_path = _typed_value(cfg, "hydra.searchpath", replayed)
+    _check_overrides(cfg, overrides, where)
+    typed_path = _typed_value(cfg, "hydra.searchpath")
     if OmegaConf.to_container(cfg.hydra.searchpath) != (typed_path if typed_path is not None else []):
         raise ConfigError(f"Refused hydra.searchpath={OmegaConf.to_container(cfg.hydra.searchpath)}: it was set by "
                           f"{where}. Only you add config folders, on the command line.")
@@ -136,6 +171,7 @@ def vet(cfg: DictConfig, trusted: DictConfig, replayed: list[str]) -> None:
         raise ConfigError(f"Refused allowed_targets={to_plain(mine)}: it was set by {where}, and only you may widen "
                           "what configs can build. Remove it from there and, if you trust that module, pass "
                           "allowed_targets=[...] on the command line.")
+    _check_typed_only(cfg, trusted, overrides, where)
     prefixes = allowed_prefixes(to_plain(theirs) or [])
     job = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
     check_targets(job, prefixes)
@@ -143,23 +179,59 @@ def vet(cfg: DictConfig, trusted: DictConfig, replayed: list[str]) -> None:
         resolve_target(callback.get("_target_"), f"hydra.callbacks.{name}._target_", prefixes)
 
 
-def _typed_value(cfg: DictConfig, key: str, replayed: list[str]) -> Any:
+def _check_overrides(cfg: DictConfig, overrides: list[str], where: str) -> None:
+    """`hydra.overrides` must be exactly the command line: Hydra appends to whatever a file put there."""
+    parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("-")])
+    expected = {"hydra": [o.input_line for o in parsed if o.is_hydra_override()],
+                "task": [o.input_line for o in parsed if not o.is_hydra_override()]}
+    for part, lines in expected.items():
+        found = OmegaConf.to_container(cfg.hydra.overrides[part], resolve=False)
+        if found != lines:
+            extra = [o for o in found if o not in lines] or found
+            raise ConfigError(f"Refused hydra.overrides.{part} = {extra}: it was set by {where}, not typed by you. The "
+                              "overrides a run records are the command line it was started with. Remove it from there.")
+
+
+def _check_typed_only(cfg: DictConfig, trusted: DictConfig, overrides: list[str], where: str) -> None:
+    """Where data and caches live, and whether to download, come from ganlab's configs and what
+    the user typed: a preset or a shared config folder may not point them elsewhere."""
+    typed = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    if OmegaConf.to_container(cfg.get("paths"), resolve=False) != OmegaConf.to_container(trusted.get("paths"),
+                                                                                       resolve=False) \
+            and not any(k == "paths" or k.startswith("paths.") for k in typed):
+        raise ConfigError(f"Refused paths={OmegaConf.to_container(cfg.get('paths'), resolve=False)}: it was set by "
+                          f"{where}. Where data and caches live is yours to say: type paths.data=... (or set "
+                          "GANLAB_DATA), not a shared file.")
+    dataset = cfg.get("dataset")
+    for key, default in TYPED_ONLY:
+        name = key.split(".", 1)[1]
+        if not isinstance(dataset, DictConfig) or name not in dataset or key in typed:
+            continue
+        value = dataset._get_node(name)._value()
+        if value != default:
+            raise ConfigError(f"Refused {key}={value!r}: it was set by {where}. "
+                              + ("Downloads start only when you type dataset.download=true."
+                                 if name == "download" else
+                                 "Where a cache is written is yours to say: type dataset.cache_dir=... if you want it "
+                                 "elsewhere."))
+
+
+def _typed_value(cfg: DictConfig, key: str) -> Any:
     """The value the user typed for a hydra key (None: not typed)."""
     for line in reversed(list(cfg.hydra.overrides.hydra)):
-        if line not in replayed and line.split("=", 1)[0].lstrip("+~") == key:
+        if line.split("=", 1)[0].lstrip("+~") == key:
             return OverridesParser.create().parse_override(line).value()
     return None
 
 
-def _sources(cfg: DictConfig, trusted: DictConfig, replayed: list[str]) -> str:
+def _sources(cfg: DictConfig, trusted: DictConfig) -> str:
     """Names the untrusted sources of this composition, for the messages."""
     theirs = trusted.hydra.runtime.choices
     picked = [f"{group}={option}" for group, option in cfg.hydra.runtime.choices.items()
               if option is not None and theirs.get(group) != option]
-    parts = [f"the config option(s) {', '.join(picked)} (or a file they include)"] if picked else []
-    if replayed:
-        parts.append(f"the run's saved .hydra/overrides.yaml ({', '.join(replayed)})")
-    return " or ".join(parts) or "a config file you did not name"
+    if picked:
+        return f"the config option(s) {', '.join(picked)} (or a file they include)"
+    return "a config file you did not name"
 
 
 def _settings(node: DictConfig) -> dict[str, Any]:
@@ -225,6 +297,7 @@ def installed():
     """Hydra composes through `VettingConfigLoader` while this is active (ganlab train's Hydra app)."""
     import hydra._internal.hydra as hydra_app
 
+    install_yaml_bound()
     saved = hydra_app.ConfigLoaderImpl
     hydra_app.ConfigLoaderImpl = VettingConfigLoader
     try:

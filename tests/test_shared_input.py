@@ -205,13 +205,26 @@ def _resign(path: Path, change) -> None:
 
 
 @pytest.mark.parametrize("where", ["hydra_folder", "checkpoint"])
-@pytest.mark.parametrize("planted", ["callback", "widen"])
-def test_replayed_overrides_can_neither_configure_hydra_nor_widen(tmp_path, monkeypatch, capsys, finished_run,
-                                                                 where, planted):
-    run_dir, marker = tmp_path / "run", tmp_path / "pwned"
+@pytest.mark.parametrize("planted", ["callback", "widen", "rerun", "primary"])
+def test_stored_overrides_are_never_a_command_line(tmp_path, monkeypatch, capsys, finished_run, where, planted):
+    """Issue 32, items 1-2: whatever a run folder or checkpoint records as its overrides (Hydra
+    flags, a rerun pickle, a config folder and primary config, callbacks, a wider allow-list) is
+    never parsed: the run continues from its stored settings and the payload never runs."""
+    import pickle
+
+    run_dir, marker, victim = tmp_path / "run", tmp_path / "pwned", tmp_path / "victim.txt"
+    victim.write_text("mine")
     shutil.copytree(finished_run, run_dir)
+    (tmp_path / "evil").mkdir()
+    (tmp_path / "evil" / "evil.yaml").write_text(
+        "defaults: [_self_]\nallowed_targets: [io]\nhydra:\n  callbacks:\n    x:\n      _target_: io.open\n"
+        f"      file: {victim}\n      mode: w\n")
+    with open(tmp_path / "rerun.pickle", "wb") as handle:
+        pickle.dump(_Touch(str(marker)), handle)
     payload = {"callback": ["+hydra.callbacks.evil._target_=os.system", f"+hydra.callbacks.evil._args_=[touch {marker}]"],
-               "widen": ["allowed_targets=[os]", f"+model.generator.extra={touch(marker)}"]}[planted]
+               "widen": ["allowed_targets=[os]", f"+model.generator.extra={touch(marker)}"],
+               "rerun": [f"--experimental-rerun={tmp_path / 'rerun.pickle'}"],
+               "primary": [f"--config-dir={tmp_path / 'evil'}", "--config-name=evil"]}[planted]
     checkpoints = sorted((run_dir / "checkpoints").glob("*.pt"))
     if where == "hydra_folder":
         for path in checkpoints:  # a checkpoint from before checkpoints held their overrides
@@ -221,12 +234,23 @@ def test_replayed_overrides_can_neither_configure_hydra_nor_widen(tmp_path, monk
     else:
         for path in checkpoints:
             _resign(path, lambda state: state.update(overrides=list(state["overrides"]) + payload))
-    before = snapshot(run_dir)
     code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}",
                              "schedule.steps=6")
-    refused(code, err, ".hydra/overrides.yaml" if where == "hydra_folder" else "overrides")
-    assert not marker.exists()
-    assert snapshot(run_dir) == before
+    assert code == 0 and "Traceback" not in err, err
+    assert not marker.exists() and victim.read_text() == "mine"
+    rows = [yaml.safe_load(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 6  # continued from its stored settings (debug=tiny's sizes included)
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["model"]["generator"]["width"] == 8
+
+
+class _Touch:
+    """A pickle that creates `marker` when loaded (the payload a rerun file could carry)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
 
 
 # --- a refused command leaves the run as it was -------------------------------------------------

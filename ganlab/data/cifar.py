@@ -7,6 +7,7 @@ unpickler that admits only arrays, bytes, strings, numbers and containers) or cl
 
 from __future__ import annotations
 
+import numbers
 import pickle
 from pathlib import Path
 
@@ -39,6 +40,24 @@ class BatchUnpickler(pickle.Unpickler):
                                      "without running it)")
 
 
+def _checked_batch(entry) -> tuple[np.ndarray, list[int]]:
+    """A batch's images and labels, checked against the format before anything is expanded: `data`
+    an array of uint8 rows of 3,072 values, `labels` as many whole numbers. (A list of shared
+    references would pass the unpickler yet stand for billions of values.)"""
+    if not isinstance(entry, dict):
+        raise ValueError(f"it holds a {type(entry).__name__}, not a batch")
+    data = entry.get("data")
+    labels = entry["labels"] if "labels" in entry else entry["fine_labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError("its data is not an array of 32x32 RGB rows (uint8, 3,072 values each)")
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
+        labels = labels.tolist()
+    if not isinstance(labels, list) or len(labels) != data.shape[0] or \
+            not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in labels):
+        raise ValueError(f"its labels are not {data.shape[0]:,} whole numbers, one per image")
+    return data.reshape(-1, 3, 32, 32), [int(v) for v in labels]
+
+
 @buildable("dataset")
 def load_cifar10(root: str = "data", split: str = "train", download: bool = False, resolution: int = 32,
                  batch_size: int = 64, workers: int | None = None, value_range: str = "tanh") -> InMemoryImages:
@@ -62,8 +81,9 @@ def load_cifar10(root: str = "data", split: str = "train", download: bool = Fals
         try:
             with open(pickled / name, "rb") as handle:
                 entry = BatchUnpickler(handle, encoding="latin1").load()
-            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+            data, batch_labels = _checked_batch(entry)
+            images.append(data)
+            labels.extend(batch_labels)
         except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as exc:
             raise ConfigError(f"{pickled / name} is not a CIFAR-10 batch file ({exc}); download it again from the "
                               "official source (dataset.download=true into an empty root).") from None

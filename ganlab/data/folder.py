@@ -29,6 +29,9 @@ from ganlab.registry import buildable
 
 log = logging.getLogger("ganlab")
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# Pixels an image may have (an 8,000 x 8,000 photo): a 164 KB PNG can declare 169 megapixels, and
+# decoding it would take gigabytes. A larger file is refused like an undecodable one.
+PIXEL_LIMIT = 64_000_000
 
 
 class ImageFiles(Dataset):
@@ -47,8 +50,10 @@ class ImageFiles(Dataset):
     def decode(self, index: int) -> torch.Tensor | None:
         try:
             with Image.open(self.paths[index]) as image:
+                if image.size[0] * image.size[1] > PIXEL_LIMIT:  # checked on the header, before decoding
+                    return None
                 image = image.convert("RGB" if self.channels == 3 else "L")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             return None
         side = self.crop or min(image.size)
         image = TF.center_crop(image, [side, side])
@@ -74,8 +79,9 @@ def check_readable(paths: list[Path], index: torch.Tensor) -> None:
 
 def unreadable(paths: list[Path], bad: list[int]) -> ConfigError:
     shown = ", ".join(str(paths[i]) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-    return ConfigError(f"{len(bad)} image file(s) could not be decoded: {shown}. They are corrupt, truncated or "
-                       "not images; delete or replace them.")
+    return ConfigError(f"{len(bad)} image file(s) could not be decoded: {shown}. They are corrupt, truncated, not "
+                       f"images, or larger than {PIXEL_LIMIT / 1e6:.0f} megapixels (the most ganlab decodes); delete or "
+                       "replace them.")
 
 
 def default_workers(workers: int | None) -> int:

@@ -7,7 +7,6 @@ split asked for are read with torchvision's own IDX readers, gzipped (as downloa
 from __future__ import annotations
 
 import gzip
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -72,6 +71,35 @@ def _find_idx(raw: Path, stem: str) -> Path | None:
     return None
 
 
+IDX_LIMIT = 4 * 2**30  # bytes an IDX file may declare (MNIST's training images: 47 MB)
+_IDX_SIZES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
+def _copy_declared(src, dst, path: Path) -> None:
+    """Unpack at most the size the IDX header declares: a file that inflates beyond it (a gzip
+    bomb under an MNIST name) is refused after reading one byte more, not unpacked whole."""
+    header = src.read(4)
+    if len(header) < 4 or header[:2] != b"\0\0" or header[2] not in _IDX_SIZES or not 1 <= header[3] <= 4:
+        raise ValueError("its header is not an IDX header")
+    dims_raw = src.read(4 * header[3])
+    dims = [int.from_bytes(dims_raw[i:i + 4], "big") for i in range(0, len(dims_raw), 4)]
+    declared = _IDX_SIZES[header[2]]
+    for dim in dims:
+        declared *= dim
+    if declared > IDX_LIMIT:
+        raise ValueError(f"its header declares {declared:,} bytes of data, over the {IDX_LIMIT:,} ganlab reads")
+    dst.write(header + dims_raw)
+    left = declared
+    while left > 0:
+        block = src.read(min(left, 1 << 20))
+        if not block:
+            break
+        dst.write(block)
+        left -= len(block)
+    if src.read(1):
+        raise ValueError(f"it unpacks to more than the {declared:,} bytes its header declares")
+
+
 def _read_idx(path: Path, reader) -> torch.Tensor:
     """Read with torchvision's IDX reader; a .gz file is unpacked to a temporary file first."""
     try:
@@ -80,7 +108,7 @@ def _read_idx(path: Path, reader) -> torch.Tensor:
         with tempfile.TemporaryDirectory() as tmp, gzip.open(path, "rb") as src:
             unpacked = Path(tmp) / path.stem
             with open(unpacked, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+                _copy_declared(src, dst, path)
             return reader(str(unpacked))
     except (OSError, AssertionError, RuntimeError, EOFError, ValueError) as exc:
         raise ConfigError(f"{path} is not a readable IDX file ({exc or type(exc).__name__}); "

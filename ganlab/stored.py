@@ -1,0 +1,144 @@
+"""A run's stored settings, read back as data: never a command line.
+
+`resume=true` continues a run from the settings it stored (its newest intact checkpoint's
+resolved config, else its `.hydra/config.yaml`), read as a plain dict: no stored string is ever
+parsed as an override or a Hydra flag, so nothing in a shared run folder can name a config
+folder, a primary config, a rerun pickle or a Hydra option. What the user typed now is merged on
+top: the keys the typed overrides change (compared with a composition of the overrides the run
+was already started with) replace the stored ones. The result then passes the same checks as a
+typed config (the registry, the known keys, the values).
+
+Some settings never come from a run folder: who may widen the buildable set, where data and
+caches live, whether to download. They take the value composed now from ganlab's configs and
+the command line (`TYPED_ONLY`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+from ganlab import checkpoint
+from ganlab.errors import ConfigError
+
+log = logging.getLogger("ganlab")
+
+# Keys a stored config may not set: they always take the value composed now.
+TYPED_ONLY = ("allowed_targets", "resume", "paths", "device", "progress")
+# Data set keys that reach outside the run (downloads, cache folders): composed now, or off.
+DATASET_TYPED_ONLY = {"download": False, "cache_dir": None}
+
+
+def read(run_dir: Path) -> tuple[dict[str, Any], list[str]] | None:
+    """(the run's stored resolved config, the overrides it records for people to read), or None
+    when the folder holds neither a checkpoint nor `.hydra/config.yaml`."""
+    found = checkpoint.load_latest(Path(run_dir) / "checkpoints")
+    if found is not None:
+        state, path = found
+        config, overrides = state.get("config"), state.get("overrides")
+        source = path
+    else:
+        source = Path(run_dir) / ".hydra" / "config.yaml"
+        if not _is_file(source):
+            return None
+        config = read_yaml(source)
+        overrides = read_yaml(source.with_name("overrides.yaml")) if _is_file(source.with_name("overrides.yaml")) \
+            else []
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source} does not hold a run's settings (its config is {type(config).__name__}, not a "
+                          "mapping). Start a new run, or point hydra.run.dir at another run.")
+    _refuse_interpolations(config, source)
+    shown = [o for o in overrides if isinstance(o, str)] if isinstance(overrides, list) else []
+    return config, shown
+
+
+def _is_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file of a run folder as plain data (bounded, no tags, no FIFOs)."""
+    import yaml
+
+    from ganlab.bounds import BoundedLoader
+    from ganlab.safe_files import read_text
+
+    loader = BoundedLoader(read_text(path))
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} could not be read as YAML data ({' '.join(str(exc).split())}). Remove that file, "
+                          "or start a new run.") from None
+    finally:
+        loader.dispose()
+
+
+def _refuse_interpolations(node: Any, source: Path, path: str = "") -> None:
+    """A stored config is resolved: a `${...}` in it would be evaluated (an environment variable, a
+    resolver), so it is refused, never resolved."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _refuse_interpolations(value, source, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _refuse_interpolations(value, source, f"{path}[{i}]")
+    elif isinstance(node, str) and "${" in node:
+        raise ConfigError(f"{source} holds an interpolation at {path} ({node!r}); a run's stored settings are plain "
+                          "values and are never resolved. Type that setting on the command line, or start a new run.")
+
+
+def merged(stored: dict[str, Any], now: dict[str, Any], baseline: dict[str, Any], typed: list[str]) -> dict[str, Any]:
+    """The stored config with what the user typed now on top.
+
+    `now`: the config composed from the typed overrides; `baseline`: composed from those typed
+    overrides the run was already started with. A key whose value differs between the two was
+    changed by what the user typed now, and takes its value from `now`."""
+    result = copy.deepcopy(stored)
+    for path, value in _changes(now, baseline):
+        _set(result, path, copy.deepcopy(value))
+    for key in TYPED_ONLY:
+        if key in now:
+            result[key] = copy.deepcopy(now[key])
+        else:
+            result.pop(key, None)
+    dataset, typed_keys = result.get("dataset"), {o.split("=", 1)[0].lstrip("+~") for o in typed}
+    if isinstance(dataset, dict):
+        fresh = now.get("dataset") or {}
+        for key, off in DATASET_TYPED_ONLY.items():
+            if key in dataset and f"dataset.{key}" not in typed_keys:
+                default = f"{(now.get('paths') or {}).get('data', 'data')}/.cache" if key == "cache_dir" else off
+                if dataset[key] != default:
+                    log.info("resume: dataset.%s=%r from the stored settings is not used (%r): type it to set it",
+                             key, dataset[key], default)
+                dataset[key] = default
+            elif key in dataset:
+                dataset[key] = fresh.get(key, dataset[key])
+    return result
+
+
+_GONE = object()
+
+
+def _changes(now: Any, baseline: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
+    """(key path, value now) for each difference; a node whose `_target_` changed is replaced whole."""
+    if isinstance(now, dict) and isinstance(baseline, dict) and now.get("_target_") == baseline.get("_target_"):
+        found = []
+        for key in [*now, *(k for k in baseline if k not in now)]:
+            found += _changes(now.get(key, _GONE), baseline.get(key, _GONE), (*path, key))
+        return found
+    return [] if now == baseline else [(path, now)]
+
+
+def _set(tree: dict[str, Any], path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        child = tree.get(key)
+        if not isinstance(child, dict):
+            child = tree[key] = {}
+        tree = child
+    if value is _GONE:
+        tree.pop(path[-1], None)
+    else:
+        tree[path[-1]] = value
