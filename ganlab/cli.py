@@ -32,10 +32,14 @@ def main(argv: list[str] | None = None) -> None:
         from ganlab.launch import train
 
         train(rest)
+    elif verb == "buildable":  # the closed set of names a config's _target_ may give
+        from ganlab.registry import listing
+
+        print(listing())
     elif verb in READERS:
         _read_run(verb, rest)
     else:
-        print(f"ganlab: unknown command {verb!r}; the commands are: train, {', '.join(READERS)}. See `ganlab --help`.",
+        print(f"ganlab: unknown command {verb!r}; the commands are: train, {', '.join(READERS)}, buildable. See `ganlab --help`.",
               file=sys.stderr)
         sys.exit(EXIT_CONFIG)
 

@@ -134,7 +134,7 @@ def find_runs(paths: list[str]) -> list[Path]:
         if not path.exists():
             raise ConfigError(f"{path} does not exist; point ganlab report at a run folder (outputs/<date>/<time>) or "
                               "a sweep's outputs/multirun/<date>/<time>.")
-        if (path / "metrics.jsonl").is_file():
+        if (path / "metrics.jsonl").exists() or (path / "metrics.jsonl").is_symlink():  # read_text refuses a FIFO
             found.append(path)
             continue
         inside = sorted(p.parent for p in path.glob("*/metrics.jsonl")) if path.is_dir() else []

@@ -14,6 +14,7 @@ Commands:
   sample         draw images from a trained run: grid, a folder of PNGs, or npz (`ganlab sample --help`)
   eval           measure a run: FID/KID/IS/precision-recall, classifier and toy metrics (`ganlab eval --help`)
   report         learning curves, samples over time and a comparison table of runs (`ganlab report --help`)
+  buildable      the names a config's _target_ may build (ganlab's blocks, torch.nn, torch.optim, transforms)
 
 Config groups (pick one with group=option):
 {groups}
