@@ -104,7 +104,42 @@ def load(path: Path | str, key: str = "resume") -> dict[str, Any]:
     if state.get("checksum") != checksum(state):
         raise CorruptCheckpoint(f"{key}: {path} is corrupt: its content does not match its checksum (bytes were "
                                 "changed on disk). Use an earlier checkpoints/step_*.pt.")
+    problem = layout_problem(state)
+    if problem:
+        raise CorruptCheckpoint(f"{key}: {path} is not a ganlab checkpoint of this format: {problem}. It was changed "
+                                "or written by something else; use an earlier checkpoints/step_*.pt.")
     return state
+
+
+# The keys every reader relies on, and what each must be (a re-signed file can hold anything).
+_LAYOUT = {"config": dict, "facts": dict, "networks": dict, "ema": dict, "fixed": dict, "step": int,
+           "value_range": str}
+_OPTIONAL = {"overrides": list, "images": (int, type(None)), "steps_per_epoch": (int, float, type(None)),
+             "optimizers": dict, "batches": dict, "rng": dict, "objective": (dict, type(None)), "best": (dict, type(None))}
+
+
+def layout_problem(state: dict[str, Any]) -> str | None:
+    """What in `state` breaks the checkpoint layout (None: it fits): a missing key, a value of the
+    wrong type, a network that is not a mapping of tensors."""
+    for name, kind in _LAYOUT.items():
+        if name not in state:
+            return f"it has no `{name}`"
+        if not isinstance(state[name], kind) or isinstance(state[name], bool):
+            return f"its `{name}` is a {type(state[name]).__name__}, not a {kind.__name__}"
+    for name, kind in _OPTIONAL.items():
+        if name in state and not isinstance(state[name], kind):
+            return f"its `{name}` is a {type(state[name]).__name__}"
+    if state["step"] < 0:
+        return f"its step is {state['step']}"
+    for part in ("networks", "ema"):
+        for net, tensors in state[part].items():
+            if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+                return f"its `{part}.{net}` is not a mapping of tensors"
+    if not all(isinstance(t, torch.Tensor) for t in state["fixed"].values()):
+        return "its `fixed` inputs are not tensors"
+    if "overrides" in state and not all(isinstance(o, str) for o in state["overrides"]):
+        return "its `overrides` are not strings"
+    return None
 
 
 def periodic(folder: Path) -> list[Path]:

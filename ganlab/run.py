@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +151,7 @@ def open(run: str | Path, which: str = "last", device: torch.device | str = "cpu
     state = checkpoint.load(path, key)
     device = torch.device(device)
     prefixes = prefixes or allowed_prefixes()
-    facts = _facts(state["facts"])
+    facts = _facts(state["facts"], path)
     opened = build(state["config"], facts, state["value_range"], device, prefixes,
                    ema=bool(state["ema"]), start_encoder=False)
     _load_run(opened, state, device)
@@ -172,7 +172,12 @@ def _load_run(run: Run, state: dict[str, Any], device: torch.device) -> None:
     run.step = int(state["step"])
 
 
-def _facts(stored: dict[str, Any]) -> DataFacts:
+def _facts(stored: dict[str, Any], path: Path | str = "the checkpoint") -> DataFacts:
+    known = {f.name for f in fields(DataFacts)}
+    if set(stored) - known or "shape" not in stored:
+        unknown = ", ".join(sorted(map(str, set(stored) - known))) or "and no shape"
+        raise ConfigError(f"{path} holds data facts ganlab does not know ({unknown}); it was changed or written by "
+                          "something else. Use an earlier checkpoints/step_*.pt.")
     return DataFacts(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
 
 

@@ -43,7 +43,12 @@ def with_direction(overrides: list[str]) -> list[str]:
     settings = [o for o in overrides if o.split("=", 1)[0].lstrip("+~").startswith(("metrics.", "experiment"))]
     from omegaconf import OmegaConf
 
-    metrics = OmegaConf.to_container(compose(settings).metrics, resolve=True)
+    try:
+        metrics = OmegaConf.to_container(compose(settings).metrics, resolve=True)
+    except Exception as exc:  # noqa: BLE001 - a preset outside ganlab's configs, a bad value: Hydra raises several kinds
+        raise ConfigError(f"could not tell which way the Optuna sweep should optimise from {', '.join(settings)} "
+                          f"({str(exc).splitlines()[0]}); type it: hydra.sweeper.direction=minimize (or maximize).") \
+            from None
     _, higher = metric_direction(metrics)
     return [*overrides, f"hydra.sweeper.direction={'maximize' if higher else 'minimize'}"]
 

@@ -23,7 +23,7 @@ from ganlab.build import allowed_prefixes, build, check_targets, to_plain
 from ganlab.checks import check_known_keys, check_top_level, check_values
 from ganlab.data.memory import limited, split_limit
 from ganlab.errors import ConfigError
-from ganlab.logging import NullLogger, RunLogger
+from ganlab.logging import NullLogger, RunLogger, read_metrics
 from ganlab.loop import train_steps
 from ganlab.maintenance import Maintenance
 from ganlab.metrics.measuring import Evaluator, open_judge, training_evaluator
@@ -146,6 +146,8 @@ def _build(config: dict[str, Any], run_dir: Path, prefixes, runtime: Runtime, ov
     if runtime.is_main:
         refuse_links(run_dir)  # a shared run folder's planted links would redirect every write
     stored, resumed = resume_state(config["resume"], run_dir) if runtime.is_main else (None, False)
+    if resumed and runtime.is_main:  # read before anything is written: bad bytes are refused, not met later
+        read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else None
     stored, resumed = runtime.broadcast((stored, resumed))  # rank 0 decides, all follow
     if stored:
         check_same_seed(stored, config["seed"])

@@ -17,7 +17,7 @@ def copy_layers(target: nn.Module, weights: dict[str, dict[str, torch.Tensor]], 
     """
     sources = {name: {k[len(source_prefix):]: v for k, v in tensors.items() if k.startswith(source_prefix)}
                for name, tensors in weights.items()}
-    source_name, source = max(sources.items(), key=lambda item: len(item[1]))
+    source_name, source = max(sources.items(), key=lambda item: len(item[1]), default=("", {}))
     if not source:
         raise ConfigError(f"{key}={path}: no network in that checkpoint has layers under '{source_prefix}'; "
                           f"it holds {sorted(weights)}. Use a classifier_mlp checkpoint.")

@@ -226,9 +226,12 @@ def _typed_value(cfg: DictConfig, key: str) -> Any:
 
 def _sources(cfg: DictConfig, trusted: DictConfig) -> str:
     """Names the untrusted sources of this composition, for the messages."""
+    from ganlab.paths import config_dir
+
     theirs = trusted.hydra.runtime.choices
     picked = [f"{group}={option}" for group, option in cfg.hydra.runtime.choices.items()
-              if option is not None and theirs.get(group) != option]
+              if option is not None and theirs.get(group) != option
+              and not (config_dir() / group / f"{option}.yaml").is_file()]  # ganlab's own options set no hydra.*
     if picked:
         return f"the config option(s) {', '.join(picked)} (or a file they include)"
     return "a config file you did not name"

@@ -385,3 +385,72 @@ def test_ganlab_buildable_lists_the_set(tmp_path):
     assert "  ganlab.models.dcgan.DCGANGenerator" in lines and "  torch.optim.Adam" in lines
     assert not any("cached" in line or "resnet18" in line for line in lines)
     assert any(line.startswith("dataset (only as the `dataset` node)") for line in lines)
+
+
+# --- what was refused with a traceback: one paragraph now --------------------------------------------
+@pytest.mark.parametrize("change,words", [
+    (lambda s: s["facts"].update(extra=1), "data facts ganlab does not know (extra)"),
+    (lambda s: s.pop("networks"), "it has no `networks`"),
+    (lambda s: s.update(config="a string"), "its `config` is a str"),
+    (lambda s: s.update(step="abc"), "its `step` is a str"),
+])
+def test_a_resigned_checkpoint_of_another_layout_is_one_paragraph(tmp_path, finished_run, change, words):
+    run_dir = copy_run(finished_run, tmp_path)
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        _resign(path, change)
+    result = run_cli("sample", f"run={run_dir}", "device=cpu", cwd=tmp_path)
+    refused(result.returncode, result.stderr, words)
+
+
+def test_an_encoder_init_checkpoint_without_networks_is_one_paragraph_and_leaves_no_folder(tmp_path, monkeypatch,
+                                                                                          capsys, finished_run):
+    run_dir = copy_run(finished_run, tmp_path)
+    _resign(run_dir / "checkpoints" / "last.pt", lambda s: s.update(networks={}, ema={}))
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "model=vae_mlp", "debug=tiny", "device=cpu",
+                             f"model.encoder_init={run_dir / 'checkpoints' / 'last.pt'}", "hydra.run.dir=vae")
+    refused(code, err, "model.encoder_init", "holds []")
+    assert not (tmp_path / "vae").exists()
+
+
+def test_a_sample_file_with_a_name_that_is_not_a_step_is_ignored_by_report(tmp_path, finished_run):
+    run_dir = copy_run(finished_run, tmp_path)
+    shutil.copy(next((run_dir / "samples").glob("step_*.png")), run_dir / "samples" / "step_abc.png")
+    result = run_cli("report", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_invalid_utf8_in_metrics_on_resume_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys,
+                                                                                 finished_run):
+    run_dir = copy_run(finished_run, tmp_path)
+    with open(run_dir / "metrics.jsonl", "ab") as handle:
+        handle.write(b"\xff\xfe not text\n")
+    before = snapshot(run_dir)
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}",
+                             "schedule.steps=6")
+    refused(code, err, "metrics.jsonl", "not UTF-8")
+    assert snapshot(run_dir) == before
+
+
+def test_a_yaml_syntax_error_is_named_as_one_not_as_a_tag(tmp_path, monkeypatch, capsys):
+    preset(tmp_path / "shared", "broken", "# @package _global_\nmodel: [\n")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}", "experiment=broken",
+                             *TINY_RUN, "hydra.run.dir=run")
+    refused(code, err, "not valid YAML", "broken.yaml", "line")
+    assert "tag" not in err
+
+
+def test_set_by_names_the_shared_preset_not_the_users_own_ganlab_options(tmp_path, monkeypatch, capsys):
+    preset(tmp_path / "shared", "evil", "# @package _global_\nhydra:\n  job:\n    name: evil\n")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}", "experiment=evil",
+                             "debug=tiny", "device=cpu", "hydra.run.dir=run")
+    refused(code, err, "hydra.job.name", "experiment=evil")
+    assert "debug=tiny" not in err
+
+
+def test_optuna_with_a_shared_preset_and_no_typed_direction_is_one_paragraph(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    preset(tmp_path / "shared", "opt", "# @package _global_\nmetrics:\n  best: classifier_fd\n")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "-m", f"--config-dir={tmp_path / 'shared'}",
+                             "experiment=opt", "debug=tiny", "hydra/sweeper=optuna", "optimizer.lr=interval(1e-4,1e-3)",
+                             "hydra.sweeper.n_trials=1", "hydra.sweep.dir=sweep")
+    refused(code, err, "hydra.sweeper.direction=minimize")
