@@ -139,7 +139,18 @@ def layout_problem(state: dict[str, Any]) -> str | None:
         return "its `fixed` inputs are not tensors"
     if "overrides" in state and not all(isinstance(o, str) for o in state["overrides"]):
         return "its `overrides` are not strings"
+    where = _interpolation_in(state["config"])
+    if where:  # a stored config is resolved: a ${...} would be evaluated (an environment variable, a resolver)
+        return f"its config holds an interpolation at {where}, which is never resolved"
     return None
+
+
+def _interpolation_in(node: Any, path: str = "config") -> str | None:
+    if isinstance(node, dict):
+        return next((found for key, value in node.items() if (found := _interpolation_in(value, f"{path}.{key}"))), None)
+    if isinstance(node, list):
+        return next((found for i, value in enumerate(node) if (found := _interpolation_in(value, f"{path}[{i}]"))), None)
+    return path if isinstance(node, str) and "${" in node else None
 
 
 def periodic(folder: Path) -> list[Path]:

@@ -59,7 +59,9 @@ def test_load_names_a_missing_file(tmp_path):
 
 def test_a_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    checkpoint.save_atomic({"format_version": checkpoint.FORMAT_VERSION, "step": 1}, path)
+    layout = {"format_version": checkpoint.FORMAT_VERSION, "config": {}, "facts": {"shape": [1, 2, 2]},
+              "networks": {}, "ema": {}, "fixed": {}, "value_range": "tanh"}
+    checkpoint.save_atomic({**layout, "step": 1}, path)
 
     def crash(obj, handle, *args, **kwargs):
         handle.write(b"half a checkpoint")
@@ -67,7 +69,7 @@ def test_a_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save_atomic({"format_version": checkpoint.FORMAT_VERSION, "step": 2}, path)
+        checkpoint.save_atomic({**layout, "step": 2}, path)
     monkeypatch.undo()
     assert checkpoint.load(path)["step"] == 1
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind

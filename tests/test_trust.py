@@ -454,3 +454,32 @@ def test_optuna_with_a_shared_preset_and_no_typed_direction_is_one_paragraph(tmp
                              "experiment=opt", "debug=tiny", "hydra/sweeper=optuna", "optimizer.lr=interval(1e-4,1e-3)",
                              "hydra.sweeper.n_trials=1", "hydra.sweep.dir=sweep")
     refused(code, err, "hydra.sweeper.direction=minimize")
+
+
+@pytest.mark.parametrize("verb", ["resume", "sample"])
+def test_a_stored_interpolation_is_refused_never_resolved(tmp_path, monkeypatch, capsys, finished_run, verb):
+    run_dir = copy_run(finished_run, tmp_path)
+    monkeypatch.setenv("GANLAB_TEST_SECRET", "s3cret")
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        _resign(path, lambda s: s["config"]["model"]["generator"].update(init="${oc.env:GANLAB_TEST_SECRET}"))
+    before = snapshot(run_dir)
+    if verb == "resume":
+        code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}",
+                                 "schedule.steps=6")
+    else:
+        result = run_cli("sample", f"run={run_dir}", "device=cpu", cwd=tmp_path)
+        code, err = result.returncode, result.stderr
+    refused(code, err, "interpolation at config.model.generator.init")
+    assert "s3cret" not in err and snapshot(run_dir) == before
+
+
+def test_the_events_file_name_cannot_be_predicted(tmp_path):
+    from ganlab.logging import RunLogger
+
+    names = set()
+    for attempt in range(2):
+        logger = RunLogger(tmp_path / f"run{attempt}", total_steps=1, progress=False)
+        logger.close()
+        (events,) = (tmp_path / f"run{attempt}").glob("events.out.tfevents.*")
+        names.add(events.name.rsplit(".", 1)[-1])
+    assert len(names) == 2 and all(len(n) == 16 for n in names)  # a random 64-bit suffix each time
