@@ -237,24 +237,20 @@ def test_a_fifo_in_a_run_folder_is_refused_within_seconds(tmp_path, monkeypatch,
 
 
 # --- 9-11: bounded input -----------------------------------------------------------------------------
-def test_a_yaml_alias_bomb_in_a_preset_is_refused_within_seconds(tmp_path, monkeypatch, capsys):
-    lines = ["# @package _global_", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
-    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
-    preset(tmp_path / "shared", "bomb", "\n".join(lines) + "\n")
+ALIAS_BOMB = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]",  # 10^9 values once the aliases are followed
+              *(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9))]
+INTERPOLATION_BOMB = ["b0: x", *(f"b{i}: '{''.join([f'${{b{i - 1}}}'] * 10)}'" for i in range(1, 9))]  # 10^8 steps
+
+
+@pytest.mark.parametrize("lines,words", [(ALIAS_BOMB, ("bomb.yaml", "aliases")),
+                                         (INTERPOLATION_BOMB, ("interpolations", "1,000,000 steps"))])
+def test_a_yaml_or_interpolation_bomb_in_a_preset_is_refused_within_seconds(tmp_path, monkeypatch, capsys, lines,
+                                                                            words):
+    preset(tmp_path / "shared", "bomb", "\n".join(["# @package _global_", *lines]) + "\n")
     with within(20):
         code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}",
                                  "experiment=bomb", *TINY_RUN, "hydra.run.dir=run")
-    refused(code, err, "bomb.yaml", "aliases")
-
-
-def test_an_interpolation_bomb_in_a_preset_is_refused_within_seconds(tmp_path, monkeypatch, capsys):
-    lines = ["# @package _global_", "b0: x"]
-    lines += [f"b{i}: '{''.join([f'${{b{i - 1}}}'] * 10)}'" for i in range(1, 9)]
-    preset(tmp_path / "shared", "bomb", "\n".join(lines) + "\n")
-    with within(20):
-        code, _, err = train_cli(tmp_path, monkeypatch, capsys, f"--config-dir={tmp_path / 'shared'}",
-                                 "experiment=bomb", *TINY_RUN, "hydra.run.dir=run")
-    refused(code, err, "interpolations", "1,000,000 steps")
+    refused(code, err, *words)
 
 
 def test_a_defaults_entry_may_not_leave_the_search_path(tmp_path, monkeypatch, capsys):
