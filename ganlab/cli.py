@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
         from ganlab.launch import train
 
         train(rest)
+    elif verb == "resume":
+        _resume(rest)
     elif verb == "buildable":  # the closed set of names a config's _target_ may give
         from ganlab.registry import listing
 
@@ -39,9 +41,28 @@ def main(argv: list[str] | None = None) -> None:
     elif verb in READERS:
         _read_run(verb, rest)
     else:
-        print(f"ganlab: unknown command {verb!r}; the commands are: train, {', '.join(READERS)}, buildable. See `ganlab --help`.",
+        print(f"ganlab: unknown command {verb!r}; the commands are: train, resume, {', '.join(READERS)}, buildable. See `ganlab --help`.",
               file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+
+
+def _resume(args: list[str]) -> None:
+    """`ganlab resume FOLDER [overrides]`: continue a run, or every job of a sweep (its folder holds
+    sweep.json or numbered job folders)."""
+    from pathlib import Path
+
+    from ganlab.launch import train
+
+    if not args or "=" in args[0]:
+        print("ganlab: error: ganlab resume FOLDER [key=value ...]: name the run or sweep folder to continue, e.g. "
+              "ganlab resume outputs/multirun/2026-12-05/10-00-00.", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    folder, rest = Path(args[0]).expanduser(), args[1:]
+    is_run = (folder / "checkpoints").is_dir() or (folder / ".hydra").is_dir()
+    if is_run:
+        train(["resume=true", f"hydra.run.dir={folder}", *rest])
+    else:
+        train(["-m", "resume=true", f"hydra.sweep.dir={folder}", *rest])
 
 
 READERS = {"sample": "ganlab.sample", "eval": "ganlab.evaluate", "report": "ganlab.report"}  # verbs that read finished runs

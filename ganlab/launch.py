@@ -100,12 +100,15 @@ def train(overrides: list[str]) -> None:
     from ganlab.replay import check_resume_folder
 
     _register_resolvers()
+    overrides = typeable_folders(overrides)
     try:
         check_resume_folder(overrides)
     except ConfigError as exc:
         print(f"ganlab: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     if _prints_resumed_config(overrides):
+        return
+    if _resumes_sweep(overrides):
         return
     if "-m" in overrides or "--multirun" in overrides:
         try:
@@ -117,7 +120,8 @@ def train(overrides: list[str]) -> None:
     if launched_processes() > 1:
         overrides = [*overrides, *_one_run_dir_for_all_processes(overrides)]
     primary_named = any(o.split("=", 1)[0] in ("--config-name", "-cn", "--config-path", "-cp") for o in overrides)
-    vetting.set_origins(vetting.Origins(primary_is_users=primary_named))
+    prints_only = any(o in ("--cfg", "-c", "--help", "-h", "--info", "--hydra-help") for o in overrides)
+    vetting.set_origins(vetting.Origins(primary_is_users=primary_named, runs_jobs=not prints_only))
     sys.argv = ["ganlab train", *overrides]  # Hydra reads its arguments from sys.argv
     held = sys.stderr = _HeldStderr(sys.stderr)  # Hydra's composition errors become one ganlab paragraph
     jobs = Jobs()
@@ -149,6 +153,28 @@ def train(overrides: list[str]) -> None:
         leave_processes()
 
 
+FOLDER_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+
+
+def typeable_folders(overrides: list[str]) -> list[str]:
+    """A run or sweep folder passes as typed: a sweep job's folder (`S/1_loss=hinge`, `0_a=1,b=2`)
+    holds characters of Hydra's override grammar, so its value is quoted for Hydra, unless it
+    already parses as it is."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser, fixed = OverridesParser.create(), []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key in FOLDER_KEYS and value and value[0] not in "'\"":
+            try:
+                parser.parse_override(override)
+            except HydraException:
+                override = f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        fixed.append(override)
+    return fixed
+
+
 def _prints_resumed_config(overrides: list[str]) -> bool:
     """`--cfg job resume=true hydra.run.dir=DIR` prints what the resumed job would train: the run's
     stored settings with the typed overrides on top (Hydra alone would print the defaults)."""
@@ -157,6 +183,9 @@ def _prints_resumed_config(overrides: list[str]) -> bool:
     given = {_key(o): o.split("=", 1)[1] for o in typed}
     if not flags or given.get("resume", "").lower() != "true" or "hydra.run.dir" not in given:
         return False
+    from ganlab.replay import folder_value
+
+    run_dir = folder_value(typed, "hydra.run.dir")
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -166,13 +195,77 @@ def _prints_resumed_config(overrides: list[str]) -> bool:
     try:
         with vetting.installed(), initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(config_name="config", overrides=typed)
-            job, _ = _with_stored_settings(cfg, Path(given["hydra.run.dir"]), [o for o in typed
+            job, _ = _with_stored_settings(cfg, Path(run_dir), [o for o in typed
                                                                                if not _key(o).startswith("hydra")])
     except (ConfigError, Refused) as exc:
         print(f"ganlab: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     print(OmegaConf.to_yaml(job), end="")
     return True
+
+
+def _resumes_sweep(overrides: list[str]) -> bool:
+    """`ganlab train -m resume=true hydra.sweep.dir=S [overrides]`: continue every job of the sweep
+    in S from its record (`sweeps.py`), one after another; returns False for any other command."""
+    from ganlab.replay import folder_value
+
+    typed = [o for o in overrides if "=" in o and not o.startswith("-")]
+    given = {_key(o): o.split("=", 1)[1] for o in typed}
+    if not ("-m" in overrides or "--multirun" in overrides) or given.get("resume", "").lower() != "true":
+        return False
+    folder = folder_value(typed, "hydra.sweep.dir")
+    if folder is None:
+        print("ganlab: error: resume=true with -m continues a sweep: name its folder, e.g. ganlab train -m resume=true "
+              "hydra.sweep.dir=outputs/multirun/<date>/<time> (or ganlab resume <that folder>).", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    rest = [o for o in typed if _key(o) not in ("resume", "hydra.sweep.dir")]
+    resume_sweep(Path(folder).expanduser(), rest)
+    return True
+
+
+def resume_sweep(sweep_dir: Path, typed: list[str]) -> None:
+    """Walk the sweep's record: skip finished jobs, continue killed ones, start the ones that never
+    started (their planned config written as their stored settings), each as `ganlab train
+    resume=true hydra.run.dir=JOB`; then one line per job and exit 2 if any failed."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ganlab import sweeps
+    from ganlab.errors import ConfigError
+    from ganlab.safe_files import write_text_atomic
+
+    try:
+        if not sweep_dir.is_dir():
+            raise ConfigError(f"hydra.sweep.dir={sweep_dir} does not exist; point it at a sweep's folder "
+                              "(outputs/multirun/<date>/<time>).")
+        record = sweeps.read_or_discover(sweep_dir)
+    except ConfigError as exc:
+        print(f"ganlab: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    done, failed = [], []
+    for job in record["jobs"]:
+        job_dir = sweep_dir / job["dir"]
+        step, wanted = sweeps.progress(job_dir, job["config"]) if job_dir.is_dir() else (0, 0)
+        steps_typed = any(_key(o) == "schedule.steps" for o in typed)
+        if job["status"] == "finished" and step >= wanted and not steps_typed:
+            done.append(f"{job['dir']}: finished at step {step}, skipped")
+            continue
+        if job["config"] and not (job_dir / ".hydra" / "config.yaml").exists() and not (job_dir / "checkpoints").exists():
+            from omegaconf import OmegaConf
+
+            write_text_atomic(job_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(job["config"]))
+            write_text_atomic(job_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(job["overrides"]))
+        print(f"ganlab: sweep {sweep_dir}: job {job['dir']} " + (f"continues from step {step}" if step else "starts"))
+        GlobalHydra.instance().clear()
+        try:
+            train(["resume=true", f"hydra.run.dir={job_dir}", *typed])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        (failed if code else done).append(f"{job['dir']}: " + ("finished" if not code else f"failed (exit {code})"))
+        sweeps.mark(job_dir, "finished" if not code else "failed", None if not code else f"exit {code}")
+    print(f"ganlab: sweep {sweep_dir} resumed:\n" + "\n".join(f"  {line}" for line in done + failed))
+    if failed:
+        sys.exit(EXIT_CONFIG)
 
 
 def _report_failed_jobs(jobs: Jobs) -> None:
@@ -224,6 +317,7 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
+    from ganlab import sweeps
     from ganlab.errors import ConfigError, Interrupted, JobFailed, RunFault, TrainingDiverged
     from ganlab.rundir import open_run_logs, remove_created
     from ganlab.train import train
@@ -242,6 +336,8 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
 
         ganlab.STARTED = time.perf_counter()
     jobs.started += 1
+    if sweeping and _is_main():
+        sweeps.mark(run_dir, "running")
     try:
         choices = {group: str(option) for group, option in hydra_cfg.runtime.choices.items()
                    if option is not None and group in SHOWN_CHOICES}
@@ -258,6 +354,8 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
             return value  # a trial Optuna can rank (an exception would end the whole study)
         if sweeping:
             log.error("%s: %s", kind, exc)
+            if _is_main():
+                sweeps.mark(run_dir, "diverged" if isinstance(exc, TrainingDiverged) else "failed", str(exc).split(". ")[0])
             if _is_main() and run_dir.is_dir() and not any(run_dir.iterdir()):
                 open_run_logs()  # a job's fresh folder keeps its error in train.log (never an earlier run's)
             jobs.failed.append(f"{run_dir}: {str(exc).split('. ')[0]}")
@@ -267,11 +365,15 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
         print(f"ganlab: {kind}: {exc}", file=sys.stderr)
         sys.exit(code)
     except Interrupted as exc:
+        if sweeping and _is_main():
+            sweeps.mark(run_dir, "stopped", f"at step {exc.step}")
         if _is_main():
             print(f"ganlab: stopped at step {exc.step}; saved {run_dir / 'checkpoints' / 'last.pt'}. Continue "
                   f"with:\n  ganlab train resume=true hydra.run.dir={run_dir}", file=sys.stderr)
         sys.exit(128 + exc.signum)
     value = objective_value(loop.best, loop.best_higher)
+    if sweeping and _is_main():
+        sweeps.mark(run_dir, "finished", f"step {loop.step}")
     if _is_main():
         from ganlab.logging import final_summary
 

@@ -24,10 +24,18 @@ def check_resume_folder(overrides: list[str]) -> None:
     given = {_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
     if given.get("resume", "").lower() != "true" or "hydra.run.dir" not in given:
         return
-    run_dir = Path(given["hydra.run.dir"]).expanduser()
+    run_dir = Path(folder_value(overrides, "hydra.run.dir")).expanduser()
     if not run_dir.is_dir():
         raise ConfigError(f"resume=true but hydra.run.dir={run_dir} does not exist; point it at the folder of the run "
                           "to continue (outputs/<date>/<time>).")
+
+
+def folder_value(overrides: list[str], key: str) -> str | None:
+    """The value typed for `hydra.run.dir` or `hydra.sweep.dir` (quotes removed), or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    found = [o for o in overrides if o.split("=", 1)[0] == key]
+    return str(OverridesParser.create().parse_override(found[-1]).value()) if found else None
 
 
 def holds_run(run_dir: Path) -> bool:

@@ -83,8 +83,19 @@ def report(runs, out, steps, epochs) -> list[Path]:
     written = [learning_curves(curves, curve_labels, folder / "learning_curves.png", direction_words)]
     if steps or epochs:
         written += [samples_over_time(info, label, steps, epochs, folder) for info, label in zip(infos, labels)]
-    written += comparison_table(infos, labels, folder, groups)
+    written += comparison_table(infos, labels, folder, groups, _sweep_status(paths))
     return written
+
+
+def _sweep_status(paths: list[str]) -> list[str]:
+    """For each sweep folder given that keeps a record (sweep.json): a line per job, what it is now."""
+    from ganlab import sweeps
+
+    lines = []
+    for path in map(Path, paths):
+        if (path / sweeps.NAME).is_file():
+            lines += [f"- {line}" for line in sweeps.status_lines(path)]
+    return ["", "Sweep jobs:", *lines] if lines else []
 
 
 def _seed_means(infos, labels, groups) -> tuple[list[dict[str, Any]], list[str]]:
@@ -209,7 +220,7 @@ def direction_words(series_name: str) -> str:
 
 
 def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Path,
-                     groups: list[list[int]] = ()) -> list[Path]:
+                     groups: list[list[int]] = (), sweep_lines: list[str] = ()) -> list[Path]:
     """runs.md and runs.csv: the differing config values; the final losses (a GAN's loss has no
     "best"); each quality measure's final and best value, saying which way is better; the
     figures of each run's eval.json; and for each group of runs that differ only in the seed, a
@@ -252,7 +263,7 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
     if groups:
         markdown += ["", "Rows ending in mean / std: over the runs that differ only in their seed (std: the sample "
                      "standard deviation, n - 1)."]
-    write_text_atomic(folder / "runs.md", "\n".join(markdown) + "\n")
+    write_text_atomic(folder / "runs.md", "\n".join(markdown + list(sweep_lines)) + "\n")
     return [folder / "runs.md", folder / "runs.csv"]
 
 

@@ -11,6 +11,7 @@ USAGE = """usage: ganlab <command> [overrides...]
 
 Commands:
   train          compose configs/ with the overrides and train (-m sweeps, --cfg job; `ganlab train --help`)
+  resume         continue a run or a whole sweep: ganlab resume FOLDER [overrides] (finished jobs are skipped)
   sample         draw images from a trained run: grid, a folder of PNGs, or npz (`ganlab sample --help`)
   eval           measure a run: FID/KID/IS/precision-recall, classifier and toy metrics (`ganlab eval --help`)
   report         learning curves, samples over time and a comparison table of runs (`ganlab report --help`)

@@ -60,6 +60,7 @@ class Origins:
     """Where the overrides of this command came from."""
 
     primary_is_users: bool = False  # --config-name / --config-path: the user named their own primary config
+    runs_jobs: bool = True  # False for --cfg, --help, --info: nothing is recorded
 
 
 _ORIGINS = Origins()
@@ -104,8 +105,9 @@ class VettingConfigLoader(ConfigLoaderImpl):
             raise Refused(str(exc)) from None
         _pin_output_folders(cfg, run_mode)
         if run_mode == RunMode.MULTIRUN:
-            for job in sweep_jobs(cfg):  # every job is vetted before the first one starts
-                self.load_sweep_config(cfg, job)
+            planned = [self.load_sweep_config(cfg, job) for job in sweep_jobs(cfg)]  # all vetted before any starts
+            if self.origins.runs_jobs:
+                _record_plan(cfg, planned)
         return cfg
 
     def _trusted(self, config_name, overrides: list[str], run_mode) -> DictConfig:
@@ -269,6 +271,26 @@ def _pin_output_folders(cfg: DictConfig, run_mode) -> None:
     path = Path(folder).absolute()
     if path not in MISSING:
         MISSING[path] = [p for p in (path, *path.parents) if not p.exists()]
+
+
+def _record_plan(cfg: DictConfig, planned: list[DictConfig]) -> None:
+    """Every job vetted: the sweep's plan (each job's folder and resolved config, as data) goes into
+    its folder's sweep.json, what resuming the sweep walks (`sweeps.py`)."""
+    from ganlab import sweeps
+
+    if not planned:
+        return
+    jobs = []
+    try:
+        for num, job in enumerate(planned):
+            with open_dict(job.hydra.job):
+                job.hydra.job.num = num
+            jobs.append({"num": num, "dir": str(job.hydra.sweep.subdir), "overrides": list(job.hydra.overrides.task),
+                         "config": to_plain(OmegaConf.masked_copy(job, [k for k in job.keys() if k != "hydra"]))})
+        sweep_dir = Path(str(cfg.hydra.sweep.dir))
+    except Exception:  # noqa: BLE001 - a value that resolves only inside a job: the sweep runs without a record
+        return
+    sweeps.write_plan(sweep_dir, sweeps.plan(jobs))
 
 
 def sweep_jobs(cfg: DictConfig) -> list[list[str]]:
