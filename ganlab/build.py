@@ -132,7 +132,7 @@ def build(node: DictConfig, key: str, prefixes: tuple[str, ...], /, *args: Any, 
     node = resolved(node, key)
     _check_tree(node, prefixes, key)
     target = resolve_target(node["_target_"], f"{key}._target_", prefixes)
-    accepted = _accepted_keywords(target)
+    accepted = accepted_keywords(target)
     kwargs = {k: v for k, v in facts.items() if (accepted is None or k in accepted) and k not in node}
     try:
         return hydra.utils.instantiate(node, *args, _convert_="all", **kwargs)
@@ -147,7 +147,7 @@ def check_argument_types(target: Any, node: DictConfig, key: str) -> None:
     """The constructor's signature is the schema: every key must be one of its parameters, and a
     value for a `bool`, `int`, `float` or `str` parameter must be one (`spectral_norm=maybe` must
     not turn spectral norm on)."""
-    accepted = _accepted_keywords(target)
+    accepted = accepted_keywords(target)
     for name in node.keys():
         if accepted is not None and name not in HYDRA_KEYS | READ_BY_GANLAB.get(key, set()) and name not in accepted:
             raise ConfigError(f"{key}.{name} is not a setting of {node['_target_']}: nothing reads it. Its settings "
@@ -184,7 +184,7 @@ def _fits(value: Any, expected: tuple[type, ...]) -> bool:
     return isinstance(value, tuple(t for t in expected if t is not bool))
 
 
-def _accepted_keywords(target: Any) -> set[str] | None:
+def accepted_keywords(target: Any) -> set[str] | None:
     """The keyword names `target` takes, or None when it takes **kwargs (then every fact is passed)."""
     try:
         params = inspect.signature(target).parameters.values()

@@ -114,7 +114,7 @@ def load(path: Path | str, key: str = "resume") -> dict[str, Any]:
 # The keys every reader relies on, and what each must be (a re-signed file can hold anything).
 _LAYOUT = {"config": dict, "facts": dict, "networks": dict, "ema": dict, "fixed": dict, "step": int,
            "value_range": str}
-_OPTIONAL = {"overrides": list, "images": (int, type(None)), "steps_per_epoch": (int, float, type(None)),
+_OPTIONAL = {"overrides": list, "run_id": (str, type(None)), "optimizer_types": dict, "images": (int, type(None)), "steps_per_epoch": (int, float, type(None)),
              "optimizers": dict, "batches": dict, "rng": dict, "objective": (dict, type(None)), "best": (dict, type(None))}
 
 
@@ -159,7 +159,7 @@ def periodic(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_PERIODIC.match(p.name).group(1)))
 
 
-def load_latest(folder: Path, key: str = "resume") -> tuple[dict[str, Any], Path] | None:
+def load_latest(folder: Path, key: str = "resume", run_id: str | None = None) -> tuple[dict[str, Any], Path] | None:
     """The newest intact checkpoint of a run: `last.pt`, else the newest verified `step_*.pt`
     (each refused one is named in the log). A snapshot whose stored step is not the one its name
     says (renamed or copied in) is refused too: snapshots are chosen by what they hold. None when
@@ -174,6 +174,10 @@ def load_latest(folder: Path, key: str = "resume") -> tuple[dict[str, Any], Path
             if named and int(named.group(1)) != int(state.get("step", -1)):
                 raise CorruptCheckpoint(f"{key}: {path} holds step {state.get('step')}, not the step its name says "
                                         "(it was renamed or copied in); it is not used.")
+            if run_id is not None and state.get("run_id") not in (None, run_id):
+                raise CorruptCheckpoint(f"{key}: {path} belongs to another run (run id {state.get('run_id')}, this "
+                                        f"folder's is {run_id}): it was copied in; it is not used. To start from it "
+                                        f"deliberately, pass resume={path} (a warm start into a new folder).")
         except CorruptCheckpoint as exc:
             refused.append(str(exc))
             log.warning("%s", exc)

@@ -408,7 +408,7 @@ def _with_stored_settings(cfg, run_dir: Path, typed: list[str]):
     merged = stored.merged(settings, now, to_plain(OmegaConf.masked_copy(baseline, [k for k in baseline
                                                                                   if k != "hydra"])), typed)
     keys = {_key(o) for o in typed}
-    return OmegaConf.create(merged), [o for o in recorded if _key(o) not in keys] + list(typed)
+    return OmegaConf.create(stored.drop_unknown(merged, now)), [o for o in recorded if _key(o) not in keys] + list(typed)
 
 
 def _key(override: str) -> str:

@@ -71,6 +71,43 @@ def override_values(overrides: list[str]) -> dict[str, str]:
 
 
 # --- the checkpoint to continue from -------------------------------------------------------------
+RUN_FILE = "run.json"  # the run's identity in its folder (every checkpoint holds it too)
+
+
+def read_run_id(run_dir: Path) -> str | None:
+    """The identity recorded in `run_dir/run.json` (None: a run from before identities, or none yet)."""
+    import json
+
+    from ganlab.safe_files import read_text
+
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(read_text(path, limit=4096)).get("run_id")
+    except (ValueError, AttributeError, RecursionError, ConfigError):
+        log.warning("%s could not be read; checkpoints are not matched to this run's identity", path)
+        return None
+    return found if isinstance(found, str) else None
+
+
+def write_run_id(run_dir: Path, run_id: str) -> None:
+    import json
+    import time
+
+    from ganlab.safe_files import write_text_atomic
+
+    if read_run_id(run_dir) != run_id:
+        write_text_atomic(Path(run_dir) / RUN_FILE, json.dumps({"run_id": run_id, "since": time.strftime(
+            "%Y-%m-%d %H:%M:%S")}) + "\n")
+
+
+def new_run_id() -> str:
+    import secrets
+
+    return secrets.token_hex(8)
+
+
 def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, bool]:
     """(the checkpoint to continue from, whether run_dir holds an earlier attempt of this run).
 
@@ -90,8 +127,11 @@ def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, boo
                               "hydra.run.dir for a new run (nothing already written is overwritten).")
         return None, False
     if resume not in (True, "true"):
-        return checkpoint.load(Path(str(resume))), False
-    latest = checkpoint.load_latest(ckpt_dir)
+        state = checkpoint.load(Path(str(resume)))
+        log.warning("resume=%s: a warm start from that checkpoint (run %s, step %s) into a new run", resume,
+                    state.get("run_id") or "without an identity", state.get("step"))
+        return state, False
+    latest = checkpoint.load_latest(ckpt_dir, run_id=read_run_id(run_dir))
     if latest is not None:
         log.info("resume: continuing from %s", latest[1])
         return latest[0], True

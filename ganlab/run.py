@@ -46,6 +46,7 @@ class Run:
     path: Path | None = None  # the checkpoint it was opened from
     overrides: list[str] = field(default_factory=list)  # the command line it was started with
     images: int | None = None  # how many images (or points) it trains on
+    run_id: str | None = None  # this run's identity, in every checkpoint and its folder's run.json
 
     @property
     def networks(self) -> dict[str, nn.Module]:
@@ -63,7 +64,8 @@ class Run:
     def metadata(self) -> dict[str, Any]:
         """What a checkpoint stores beside the weights so the run opens without its data."""
         return {"config": self.config, "facts": asdict(self.facts), "value_range": self.value_range,
-                "steps_per_epoch": self.steps_per_epoch, "overrides": list(self.overrides), "images": self.images}
+                "steps_per_epoch": self.steps_per_epoch, "overrides": list(self.overrides), "images": self.images,
+                "run_id": self.run_id}
 
 
 def with_calibrated_ema(objective: Objective, networks: dict[str, nn.Module], ema: dict[str, nn.Module],
@@ -206,7 +208,9 @@ def summary(run_dir: str | Path, key: str = "report") -> dict[str, Any]:
     """A run's resolved config, steps per epoch, overrides (None when its checkpoints do not hold
     them) and best.pt record (the metric that keeps it, its best value and step), from its newest
     checkpoint (no networks built)."""
-    found = checkpoint.load_latest(Path(run_dir) / "checkpoints", key=key)
+    from ganlab.replay import read_run_id
+
+    found = checkpoint.load_latest(Path(run_dir) / "checkpoints", key=key, run_id=read_run_id(run_dir))
     if found is None:
         return {"config": {}, "steps_per_epoch": None, "step": 0, "overrides": None, "best": None}
     state = found[0]
@@ -245,6 +249,7 @@ class TrainingState:
                  "networks": {name: unwrap(net).state_dict() for name, net in run.networks.items()},
                  "ema": {name: net.state_dict() for name, net in run.ema.items()},
                  "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                 "optimizer_types": {name: _type_name(opt) for name, opt in self.optimizers.items()},
                  "fixed": {name: t.cpu() for name, t in run.fixed.items()},
                  "batches": self.batches.state_dict(), "rng": checkpoint.rng_state(),
                  "objective": run.objective.state_dict()}
@@ -256,8 +261,18 @@ class TrainingState:
         """Continue from `state`; the optimizer settings typed now win over the stored ones."""
         _load_run(self.run, state, self.device)
         for name, opt in self.optimizers.items():
+            stored_type = (state.get("optimizer_types") or {}).get(name)
+            if stored_type is not None and stored_type != _type_name(opt):
+                log.warning("resume: the %s optimizer is now %s (the run used %s): it starts fresh, without the stored "
+                            "moments and step counts", name, _type_name(opt), stored_type)
+                continue
             typed = [{k: v for k, v in group.items() if k not in ("params", "lr")} for group in opt.param_groups]
-            opt.load_state_dict(state["optimizers"][name])
+            try:
+                opt.load_state_dict(state["optimizers"][name])
+            except (KeyError, ValueError) as exc:  # a checkpoint from before types were stored: another optimizer
+                log.warning("resume: the stored state of the %s optimizer does not fit %s (%s): it starts fresh",
+                            name, _type_name(opt), exc)
+                continue
             _apply_typed_settings(name, opt, typed)
         self.batches.load_state_dict(state["batches"])
         self.run.objective.load_state_dict(state.get("objective") or {})  # older checkpoints hold none
@@ -265,6 +280,11 @@ class TrainingState:
             part.load_state_dict(state)
         checkpoint.set_rng_state(state["rng"])
         self.saved_step = self.run.step
+
+
+def _type_name(optimizer) -> str:
+    kind = type(optimizer)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _apply_typed_settings(name: str, optimizer, typed: list[dict[str, Any]]) -> None:

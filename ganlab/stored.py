@@ -34,7 +34,9 @@ DATASET_TYPED_ONLY = {"download": False, "cache_dir": None}
 def read(run_dir: Path) -> tuple[dict[str, Any], list[str]] | None:
     """(the run's stored resolved config, the overrides it records for people to read), or None
     when the folder holds neither a checkpoint nor `.hydra/config.yaml`."""
-    found = checkpoint.load_latest(Path(run_dir) / "checkpoints")
+    from ganlab.replay import read_run_id
+
+    found = checkpoint.load_latest(Path(run_dir) / "checkpoints", run_id=read_run_id(run_dir))
     if found is not None:
         state, path = found
         config, overrides = state.get("config"), state.get("overrides")
@@ -142,3 +144,44 @@ def _set(tree: dict[str, Any], path: tuple, value: Any) -> None:
         tree.pop(path[-1], None)
     else:
         tree[path[-1]] = value
+
+
+# Containers whose keys this version knows from its own configs (the others hold networks by name).
+KNOWN_FROM_NOW = ("schedule", "metrics", "runtime", "paths")
+
+
+def drop_unknown(config: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """A run stored by another ganlab version may hold keys this one does not know: each is dropped
+    with a warning naming it (the run continues), instead of a refusal nothing typed could lift."""
+    from ganlab.build import HYDRA_KEYS, READ_BY_GANLAB, accepted_keywords
+    from ganlab.checks import TOP_LEVEL
+    from ganlab.registry import lookup
+
+    def drop(node: dict[str, Any], key: str, where: str) -> None:
+        log.warning("resume: the stored setting %s is not known to this ganlab version; it is dropped", where)
+        node.pop(key)
+
+    for key in [k for k in config if k not in TOP_LEVEL]:
+        drop(config, key, key)
+    for group in KNOWN_FROM_NOW:
+        if isinstance(config.get(group), dict) and isinstance(now.get(group), dict):
+            for key in [k for k in config[group] if k not in now[group]]:
+                drop(config[group], key, f"{group}.{key}")
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            found = lookup(node["_target_"]) if isinstance(node.get("_target_"), str) else None
+            accepted = accepted_keywords(found[1]) if found else None
+            for key in list(node):
+                where = f"{path}.{key}" if path else str(key)
+                if accepted is not None and key not in accepted | HYDRA_KEYS | READ_BY_GANLAB.get(path, set()):
+                    drop(node, key, where)
+                else:
+                    walk(node[key], where)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]")
+
+    walk(config, "")
+    return config
+

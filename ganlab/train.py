@@ -29,7 +29,8 @@ from ganlab.maintenance import Maintenance
 from ganlab.metrics.measuring import Evaluator, open_judge, training_evaluator
 from ganlab.metrics.registry import known_direction
 from ganlab.models.blocks import count_parameters
-from ganlab.replay import check_same_seed, override_values, restore, resume_state
+from ganlab.replay import (check_same_seed, new_run_id, override_values, read_run_id, restore, resume_state,
+                           write_run_id)
 from ganlab.rundir import RunDirLock, refuse_links
 from ganlab.safe_files import refuse_link_folder, write_text_atomic
 from ganlab.runtime import Runtime, build_runtime, pick_device, unwrap
@@ -119,6 +120,8 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
         with lock or contextlib.nullcontext():
             training = _build(config, run_dir, prefixes, runtime, overrides or [])
             _accept(lock, on_accept)
+            if lock is not None:
+                write_run_id(run_dir, training.run.run_id)
             _start(training, config, run_dir, overrides or [], choices or {})
             return training
     except (OSError, RuntimeError) as exc:  # a full disk anywhere (start-up included): one paragraph, exit 4
@@ -146,9 +149,11 @@ def _build(config: dict[str, Any], run_dir: Path, prefixes, runtime: Runtime, ov
     if runtime.is_main:
         refuse_links(run_dir)  # a shared run folder's planted links would redirect every write
     stored, resumed = resume_state(config["resume"], run_dir) if runtime.is_main else (None, False)
+    run_id = ((stored.get("run_id") if stored and resumed else None) or read_run_id(run_dir) or new_run_id()) \
+        if runtime.is_main else None
     if resumed and runtime.is_main:  # read before anything is written: bad bytes are refused, not met later
         read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else None
-    stored, resumed = runtime.broadcast((stored, resumed))  # rank 0 decides, all follow
+    stored, resumed, run_id = runtime.broadcast((stored, resumed, run_id))  # rank 0 decides, all follow
     if stored:
         check_same_seed(stored, config["seed"])
     runtime.apply_global_settings(int(config["seed"]))
@@ -157,9 +162,13 @@ def _build(config: dict[str, Any], run_dir: Path, prefixes, runtime: Runtime, ov
     data = limited(build(dataset, "dataset", prefixes), limit, int(config["seed"]))  # held-out data stays whole
     value_range = getattr(data, "value_range", "tanh")
     run = runs.build(config, data.facts, value_range, device, prefixes, overrides=overrides)
-    run.images = _count(data)
+    run.images, run.run_id = _count(data), run_id
     _check_value_range(run.objective, value_range)
     schedule = schedule_from(config["schedule"], data.batches_per_epoch, run.objective.batches_per_step())
+    if stored and resumed and int(stored["step"]) > schedule.steps:
+        raise ConfigError(f"resume: the run in {run_dir} is already at step {int(stored['step'])}, past "
+                          f"schedule.steps={schedule.steps}; nothing was changed. To train it on, set schedule.steps "
+                          f"above {int(stored['step'])}; to use it as it is, ganlab sample / eval run={run_dir}.")
     run.steps_per_epoch = data.batches_per_epoch / run.objective.batches_per_step()
     if schedule.uses_ema:  # copies of the plain networks, made before compile or DDP wrap them
         run.ema = runs.ema_copies(run.objective)

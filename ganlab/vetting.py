@@ -106,7 +106,7 @@ class VettingConfigLoader(ConfigLoaderImpl):
         _pin_output_folders(cfg, run_mode)
         if run_mode == RunMode.MULTIRUN:
             planned = [self.load_sweep_config(cfg, job) for job in sweep_jobs(cfg)]  # all vetted before any starts
-            if self.origins.runs_jobs:
+            if self.origins.runs_jobs and "MULTIRUN" in str(cfg.hydra.get("mode")):  # not Hydra's mode probe
                 _record_plan(cfg, planned)
         return cfg
 

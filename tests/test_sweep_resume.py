@@ -87,3 +87,72 @@ def test_a_sweep_record_naming_a_folder_outside_the_sweep_is_refused(tmp_path):
     result = run_cli("resume", str(sweep), cwd=tmp_path)
     assert result.returncode == 2 and "not a folder inside the sweep" in result.stderr, result.stderr
     assert not (tmp_path / "elsewhere").exists()
+
+
+# --- resume that is never silently wrong -------------------------------------------------------------
+from test_shared_input import TINY_RUN, _resign, finished_run, snapshot, train_cli  # noqa: E402,F401
+
+
+def log_of(tmp_path: Path) -> str:
+    """Every train.log under tmp_path (the console handler writes to the captured stdout)."""
+    return "".join(p.read_text() for p in tmp_path.rglob("train.log"))
+
+
+def copy_run(finished_run, tmp_path: Path, name: str = "run") -> Path:
+    import shutil
+
+    shutil.copytree(finished_run, tmp_path / name)
+    return tmp_path / name
+
+
+def test_another_runs_checkpoint_copied_in_is_skipped_for_the_runs_own(tmp_path, monkeypatch, capsys, finished_run,
+                                                                       caplog):
+    mine, other = copy_run(finished_run, tmp_path, "mine"), copy_run(finished_run, tmp_path, "other")
+    assert (mine / "run.json").is_file()
+    _resign(other / "checkpoints" / "last.pt", lambda s: s.update(run_id="0123456789abcdef"))
+    (mine / "checkpoints" / "step_000002.pt").write_bytes((mine / "checkpoints" / "last.pt").read_bytes())
+    _resign(mine / "checkpoints" / "step_000002.pt", lambda s: s.update(step=2))
+    (mine / "checkpoints" / "last.pt").write_bytes((other / "checkpoints" / "last.pt").read_bytes())
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={mine}", "schedule.steps=6")
+    assert code == 0, err
+    assert "belongs to another run" in log_of(tmp_path) and "falling back to" in log_of(tmp_path)
+    steps = [json.loads(line)["step"] for line in (mine / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 6 and 4 not in steps[steps.index(2) + 1:-2]
+
+
+def test_another_optimizer_on_resume_starts_fresh_with_a_warning(tmp_path, monkeypatch, capsys, finished_run, caplog):
+    run_dir = copy_run(finished_run, tmp_path)
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}", "optimizer=sgd",
+                             "schedule.steps=6")
+    assert code == 0 and "Traceback" not in err, err
+    assert "optimizer is now torch.optim.sgd.SGD (the run used torch.optim.adam.Adam): it starts fresh" in log_of(tmp_path)
+
+
+def test_resume_below_the_runs_step_changes_nothing(tmp_path, monkeypatch, capsys, finished_run):
+    run_dir = copy_run(finished_run, tmp_path)
+    before = snapshot(run_dir)
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}", "schedule.steps=2")
+    assert code == 2 and "already at step 4, past schedule.steps=2; nothing was changed" in err, err
+    assert snapshot(run_dir) == before
+
+
+def test_a_stored_key_this_version_does_not_know_is_dropped_with_a_warning(tmp_path, monkeypatch, capsys,
+                                                                         finished_run, caplog):
+    run_dir = copy_run(finished_run, tmp_path)
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        _resign(path, lambda s: (s["config"]["schedule"].update(warmup_kimg=5),
+                                 s["config"]["model"]["generator"].update(style_mixing=0.9),
+                                 s["config"].update(telemetry=True)))
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}", "schedule.steps=6")
+    assert code == 0, err
+    for key in ("schedule.warmup_kimg", "model.generator.style_mixing", "telemetry"):
+        assert f"the stored setting {key} is not known to this ganlab version; it is dropped" in log_of(tmp_path)
+
+
+def test_a_garbage_middle_line_of_metrics_is_named_by_its_number(tmp_path, monkeypatch, capsys, finished_run, caplog):
+    run_dir = copy_run(finished_run, tmp_path)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    (run_dir / "metrics.jsonl").write_text("\n".join([lines[0], "garbage{", *lines[1:]]) + "\n")
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}", "schedule.steps=6")
+    assert code == 0, err
+    assert "line 2 is not a JSON row" in log_of(tmp_path) and "partial" not in log_of(tmp_path)
