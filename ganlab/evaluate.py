@@ -28,7 +28,7 @@ from ganlab.metrics.inception import weights_at_hand
 from ganlab.metrics.measuring import REAL_LIMIT, Measurer, build_toy, held_out_data, open_judge, real_key
 from ganlab.metrics.registry import check_names
 from ganlab.options import RunOptions, option, read, takes
-from ganlab.safe_files import read_text, write_text_atomic
+from ganlab.safe_files import check_writable, read_text, write_text_atomic
 from ganlab.runtime import pick_device
 
 log = logging.getLogger("ganlab")
@@ -104,6 +104,10 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
     if not names:
         raise ConfigError("no metric can be computed here: give classifier=PATH (a classifier run's checkpoint) "
                           "for the offline metrics, or inception_weights=PATH for FID/KID/IS/precision-recall.")
+    path = Path(out) if out else opened.path.parent.parent / "eval.json"
+    check_writable(path.parent, f"out={out}" if out else f"run={run}",  # before minutes of measuring, not after
+                   "pass out= a folder you can write." if out else
+                   "the run folder is read-only here: pass out=PATH to write eval.json elsewhere.")
     measure = Measurer(names, n, device, None if mixture else held_out_data(dataset, split, prefixes, dataset_root),
                        real_key=real_key(dataset, split, dataset_root, opened.facts.shape, real_n), judge=judge,
                        inception_weights=inception_weights, mixture=mixture, real_limit=real_n)
@@ -112,7 +116,6 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
               "protocol": {"generated_count": n, "seed": seed, "ema": bool(opened.ema) and ema != False,  # noqa: E712
                            "real_split": None if mixture else split,
                            "feature_network": judge.identity if judge else None, **protocol}}
-    path = Path(out) if out else opened.path.parent.parent / "eval.json"
     write_text_atomic(path, json.dumps(merged_with_earlier(path, result), indent=2) + "\n")
     result["path"] = path
     return result

@@ -360,8 +360,8 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
                 open_run_logs()  # a job's fresh folder keeps its error in train.log (never an earlier run's)
             jobs.failed.append(f"{run_dir}: {str(exc).split('. ')[0]}")
             raise JobFailed(f"sweep job {run_dir} failed: {kind}: {exc}") from None
-        if isinstance(exc, ConfigError):
-            remove_created(created)  # a refused command leaves no folder behind
+        if isinstance(exc, (ConfigError, RunFault)):
+            remove_created(created)  # a refused (or never started) command leaves no empty folder behind
         print(f"ganlab: {kind}: {exc}", file=sys.stderr)
         sys.exit(code)
     except Interrupted as exc:
@@ -379,6 +379,10 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
 
         print("".join(f"ganlab: final {line}\n" for line in final_summary(run_dir, loop.best)), end="")
         print(f"ganlab: run finished: {run_dir}")
+        from ganlab.rundir import incomplete_logs
+
+        for lost in incomplete_logs():
+            print(f"ganlab: warning: the log {lost} is incomplete: writing it failed during the run.", file=sys.stderr)
     if value is not None:
         log.info("objective value for the sweeper: %s = %.6g", loop.best["metric"], value)
     return value

@@ -25,7 +25,7 @@ from ganlab.options import option, read, takes
 from ganlab.replay import hydra_overrides, setting_overrides
 from ganlab.rundir import is_disk_full
 from ganlab.logging import read_metrics
-from ganlab.safe_files import read_text, write_text_atomic
+from ganlab.safe_files import read_text, remove_stale_partials, write_text_atomic
 from ganlab.seeds import averaged_info, seed_groups, seeds_of, summary_rows
 
 log = logging.getLogger("ganlab")
@@ -76,6 +76,7 @@ def report(runs, out, steps, epochs) -> list[Path]:
             raise
         raise ConfigError(f"out={folder} cannot be written ({exc.strerror or exc}); pass out= a folder you can "
                           "write.") from None
+    remove_stale_partials(folder)  # what a killed report left
     infos = [_info(d) for d in run_dirs]
     labels = run_labels(infos)
     groups = [g for g in seed_groups(infos) if len(g) > 1]  # runs that differ only in the seed

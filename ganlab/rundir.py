@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import stat
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -158,17 +159,22 @@ class HeldRunLog(logging.Handler):
     def __init__(self, filename: str, mode: str = "a", encoding: str | None = "utf-8"):
         super().__init__()
         self.filename, self.held, self.stream = str(filename), [], None
+        self.failed: str | None = None  # why a write failed: the log is incomplete from then on
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.stream is None:
             if len(self.held) < self.LIMIT:
                 self.held.append(record)
             return
+        if self.failed:
+            return
         try:
             self.stream.write(self.format(record) + "\n")
             self.stream.flush()
-        except Exception:  # noqa: BLE001 - logging never stops a run (a full disk shows at the next checkpoint)
-            self.handleError(record)
+        except Exception as exc:  # noqa: BLE001 - logging never stops a run (a full disk shows at the next checkpoint)
+            self.failed = f"{type(exc).__name__}: {exc}"
+            sys.stderr.write(f"ganlab: warning: {self.filename} could not be written ({self.failed}); the run goes on, "
+                             "but its log is incomplete from here (the console and metrics.jsonl are not).\n")
 
     def open(self) -> None:
         if self.stream is not None:
@@ -184,6 +190,12 @@ class HeldRunLog(logging.Handler):
             self.stream = None
         self.held = []
         super().close()
+
+
+def incomplete_logs() -> list[str]:
+    """The run logs that stopped being written during this run, each with why."""
+    return [f"{h.filename} ({h.failed})" for h in logging.getLogger().handlers
+            if isinstance(h, HeldRunLog) and h.failed]
 
 
 def open_run_logs() -> None:

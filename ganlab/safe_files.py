@@ -120,12 +120,22 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], Any], sync: bool = Fals
                     os.fsync(handle.fileno())
             _check_target(folder, path.name, path)
             os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=folder)
-            raise
+            raise _named(exc, path)
     finally:
         os.close(folder)
+
+
+def _named(exc: BaseException, path: Path) -> BaseException:
+    """A full disk met while writing `path` names it (torch says 'unexpected pos', Python ENOSPC)."""
+    full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)) or \
+        (isinstance(exc, RuntimeError) and any(w in str(exc) for w in ("unexpected pos", "No space left",
+                                                                        "file write failed")))
+    if full and getattr(exc, "filename", None) is None:
+        return OSError(errno.ENOSPC, "No space left on device", str(path))
+    return exc
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -156,11 +166,79 @@ def atomic_output(path: Path, folder: bool = False) -> Iterator[Path]:
             if folder and os.path.lexists(f"/proc/self/fd/{parent}/{path.name}"):
                 raise ConfigError(f"{path} already exists; pass another out=.")
             os.replace(tmp, path.name, src_dir_fd=parent, dst_dir_fd=parent)
-        except BaseException:
+        except BaseException as exc:
             _remove(Path(f"/proc/self/fd/{parent}/{tmp}"))
-            raise
+            raise _named(exc, path)
     finally:
         os.close(parent)
+
+
+def check_writable(folder: Path, key: str, fix: str) -> None:
+    """Refuse, before any work, an output folder that cannot be created or written (a read-only run
+    folder, say): one paragraph naming it, the reason and `fix`. A full disk is left to the write."""
+    folder = Path(folder)
+    try:
+        fd = open_folder(folder)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ConfigError(f"{key}: {folder} cannot be created ({exc.strerror or exc}); {fix}") from None
+    try:
+        name = _temporary_name("write-check")
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd))
+        os.unlink(name, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ConfigError(f"{key}: {folder} is not writable ({exc.strerror or exc}); {fix}") from None
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def claimed_name(candidates: Iterator[Path]) -> Iterator[Path]:
+    """The first of `candidates` that neither exists nor is claimed by a running process, claimed for
+    this block (a hidden `.NAME.claim` created exclusively), so two commands choosing default names
+    at once never pick the same one. A claim of a process that died is taken over."""
+    for path in candidates:
+        if path.exists() or path.is_symlink():
+            continue
+        folder = open_folder(path.parent)
+        claim = f".{path.name}.claim"
+        try:
+            try:
+                fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
+            except FileExistsError:
+                if _claim_alive(folder, claim):
+                    continue
+                os.unlink(claim, dir_fd=folder)  # a killed process's claim
+                fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            if path.exists() or path.is_symlink():  # written between the look and the claim
+                os.unlink(claim, dir_fd=folder)
+                continue
+            try:
+                yield path
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(claim, dir_fd=folder)
+            return
+        finally:
+            os.close(folder)
+    raise ConfigError("no free output name was found; pass out=PATH.")
+
+
+def _claim_alive(folder: int, claim: str) -> bool:
+    try:
+        fd = os.open(claim, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+    except OSError:
+        return False
+    try:
+        text = os.read(fd, 32).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+    return text.isdigit() and _alive(int(text))
 
 
 def _remove(path: Path) -> None:

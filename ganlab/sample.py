@@ -27,7 +27,7 @@ from ganlab.drawing import Plan, draw, plan
 from ganlab.errors import ConfigError
 from ganlab.options import RunOptions, option, read, takes
 from ganlab.plots import labelled_grid, scatter_image, to_uint8, to_unit
-from ganlab.safe_files import atomic_output, remove_stale_partials
+from ganlab.safe_files import atomic_output, check_writable, claimed_name, remove_stale_partials
 from ganlab.runtime import pick_device
 
 log = logging.getLogger("ganlab")
@@ -85,15 +85,26 @@ def sample(run, checkpoint, ema, seed, device, allowed_targets, n, out, format, 
         raise ConfigError(f"format={format}: this run draws 2-d points; use format=grid (a scatter plot and the "
                           "points as .npz).")
     chosen = plan(opened, n, labels, flip, interpolate, torch.Generator().manual_seed(seed), grid=format == "grid")
-    target = Path(out) if out else _default_out(opened, checkpoint, format, len(chosen.latent), labels, flip,
-                                                interpolate)
-    wanted = {"grid": (".png",), "npz": (".npz",), "png": ("",)}[format]
-    if target.suffix.lower() not in wanted:
-        raise ConfigError(f"out={out}: format={format} writes {'a folder' if format == 'png' else 'a ' + wanted[0] + ' file'}"
-                          f"; name it so, e.g. out={target.with_suffix(wanted[0])}.")
-    if out and target.exists():
-        raise ConfigError(f"out={target} already exists; ganlab does not overwrite earlier samples. Remove it, or pass "
-                          "another out=.")
+    if out:
+        target = Path(out)
+        wanted = {"grid": (".png",), "npz": (".npz",), "png": ("",)}[format]
+        if target.suffix.lower() not in wanted:
+            raise ConfigError(f"out={out}: format={format} writes "
+                              f"{'a folder' if format == 'png' else 'a ' + wanted[0] + ' file'}; name it so, e.g. "
+                              f"out={target.with_suffix(wanted[0])}.")
+        if target.exists() or target.is_symlink():
+            raise ConfigError(f"out={target} already exists; ganlab does not overwrite earlier samples. Remove it, or "
+                              "pass another out=.")
+        check_writable(target.parent, f"out={out}", "pass out= a folder you can write.")
+        return _write(opened, ema, chosen, target, format, batch_size)
+    names = _default_names(opened, checkpoint, format, len(chosen.latent), labels, flip, interpolate)
+    folder = opened.path.parent.parent / "generated"
+    check_writable(folder, f"run={run}", "the run folder is read-only here: pass out=PATH to write the samples elsewhere.")
+    with claimed_name(names) as target:  # two samples started at once never pick the same default name
+        return _write(opened, ema, chosen, target, format, batch_size)
+
+
+def _write(opened: runs.Run, ema, chosen: Plan, target: Path, format: str, batch_size: int) -> list[Path]:
     remove_stale_partials(target.parent)
     networks = opened.sampling_networks(ema)
     if format == "grid":
@@ -139,9 +150,6 @@ def _write_files(opened: runs.Run, networks, chosen: Plan, target: Path, format:
     a kill or a full disk never leaves a partial folder or an unreadable .npz under the final name."""
     from PIL import Image
 
-    if format == "png" and target.exists():
-        raise ConfigError(f"out={target} already exists; ganlab does not overwrite a folder of samples. Remove it, "
-                          "or pass another out=.")
     count, images = len(chosen.latent), None
     with atomic_output(target, folder=format == "png") as tmp, contextlib.ExitStack() as scratch:
         for start in tqdm(range(0, count, batch_size), desc="sample", unit="batch", disable=count <= batch_size):
@@ -182,16 +190,16 @@ def _save_npz(path: Path, **arrays) -> None:
         os.fsync(handle.fileno())
 
 
-def _default_out(opened: runs.Run, checkpoint: str, format: str, n: int, labels=None, flip=None,
-                 interpolate: int = 0) -> Path:
+def _default_names(opened: runs.Run, checkpoint: str, format: str, n: int, labels=None, flip=None,
+                   interpolate: int = 0):
     """RUN/generated/<checkpoint>_<what>_<count>[_k].<ext>: named by what it holds, and never an
-    earlier output's name (a number is added)."""
+    earlier output's name (a number is added); the caller claims the first free one."""
     folder = opened.path.parent.parent / "generated"
     what = (f"interpolate{interpolate}" if interpolate else f"flip_{flip}" if flip else
             "labels_" + "-".join(map(str, labels)) if labels is not None else format if format != "grid" else "grid")
     stem = f"{opened.path.stem}_{what}_{n}"
     suffix = {"grid": ".png", "png": "", "npz": ".npz"}[format]
-    target, k = folder / f"{stem}{suffix}", 2
-    while target.exists() or (suffix == ".png" and target.with_name(target.stem + "_reconstructions.png").exists()):
-        target, k = folder / f"{stem}_{k}{suffix}", k + 1
-    return target
+    for k in range(1, 100_000):
+        target = folder / (f"{stem}{suffix}" if k == 1 else f"{stem}_{k}{suffix}")
+        if not (suffix == ".png" and target.with_name(target.stem + "_reconstructions.png").exists()):
+            yield target

@@ -22,7 +22,7 @@ from ganlab import checkpoint, run as runs
 from ganlab.build import allowed_prefixes, build, check_targets, to_plain
 from ganlab.checks import check_known_keys, check_top_level, check_values
 from ganlab.data.memory import limited, split_limit
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, RunFault
 from ganlab.logging import NullLogger, RunLogger, read_metrics
 from ganlab.loop import train_steps
 from ganlab.maintenance import Maintenance
@@ -127,7 +127,11 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     except (OSError, RuntimeError) as exc:  # a full disk anywhere (start-up included): one paragraph, exit 4
         if not checkpoint.is_disk_full(exc):
             raise
-        raise checkpoint.disk_full(Path(getattr(exc, "filename", None) or run_dir / "checkpoints")) from None
+        where = getattr(exc, "filename", None)
+        if not checkpoint.periodic(run_dir / "checkpoints") and not (run_dir / "checkpoints" / checkpoint.LAST).exists():
+            raise RunFault(f"could not write {where or run_dir}: the disk is full. Nothing was trained yet (the run has "
+                           "no checkpoint); free some space and start it again.") from None
+        raise checkpoint.disk_full(Path(where or run_dir / "checkpoints")) from None
 
 
 def _accept(lock: RunDirLock | None, on_accept: Callable[[], None] | None) -> None:

@@ -156,3 +156,101 @@ def test_a_garbage_middle_line_of_metrics_is_named_by_its_number(tmp_path, monke
     code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={run_dir}", "schedule.steps=6")
     assert code == 0, err
     assert "line 2 is not a JSON row" in log_of(tmp_path) and "partial" not in log_of(tmp_path)
+
+
+# --- faults, each one paragraph and the right exit code ---------------------------------------------
+@pytest.fixture
+def read_only_run(tmp_path, finished_run):
+    """A copy of a finished run on a real read-only file system (root ignores permissions, not this)."""
+    import shutil
+
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    shutil.copytree(finished_run, mount / "run")
+    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    yield mount / "run"
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("verb", ["sample", "eval"])
+def test_a_read_only_run_folder_is_refused_before_any_work_with_out_as_the_way(tmp_path, read_only_run, verb):
+    from test_shared_input import _classifier
+
+    extra = [f"classifier={_classifier(tmp_path)}", "metrics=[classifier_fd]", "n=20"] if verb == "eval" else []
+    started = time.monotonic()
+    result = run_cli(verb, f"run={read_only_run}", "device=cpu", *extra, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "Read-only file system" in result.stderr and "out=PATH" in result.stderr, result.stderr
+    assert time.monotonic() - started < 30  # refused before measuring
+    if verb == "sample":
+        done = run_cli("sample", f"run={read_only_run}", "device=cpu", f"out={tmp_path / 'grid.png'}", cwd=tmp_path)
+        assert done.returncode == 0 and (tmp_path / "grid.png").is_file(), done.stderr
+
+
+def test_default_sample_names_are_claimed_so_two_samples_never_share_one(tmp_path, finished_run):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    (run_dir / "generated").mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])  # a sample still running holds the first name
+    try:
+        (run_dir / "generated" / ".last_grid_64.png.claim").write_text(str(sleeper.pid))
+        result = run_cli("sample", f"run={run_dir}", "device=cpu", cwd=tmp_path)
+    finally:
+        sleeper.kill()
+    assert result.returncode == 0, result.stderr
+    assert (run_dir / "generated" / "last_grid_64_2.png").is_file()
+    assert not (run_dir / "generated" / "last_grid_64.png").exists()
+    sleeper.wait()  # its claim is now a dead process's: taken over
+    again = run_cli("sample", f"run={run_dir}", "device=cpu", cwd=tmp_path)
+    assert again.returncode == 0 and (run_dir / "generated" / "last_grid_64.png").is_file(), again.stderr
+    assert not list((run_dir / "generated").glob(".*.claim"))
+
+
+def test_a_failing_train_log_is_one_warning_and_named_at_the_end(tmp_path, capsys):
+    import errno
+    import logging
+
+    from ganlab.rundir import HeldRunLog, incomplete_logs
+
+    class BrokenDisk:
+        def write(self, text):
+            raise OSError(errno.EIO, "Input/output error")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    handler = HeldRunLog(tmp_path / "train.log")
+    handler.open()
+    handler.stream.close()
+    handler.stream = BrokenDisk()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        for i in range(13):
+            logging.getLogger("ganlab").warning("line %d", i)
+        assert incomplete_logs() == [f"{tmp_path / 'train.log'} (OSError: [Errno 5] Input/output error)"]
+    finally:
+        root.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err.count("could not be written") == 1 and "Logging error" not in err and "Traceback" not in err
+
+
+def test_a_full_disk_at_start_up_says_nothing_was_trained_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    from test_shared_input import full_disk  # noqa: F401 - the fixture's body, used directly
+
+    import errno
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "new" / "run" / "model_summary.txt"))
+
+    monkeypatch.setattr("ganlab.train.write_text_atomic", no_space)
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, f"hydra.run.dir={tmp_path / 'new' / 'run'}")
+    assert code == 4 and "Nothing was trained yet" in err and "resume=true" not in err, err
+    assert "checkpoints" not in err.split("could not write")[1].split(":")[0]
