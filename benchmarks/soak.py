@@ -1,7 +1,7 @@
-"""Kill campaign: SIGKILL a `ganlab train` process at random moments (start-up, mid-step, during
-checkpoint and log writes), resume it each time, and check that the finished run equals an
-uninterrupted one: the same metrics.jsonl rows (bit for bit; CPU, one thread), the same weights,
-and no stray files.
+"""Kill campaign: SIGKILL a `ganlab train` process at chosen steps (mid-step, during checkpoint and
+log writes) and at random moments of start-up, resume it each time, and check that the finished
+run equals an uninterrupted one: the same metrics.jsonl rows (bit for bit; CPU, one thread), the
+same weights, and no stray files. The tally counts kills by the phase they landed in.
 
     python -m benchmarks.soak --kills 100          # prints the tally; the test suite runs a handful
 """
@@ -75,40 +75,42 @@ def timed_reference(run_dir: Path, cwd: Path, steps: int) -> float:
     return time.perf_counter() - started
 
 
-def wait_for_progress(path: Path, proc: subprocess.Popen, timeout: float) -> None:
-    """Until `path` is rewritten (a new checkpoint of this attempt), or the process ends."""
-    before = path.stat().st_mtime_ns if path.exists() else None
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if path.exists() and path.stat().st_mtime_ns != before:
-            return
-        time.sleep(0.01)
-
-
 def saved_step(run_dir: Path) -> int | None:
     path = run_dir / "checkpoints" / "last.pt"
     try:
         return int(torch.load(path, weights_only=True)["step"]) if path.exists() else None
-    except Exception:  # noqa: BLE001 - a damaged file counts as no progress; resume falls back
+    except Exception:  # noqa: BLE001 - a damaged or half-renamed file counts as no progress; resume falls back
         return None
 
 
-def campaign(workdir: Path, kills: int, seed: int = 0, window: tuple[float, float] = (0.3, 6.0),
-             steps: int = 60) -> dict:
-    """Run the reference, then a victim killed `kills` times (every other kill just after a new
-    checkpoint of that attempt, the rest at random moments), each run `steps` long; returns the tally."""
+def wait_for_step(run_dir: Path, proc: subprocess.Popen, target: int, timeout: float) -> None:
+    """Until the attempt's last.pt holds `target` or a later step (training runs), or the process ends."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        step = saved_step(run_dir)
+        if step is not None and step >= target:
+            return
+        time.sleep(0.005)
+
+
+def campaign(workdir: Path, kills: int, seed: int = 0, steps: int = 200, start_up_share: float = 0.15) -> dict:
+    """Run the reference, then a victim killed `kills` times, each attempt `steps` long; returns the
+    tally. Kills are aimed by step, not by time: most land in training, a few steps past the newest
+    checkpoint and a random 0-25 ms later (mid-step, or inside a checkpoint, snapshot, grid or log
+    write, one of which happens every step); `start_up_share` of them land at a random moment of
+    start-up (imports, composition, building). Each kill is counted by the phase it landed in."""
     rng = random.Random(seed)
     reference, victim = workdir / "reference", workdir / "victim"
     duration = timed_reference(reference, workdir, steps)
-    tally = {"kills": 0, "during_start_up": 0, "mid_run": 0, "after_the_end": 0}
+    tally = {"kills": 0, "in_training": 0, "during_start_up": 0, "after_the_end": 0}
     for _ in range(kills):
         before = saved_step(victim)
         proc = launch(victim, workdir, resume=victim.is_dir(), steps=steps)
-        if tally["kills"] % 2 == 0:  # every other kill lands while training runs: after a new checkpoint
-            wait_for_progress(victim / "checkpoints" / "last.pt", proc, timeout=120)
-            time.sleep(rng.uniform(0.0, 0.3))
-        else:  # the rest anywhere, start-up included
-            time.sleep(rng.uniform(window[0], min(window[1], duration * 1.1)))
+        if rng.random() < start_up_share:
+            time.sleep(rng.uniform(0.05, 2.0))
+        else:
+            wait_for_step(victim, proc, (before or 0) + rng.randint(1, 3), timeout=min(120.0, 10 + 2 * duration))
+            time.sleep(rng.uniform(0.0, 0.025))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         tally["kills"] += 1
@@ -117,10 +119,13 @@ def campaign(workdir: Path, kills: int, seed: int = 0, window: tuple[float, floa
         elif saved_step(victim) == before:
             tally["during_start_up"] += 1  # imports, composition, building, or the first step
         else:
-            tally["mid_run"] += 1
+            tally["in_training"] += 1
+        if saved_step(victim) == steps:  # finished: later kills would all land after the end
+            break
     finish(victim, workdir, resume=victim.is_dir(), steps=steps)
     tally["problems"] = compare(reference, victim)
-    tally["stray_temporaries"] = [str(p) for p in victim.rglob("*.tmp")]
+    tally["stray_temporaries"] = [str(p) for p in victim.rglob("*") if p.name.endswith(".tmp") or ".partial" in p.name
+                                  or p.name.endswith(".claim")]
     return tally
 
 
@@ -128,13 +133,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=200, help="each attempt's length; every kill in training "
+                        "needs a step of progress, so more kills want more steps")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tally = campaign(Path(tmp), args.kills, args.seed, steps=args.steps)
     print(json.dumps(tally, indent=2))
     ok = not tally["problems"] and not tally["stray_temporaries"]
-    print(f"{tally['kills']} kills: {'every resume matched the uninterrupted run' if ok else 'FAILED'}")
+    print(f"{tally['kills']} kills ({tally['in_training']} in training, {tally['during_start_up']} during start-up, "
+          f"{tally['after_the_end']} after the end): "
+          f"{'every resume matched the uninterrupted run' if ok else 'FAILED'}")
     sys.exit(0 if ok else 1)
 
 
