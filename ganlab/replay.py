@@ -39,10 +39,15 @@ def folder_value(overrides: list[str], key: str) -> str | None:
 
 
 def holds_run(run_dir: Path) -> bool:
-    """Whether `run_dir` holds (an attempt of) a run: checkpoints, or the files a started run writes."""
+    """Whether `run_dir` holds a run: a checkpoint. (A start that left logs but no checkpoint, one
+    stopped by a fault say, is not a run: starting again there begins with a clean log.)"""
     ckpt_dir = Path(run_dir) / "checkpoints"
-    earlier = (Path(run_dir) / "metrics.jsonl").exists() or (Path(run_dir) / "model_summary.txt").exists()
-    return bool(checkpoint.periodic(ckpt_dir)) or (ckpt_dir / checkpoint.LAST).exists() or earlier
+    return bool(checkpoint.periodic(ckpt_dir)) or (ckpt_dir / checkpoint.LAST).exists()
+
+
+def left_over(run_dir: Path) -> bool:
+    """Whether a start that never reached a checkpoint left its logs in `run_dir`."""
+    return (Path(run_dir) / "metrics.jsonl").exists() or (Path(run_dir) / "model_summary.txt").exists()
 
 
 def hydra_overrides(run_dir: Path) -> list[str]:
@@ -125,7 +130,7 @@ def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, boo
         if held:
             raise ConfigError(f"{run_dir} already holds a run. Continue it with resume=true, or pick another "
                               "hydra.run.dir for a new run (nothing already written is overwritten).")
-        return None, False
+        return None, left_over(run_dir)  # what a start without a checkpoint left is cleaned, not appended to
     if resume not in (True, "true"):
         state = checkpoint.load(Path(str(resume)))
         log.warning("resume=%s: a warm start from that checkpoint (run %s, step %s) into a new run", resume,
@@ -135,6 +140,10 @@ def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, boo
     if latest is not None:
         log.info("resume: continuing from %s", latest[1])
         return latest[0], True
+    if not left_over(run_dir) and not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise ConfigError(f"resume=true but {run_dir} holds no run (no checkpoint, no log, no .hydra/config.yaml). "
+                          "Point hydra.run.dir at a run's folder (ls outputs/*/ lists them), or drop resume=true "
+                          "to start a new run there.")
     log.warning("resume: %s has no checkpoint yet (stopped before its first one); starting from step 0 with a "
                 "clean log", run_dir)
     return None, True

@@ -44,7 +44,7 @@ class RunDirLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = _read_holder(self.run_dir / LOCK_NAME) or "another process"
+            holder = _read_holder(self.run_dir / LOCK_NAME) or _holding_process(self.run_dir) or "another process"
             raise ConfigError(f"the run directory {self.run_dir} is in use by {holder}. Two processes in one run "
                               "would interleave its logs and checkpoints: wait for it to finish (or stop it), or "
                               "pick another hydra.run.dir.") from None
@@ -63,6 +63,22 @@ class RunDirLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def _holding_process(folder: Path) -> str:
+    """Before the holder has announced itself (it writes its note only once its command is
+    accepted): the process that has `folder` open, found in /proc (Linux), as 'pid N (command)'."""
+    target = str(Path(folder).resolve())
+    for proc in Path("/proc").glob("[0-9]*"):
+        if proc.name == str(os.getpid()):
+            continue
+        try:
+            if any(os.readlink(fd) == target for fd in (proc / "fd").iterdir()):
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                return f"pid {proc.name} on {socket.gethostname()} ({command[:120]})"
+        except OSError:
+            continue
+    return ""
 
 
 def _read_holder(path: Path) -> str:

@@ -124,7 +124,9 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
                 write_run_id(run_dir, training.run.run_id)
             _start(training, config, run_dir, overrides or [], choices or {})
             return training
-    except (OSError, RuntimeError) as exc:  # a full disk anywhere (start-up included): one paragraph, exit 4
+    except (OSError, RuntimeError, MemoryError) as exc:  # a full disk or memory (start-up included): exit 4
+        if _is_out_of_memory(exc):
+            raise RunFault(_out_of_memory(exc, config, run_dir)) from None
         if not checkpoint.is_disk_full(exc):
             raise
         where = getattr(exc, "filename", None)
@@ -132,6 +134,26 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
             raise RunFault(f"could not write {where or run_dir}: the disk is full. Nothing was trained yet (the run has "
                            "no checkpoint); free some space and start it again.") from None
         raise checkpoint.disk_full(Path(where or run_dir / "checkpoints")) from None
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc)))
+
+
+def _out_of_memory(exc: BaseException, config: dict[str, Any], run_dir: Path) -> str:
+    """One paragraph: what ran out, the batch size and resolution that asked for it, and the fix."""
+    import re
+
+    asked = re.search(r"allocate (\d+) bytes", str(exc))
+    amount = f" ({int(asked.group(1)) / 2**30:.1f} GiB asked for at once)" if asked else ""
+    dataset = config.get("dataset") or {}
+    saved = checkpoint.load_latest(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
+    after = (f" The newest checkpoint (step {saved[0]['step']}) is kept; continue with resume=true and the smaller "
+             "setting." if saved else " Nothing was trained yet; start again with the smaller setting.")
+    return (f"out of {'GPU ' if 'CUDA' in str(exc) else ''}memory{amount} with dataset.batch_size="
+            f"{dataset.get('batch_size')} at dataset.resolution={dataset.get('resolution')}: lower "
+            "dataset.batch_size (or the resolution, or the networks' width)." + after)
 
 
 def _accept(lock: RunDirLock | None, on_accept: Callable[[], None] | None) -> None:

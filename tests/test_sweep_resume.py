@@ -254,3 +254,43 @@ def test_a_full_disk_at_start_up_says_nothing_was_trained_and_leaves_no_folder(t
     code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, f"hydra.run.dir={tmp_path / 'new' / 'run'}")
     assert code == 4 and "Nothing was trained yet" in err and "resume=true" not in err, err
     assert "checkpoints" not in err.split("could not write")[1].split(":")[0]
+
+
+def test_a_second_train_names_the_holders_pid_before_the_holder_announced_itself(tmp_path):
+    from ganlab.rundir import RunDirLock
+
+    code = f"from ganlab.rundir import RunDirLock; import time; lock = RunDirLock({str(tmp_path)!r}, announce=False)" \
+           ".__enter__(); print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert not (tmp_path / ".ganlab.lock").exists()  # no note yet: its command is not accepted
+        with pytest.raises(Exception, match=f"in use by pid {holder.pid} "):
+            RunDirLock(tmp_path).__enter__()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_out_of_memory_is_one_paragraph_and_its_folder_does_not_block_a_rerun(tmp_path, monkeypatch, capsys):
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 96636764160 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr("ganlab.train.train_steps", no_memory)
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, "dataset.batch_size=32", "hydra.run.dir=run")
+    assert code == 4 and "Traceback" not in err, err
+    assert "out of memory (90.0 GiB asked for at once) with dataset.batch_size=32" in err
+    assert "lower dataset.batch_size" in err and "Nothing was trained yet" in err
+    monkeypatch.undo()
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, "hydra.run.dir=run")
+    assert code == 0, err  # a start that left logs but no checkpoint is not "a run"
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # a clean log, not appended to
+
+
+def test_resume_of_a_folder_that_holds_no_run_is_refused(tmp_path, monkeypatch, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={tmp_path / 'empty'}")
+    assert code == 2 and "holds no run" in err and "Traceback" not in err, err
+    assert list((tmp_path / "empty").iterdir()) == []
