@@ -294,3 +294,17 @@ def test_resume_of_a_folder_that_holds_no_run_is_refused(tmp_path, monkeypatch, 
     code, _, err = train_cli(tmp_path, monkeypatch, capsys, "resume=true", f"hydra.run.dir={tmp_path / 'empty'}")
     assert code == 2 and "holds no run" in err and "Traceback" not in err, err
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_streamed_file_deleted_mid_run_is_a_fault_that_names_resume(tmp_path):
+    from fake_data import make_images
+    from ganlab.data.folder import load_folder
+    from ganlab.errors import RunFault
+
+    make_images(tmp_path / "images", 8)
+    data = load_folder(str(tmp_path / "images"), resolution=8, batch_size=8, in_memory=False, workers=0)
+    batches = data.batches(torch.device("cpu"), seed=0)
+    next(batches)
+    sorted((tmp_path / "images").iterdir())[3].write_bytes(b"truncated")
+    with pytest.raises(RunFault, match="met during training.*continue with resume=true"):
+        next(batches)

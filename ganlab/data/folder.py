@@ -24,7 +24,7 @@ from torchvision.transforms import functional as TF
 
 from ganlab.cache import load_verified, save_verified
 from ganlab.data.memory import DataFacts, InMemoryImages, check_batch_size, epoch_order, pixels_to_float
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, RunFault
 from ganlab.registry import buildable
 
 log = logging.getLogger("ganlab")
@@ -272,7 +272,10 @@ class StreamingBatches:
         if self._iterator is None:
             self._start_pass()
         images, labels, index = next(self._iterator)
-        check_readable(self.data.files.paths, index)
+        bad = failed_indices(index)
+        if bad:  # met during training (a file deleted, truncated or replaced under the running run): a fault
+            raise RunFault(f"{unreadable(self.data.files.paths, bad)} This was met during training; the newest "
+                           "checkpoint is kept: fix or restore the files, then continue with resume=true.")
         self.position += 1
         images = images.to(self.device, non_blocking=True)
         return {"image": self.data.to_float(images), "label": labels.to(self.device, non_blocking=True)}
