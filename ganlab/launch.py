@@ -14,7 +14,7 @@ from pathlib import Path
 from ganlab.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT
 from ganlab.paths import config_dir
 from ganlab.runtime import is_main_process as _is_main, launched_processes
-from ganlab.search import metric_direction, objective_value, with_direction, worst
+from ganlab.search import StudyComplete, metric_direction, objective_value, uses_optuna, with_direction, with_study, worst
 
 JOB_NAME_LIMIT = 100  # characters of a sweep job's folder name taken from its overrides
 # The config groups a run's HParams entry shows (the per-pair groups follow from model and the rest).
@@ -84,6 +84,8 @@ def _register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("ganlab_job_name"):
         OmegaConf.register_new_resolver("ganlab_job_name", job_folder_name)
+    if not OmegaConf.has_resolver("ganlab_offset"):  # a continued search numbers its jobs after the earlier ones
+        OmegaConf.register_new_resolver("ganlab_offset", lambda num, offset: str(int(num) + int(offset)))
 
 
 def train(overrides: list[str]) -> None:
@@ -113,9 +115,13 @@ def train(overrides: list[str]) -> None:
     if "-m" in overrides or "--multirun" in overrides:
         try:
             overrides = with_direction(overrides)  # an Optuna sweep optimises the run's metric its way
+            overrides = with_study(overrides)  # ... keeping its study in the sweep folder, resumable
         except ConfigError as exc:
             print(f"ganlab: error: {exc}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
+        except StudyComplete as exc:
+            print(f"ganlab: {exc}")
+            return
         overrides = [*overrides, *_name_jobs_by_swept_keys(overrides)]
     if launched_processes() > 1:
         overrides = [*overrides, *_one_run_dir_for_all_processes(overrides)]
@@ -211,7 +217,8 @@ def _resumes_sweep(overrides: list[str]) -> bool:
 
     typed = [o for o in overrides if "=" in o and not o.startswith("-")]
     given = {_key(o): o.split("=", 1)[1] for o in typed}
-    if not ("-m" in overrides or "--multirun" in overrides) or given.get("resume", "").lower() != "true":
+    if not ("-m" in overrides or "--multirun" in overrides) or given.get("resume", "").lower() != "true" \
+            or uses_optuna(overrides):  # a search continues its study instead (search.with_study)
         return False
     folder = folder_value(typed, "hydra.sweep.dir")
     if folder is None:

@@ -108,6 +108,7 @@ class VettingConfigLoader(ConfigLoaderImpl):
             planned = [self.load_sweep_config(cfg, job) for job in sweep_jobs(cfg)]  # all vetted before any starts
             if self.origins.runs_jobs and "MULTIRUN" in str(cfg.hydra.get("mode")):  # not Hydra's mode probe
                 _record_plan(cfg, planned)
+                _make_study_folder(cfg)
         return cfg
 
     def _trusted(self, config_name, overrides: list[str], run_mode) -> DictConfig:
@@ -220,7 +221,7 @@ def _check_typed_only(cfg: DictConfig, trusted: DictConfig, overrides: list[str]
 
 def _typed_value(cfg: DictConfig, key: str) -> Any:
     """The value the user typed for a hydra key (None: not typed)."""
-    for line in reversed(list(cfg.hydra.overrides.hydra)):
+    for line in reversed(OmegaConf.to_container(cfg.hydra.overrides.hydra, resolve=False)):  # lines, not values
         if line.split("=", 1)[0].lstrip("+~") == key:
             return OverridesParser.create().parse_override(line).value()
     return None
@@ -291,6 +292,13 @@ def _record_plan(cfg: DictConfig, planned: list[DictConfig]) -> None:
     except Exception:  # noqa: BLE001 - a value that resolves only inside a job: the sweep runs without a record
         return
     sweeps.write_plan(sweep_dir, sweeps.plan(jobs))
+
+
+def _make_study_folder(cfg: DictConfig) -> None:
+    """An accepted Optuna search keeps its study in its sweep folder: SQLite needs the folder first."""
+    storage = str(cfg.hydra.sweeper.get("storage") or "")
+    if storage.startswith("sqlite:///"):
+        Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
 
 
 def sweep_jobs(cfg: DictConfig) -> list[list[str]]:

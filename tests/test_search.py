@@ -56,3 +56,26 @@ def test_an_optuna_sweep_optimises_the_runs_metric_and_a_diverged_trial_is_inf(t
     rows = list(csv.DictReader(open(sweep / "report" / "runs.csv")))
     ranks = {r["run"]: r["rank"] for r in rows}
     assert sorted(v for v in ranks.values() if v) == ["1", "2"]  # the two trials that did not diverge
+
+
+@pytest.mark.slow
+def test_an_optuna_search_continues_its_study_without_rerunning_finished_trials(tmp_path):
+    search = ["train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "debug=tiny", "model=mlp",
+              "dataset=ring", "optimizer.lr=choice(0.001,0.002,0.003,0.004)", "metrics.names=[toy]",
+              "metrics.best=reverse_kl", "metrics.n=200", "schedule.eval_every=2", "hydra.sweep.dir=sweep"]
+    code, _, err = cli_in_process(*search, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    assert code == 0, err
+    sweep = tmp_path / "sweep"
+    first = {p.name: (p / "metrics.jsonl").read_bytes() for p in sweep.iterdir() if p.name[0].isdigit()}
+    assert len(first) == 2 and (sweep / "optuna.db").is_file()
+    code, _, err = cli_in_process(*search, "hydra.sweeper.n_trials=4", "resume=true", cwd=tmp_path)
+    assert code == 0, err
+    jobs = sorted(p.name for p in sweep.iterdir() if p.name[0].isdigit())
+    assert [name.split("_")[0] for name in jobs] == ["0", "1", "2", "3"]  # numbered after the earlier trials
+    assert {name: (sweep / name / "metrics.jsonl").read_bytes() for name in first} == first  # not run again
+    import optuna
+
+    trials = optuna.load_study(study_name="ganlab", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
+    assert len(trials) == 4 and len({t.params["optimizer.lr"] for t in trials}) == 4  # the grid, each point once
+    code, out, err = cli_in_process(*search, "hydra.sweeper.n_trials=4", "resume=true", cwd=tmp_path)
+    assert code == 0 and "has finished 4 of hydra.sweeper.n_trials=4 trials" in out, err
