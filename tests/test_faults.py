@@ -243,3 +243,7 @@ def test_sweep_failures_fail_under_other_launchers(tmp_path, launcher):
     assert "dataset.batch_size=0 must be positive" in result.stderr
     [failed] = (tmp_path / "sweep").glob("1_dataset.batch_size=0")
     assert "dataset.batch_size=0 must be positive" in (failed / "train.log").read_text()
+    import json  # each job marked its own status in the sweep's record, from the launcher's worker
+
+    record = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [job["status"] for job in record["jobs"]] == ["finished", "failed"], record
