@@ -93,7 +93,7 @@ def wait_for_step(run_dir: Path, proc: subprocess.Popen, target: int, timeout: f
         time.sleep(0.005)
 
 
-def campaign(workdir: Path, kills: int, seed: int = 0, steps: int = 200, start_up_share: float = 0.15) -> dict:
+def campaign(workdir: Path, kills: int, seed: int = 0, steps: int = 240, start_up_share: float = 0.15) -> dict:
     """Run the reference, then a victim killed `kills` times, each attempt `steps` long; returns the
     tally. Kills are aimed by step, not by time: most land in training, a few steps past the newest
     checkpoint and a random 0-25 ms later (mid-step, or inside a checkpoint, snapshot, grid or log
@@ -109,7 +109,7 @@ def campaign(workdir: Path, kills: int, seed: int = 0, steps: int = 200, start_u
         if rng.random() < start_up_share:
             time.sleep(rng.uniform(0.05, 2.0))
         else:
-            wait_for_step(victim, proc, (before or 0) + rng.randint(1, 3), timeout=min(120.0, 10 + 2 * duration))
+            wait_for_step(victim, proc, (before or 0) + rng.randint(1, 2), timeout=min(120.0, 10 + 2 * duration))
             time.sleep(rng.uniform(0.0, 0.025))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -133,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=200, help="each attempt's length; every kill in training "
+    parser.add_argument("--steps", type=int, default=240, help="each attempt's length; every kill in training "
                         "needs a step of progress, so more kills want more steps")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
