@@ -81,10 +81,18 @@ def report(runs, out, steps, epochs) -> list[Path]:
     labels = run_labels(infos)
     groups = [g for g in seed_groups(infos) if len(g) > 1]  # runs that differ only in the seed
     curves, curve_labels = _seed_means(infos, labels, groups)
-    written = [learning_curves(curves, curve_labels, folder / "learning_curves.png", direction_words)]
-    if steps or epochs:
-        written += [samples_over_time(info, label, steps, epochs, folder) for info, label in zip(infos, labels)]
-    written += comparison_table(infos, labels, folder, groups, _sweep_status(paths))
+    written: list[Path] = []
+    try:
+        written.append(learning_curves(curves, curve_labels, folder / "learning_curves.png", direction_words))
+        if steps or epochs:
+            for info, label in zip(infos, labels):
+                written.append(samples_over_time(info, label, steps, epochs, folder))
+        written += comparison_table(infos, labels, folder, groups, _sweep_status(paths))
+    except (OSError, RuntimeError) as exc:  # a full disk: no half report (curves without their table)
+        if is_disk_full(exc):
+            for path in written:
+                path.unlink(missing_ok=True)
+        raise
     return written
 
 

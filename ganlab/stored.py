@@ -26,7 +26,7 @@ from ganlab.errors import ConfigError
 log = logging.getLogger("ganlab")
 
 # Keys a stored config may not set: they always take the value composed now.
-TYPED_ONLY = ("allowed_targets", "resume", "paths")
+TYPED_ONLY = ("allowed_targets", "resume", "resume_from", "paths")
 # Data set keys that reach outside the run (downloads, cache folders): composed now, or off.
 DATASET_TYPED_ONLY = {"download": False, "cache_dir": None}
 

@@ -136,6 +136,17 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
         raise checkpoint.disk_full(Path(where or run_dir / "checkpoints")) from None
 
 
+def _resume_setting(config: dict[str, Any]) -> Any:
+    """`resume` (false/true/auto/PATH), or `resume_from=PATH`, the warm start's own key."""
+    warm = config.get("resume_from")
+    if warm in (None, "", False):
+        return config["resume"]
+    if config["resume"] not in (False, "false", None, ""):
+        raise ConfigError(f"resume={config['resume']} and resume_from={warm} are both set; resume continues this "
+                          "folder's run, resume_from starts a new run from another checkpoint. Keep one.")
+    return str(warm)
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or (
         isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc)))
@@ -174,7 +185,7 @@ def _build(config: dict[str, Any], run_dir: Path, prefixes, runtime: Runtime, ov
     device = runtime.device
     if runtime.is_main:
         refuse_links(run_dir)  # a shared run folder's planted links would redirect every write
-    stored, resumed = resume_state(config["resume"], run_dir) if runtime.is_main else (None, False)
+    stored, resumed = resume_state(_resume_setting(config), run_dir) if runtime.is_main else (None, False)
     run_id = ((stored.get("run_id") if stored and resumed else None) or read_run_id(run_dir) or new_run_id()) \
         if runtime.is_main else None
     if resumed and runtime.is_main:  # read before anything is written: bad bytes are refused, not met later

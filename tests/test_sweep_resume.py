@@ -308,3 +308,16 @@ def test_a_streamed_file_deleted_mid_run_is_a_fault_that_names_resume(tmp_path):
     sorted((tmp_path / "images").iterdir())[3].write_bytes(b"truncated")
     with pytest.raises(RunFault, match="met during training.*continue with resume=true"):
         next(batches)
+
+
+def test_resume_from_is_a_logged_warm_start_into_a_new_run(tmp_path, monkeypatch, capsys, finished_run):
+    source = finished_run / "checkpoints" / "last.pt"
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, "schedule.steps=6", f"resume_from={source}",
+                             "hydra.run.dir=warm")
+    assert code == 0, err
+    assert f"resume={source}: a warm start from that checkpoint" in log_of(tmp_path / "warm")
+    mine = json.loads((tmp_path / "warm" / "run.json").read_text())["run_id"]
+    assert mine != checkpoint.load(source)["run_id"] == json.loads((finished_run / "run.json").read_text())["run_id"]
+    code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, "resume=true", f"resume_from={source}",
+                             "hydra.run.dir=warm")
+    assert code == 2 and "Keep one" in err, err
