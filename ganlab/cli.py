@@ -15,8 +15,8 @@ from ganlab.errors import EXIT_CONFIG, EXIT_FAULT
 
 
 def main(argv: list[str] | None = None) -> None:
-    _stop_cleanly_on_signals()
     args = list(sys.argv[1:] if argv is None else argv)
+    _stop_cleanly_on_signals(args[0] if args else "")
     if not args or args[0] in ("-h", "--help", "help"):
         from ganlab.usage import general_help
 
@@ -92,7 +92,7 @@ def _read_run(verb: str, args: list[str]) -> None:
         sys.exit(EXIT_FAULT)
 
 
-def _stop_cleanly_on_signals() -> None:
+def _stop_cleanly_on_signals(verb: str = "train") -> None:
     """SIGINT / SIGTERM before training starts: stop at once with 130 / 143 and one line, no
     traceback. Nothing needs saving yet, and raising inside an import (torch's, say) could abort
     the interpreter, so the handler exits directly. The training loop installs its own handlers,
@@ -100,8 +100,15 @@ def _stop_cleanly_on_signals() -> None:
 
     import ganlab
 
+    main_pid = os.getpid()
+
     def stop(signum, _frame):
-        if ganlab.TRAINING_IN is None:
+        if os.getpid() != main_pid:  # a data loader's worker: the main process says it, once
+            os._exit(128 + signum)
+        if verb in READERS:
+            text = (f"stopped by signal {signum}; ganlab {verb} left no partial output (each output is written whole "
+                    "under its final name, or not at all).")
+        elif ganlab.TRAINING_IN is None:
             text = f"stopped by signal {signum} before training started; nothing was trained."
         else:  # after the loop ended (a failed process group under torchrun, say): checkpoints exist
             text = (f"stopped by signal {signum} after training had begun in {ganlab.TRAINING_IN}; its newest "

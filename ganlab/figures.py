@@ -3,12 +3,16 @@ series is and which way is better is the report's business (`report.py`); drawin
 
 from __future__ import annotations
 
+import logging
+
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 from ganlab.errors import ConfigError
 from ganlab.safe_files import atomic_output
+
+log = logging.getLogger("ganlab")
 
 # What the learning curves plot beside the losses: held-out and sample metrics, a VAE's ELBO terms.
 CURVES = ("eval/", "metrics/", "VAE/")
@@ -88,7 +92,8 @@ def _finish(axis, title: str, ylabel: str) -> None:
 
 def chosen_grids(info: dict[str, Any], steps, epochs) -> list[tuple[str, Path]]:
     """(title, grid) for each step (or epoch) asked for: the saved sample grid nearest to it."""
-    saved = {int(p.stem.split("_")[1]): p for p in (info["dir"] / "samples").glob("step_*.png")}
+    saved = {int(p.stem[5:]): p for p in (info["dir"] / "samples").glob("step_*.png")
+             if p.stem[5:].isdigit() and p.is_file()}  # a file named otherwise is not a grid of the run's
     if not saved:
         raise ConfigError(f"{info['dir']} has no sample grids (samples/step_*.png) to show.")
     if epochs:
@@ -101,6 +106,9 @@ def chosen_grids(info: dict[str, Any], steps, epochs) -> list[tuple[str, Path]]:
     chosen = []
     for title, step in wanted:
         nearest = min(sorted(saved), key=lambda s: abs(s - step))  # a tie: the earlier grid
+        if step > max(saved):
+            log.warning("report: %s: %s is past the run's last grid (step %d); that grid is shown", info["dir"],
+                        title, max(saved))
         chosen.append((title if nearest == step else f"{title} (grid of step {nearest})", saved[nearest]))
     return chosen
 

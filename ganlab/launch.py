@@ -143,7 +143,12 @@ def train(overrides: list[str]) -> None:
             text, held.buffer = "".join(held.buffer), []
             hint = "" if "sweep job" in text or "Refused" in text else \
                 " See `ganlab train --help` for the groups and keys."
-            print(f"ganlab: error: {held.paragraph(text)}{hint}", file=held.stream)
+            nearest = _did_you_mean(text)
+            if nearest:  # Hydra's `+key` advice would only lead to a second refusal
+                import re
+
+                text = re.sub(r"To append to your config use \S+", "", text)
+            print(f"ganlab: error: {nearest}{held.paragraph(text)}{hint}", file=held.stream)
             sys.exit(EXIT_CONFIG)
         if exc.code == 1 and jobs.failed:
             _report_failed_jobs(jobs)
@@ -273,6 +278,35 @@ def resume_sweep(sweep_dir: Path, typed: list[str]) -> None:
     print(f"ganlab: sweep {sweep_dir} resumed:\n" + "\n".join(f"  {line}" for line in done + failed))
     if failed:
         sys.exit(EXIT_CONFIG)
+
+
+def _did_you_mean(text: str) -> str:
+    """For Hydra's 'Could not override X' (a key or group that does not exist): the nearest group or
+    key, first, instead of Hydra's `+X` advice that only leads to a second refusal."""
+    import difflib
+    import re
+
+    from ganlab.paths import config_groups
+
+    found = re.search(r"Could not override '([^']+)'", text)
+    if not found:
+        return ""
+    wrong = found.group(1)
+    groups = sorted(g for g in config_groups() if not g.startswith(("_", "hydra")))
+    near = [] if "." in wrong else difflib.get_close_matches(wrong, groups, n=1, cutoff=0.7)
+    if near:
+        return f"{wrong} is not a config group or key. Did you mean {near[0]}= (one of: {', '.join(groups)})? "
+    try:
+        from omegaconf import OmegaConf
+
+        from ganlab.checks import flatten
+        from ganlab.paths import compose
+
+        keys = sorted(flatten(OmegaConf.to_container(compose([]), resolve=False)))
+    except Exception:  # noqa: BLE001 - a hint only
+        return ""
+    near = [k for k in difflib.get_close_matches(wrong, keys, n=2, cutoff=0.75) if k != wrong]  # not itself: a key of
+    return f"{wrong} is not a ganlab setting. Did you mean {near[0]}? " if near else ""  # another model's
 
 
 def _report_failed_jobs(jobs: Jobs) -> None:

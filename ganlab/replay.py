@@ -22,7 +22,13 @@ log = logging.getLogger("ganlab")
 def check_resume_folder(overrides: list[str]) -> None:
     """`resume=true hydra.run.dir=DIR` must name a folder that exists (before Hydra composes)."""
     given = {_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
-    if given.get("resume", "").lower() != "true" or "hydra.run.dir" not in given:
+    if given.get("resume", "").lower() != "true":
+        return
+    if "hydra.run.dir" not in given and not ("-m" in overrides or "--multirun" in overrides):
+        raise ConfigError("resume=true continues a run: name its folder, e.g. ganlab train resume=true "
+                          "hydra.run.dir=outputs/<date>/<time> (or ganlab resume outputs/<date>/<time>); ls outputs/*/ "
+                          "lists the runs.")
+    if "hydra.run.dir" not in given:
         return
     run_dir = Path(folder_value(overrides, "hydra.run.dir")).expanduser()
     if not run_dir.is_dir():

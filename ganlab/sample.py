@@ -70,6 +70,10 @@ def sample(run, checkpoint, ema, seed, device, allowed_targets, n, out, format, 
     if interpolate and interpolate < 2:
         raise ConfigError(f"interpolate={interpolate}: a latent walk needs at least 2 steps (interpolate=8 draws "
                           "walks of 8); interpolate=0 turns it off.")
+    if interpolate and n % interpolate:
+        raise ConfigError(f"interpolate={interpolate} draws walks of {interpolate} images, and n={n} is not a whole "
+                          f"number of walks; set n={max(1, n // interpolate) * interpolate} (or another multiple of "
+                          f"{interpolate}).")
     if labels is not None:
         labels = _class_list(labels)
     if format == "grid" and n > GRID_LIMIT:

@@ -202,6 +202,9 @@ def _build(config: dict[str, Any], run_dir: Path, prefixes, runtime: Runtime, ov
     run.images, run.run_id = _count(data), run_id
     _check_value_range(run.objective, value_range)
     schedule = schedule_from(config["schedule"], data.batches_per_epoch, run.objective.batches_per_step())
+    if config["schedule"].get("epochs") and config["schedule"].get("steps") not in (None, schedule.steps):
+        log.warning("schedule.epochs=%s sets the run's length: %d steps (schedule.steps=%s is not used)",
+                    config["schedule"]["epochs"], schedule.steps, config["schedule"]["steps"])
     if stored and resumed and int(stored["step"]) > schedule.steps:
         raise ConfigError(f"resume: the run in {run_dir} is already at step {int(stored['step'])}, past "
                           f"schedule.steps={schedule.steps}; nothing was changed. To train it on, set schedule.steps "
@@ -211,6 +214,7 @@ def _build(config: dict[str, Any], run_dir: Path, prefixes, runtime: Runtime, ov
         run.ema = runs.ema_copies(run.objective)
     for name, net in run.networks.items():  # SyncBatchNorm, channels_last, compile: the objective calls these
         run.objective.networks[name] = runtime.prepare(net)
+    _check_per_network(config["optimizer"], list(run.networks))
     optimizers = {name: runtime.fuse(_build_optimizer(config["optimizer"], name, net, prefixes), net.parameters())
                   for name, net in run.networks.items()}
     metrics = config.get("metrics") or {}
@@ -282,6 +286,19 @@ def _check_loss_fits(cfg: DictConfig, prefixes) -> None:
     if reads_loss and not cfg.get("loss"):
         raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
                           "bce, minimax, wgan, wgan_gp, lsgan, hinge, rpgan, r3gan (e.g. loss=bce).")
+
+
+def _check_per_network(node: dict[str, Any], networks: list[str]) -> None:
+    """`optimizer.per_network.<name>` must name a network this model trains (a misspelt or absent
+    one would be ignored: the run would train with the shared settings)."""
+    import difflib
+
+    for name in (node.get("per_network") or {}):
+        if name not in networks:
+            near = difflib.get_close_matches(str(name), networks, n=1)
+            hint = f"Did you mean optimizer.per_network.{near[0]}? " if near else ""
+            raise ConfigError(f"optimizer.per_network.{name} names no network of this model; nothing would read it. "
+                              f"{hint}Its networks are: {', '.join(networks)}.")
 
 
 def _build_optimizer(node: dict[str, Any], network: str, module: torch.nn.Module, prefixes) -> torch.optim.Optimizer:

@@ -105,7 +105,14 @@ def test_a_folder_of_several_data_sets_says_how_many_images_and_where(tmp_path, 
     make_images(tmp_path / "anime", 6)
     make_images(tmp_path / "cifar10" / "test" / "cat", 4)
     with caplog.at_level("INFO", logger="ganlab"):
-        load_anime(str(tmp_path), resolution=8, batch_size=2)
+        data = load_anime(str(tmp_path), resolution=8, batch_size=2)
+    assert len(data) == 6  # the root holds anime/: that folder, not the cifar10 images beside it
+    assert f"holds a folder named anime/: reading {tmp_path / 'anime'}" in caplog.text
+    from ganlab.data.folder import load_folder
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ganlab"):  # a plain folder set names the folders it mixes
+        load_folder(str(tmp_path), resolution=8, batch_size=2)
     assert "10 images (anime/: 6, cifar10/: 4)" in caplog.text
     assert "images come from 2 top-level folders" in caplog.text
 

@@ -580,7 +580,7 @@ def test_a_signal_after_training_began_does_not_claim_nothing_was_trained(tmp_pa
     import subprocess
     import sys
 
-    code = ("import os, signal, ganlab, ganlab.cli as cli; cli._stop_cleanly_on_signals(); "
+    code = ("import os, signal, ganlab, ganlab.cli as cli; cli._stop_cleanly_on_signals('train'); "
             f"ganlab.TRAINING_IN = {str(tmp_path)!r}; os.kill(os.getpid(), signal.SIGTERM)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 143

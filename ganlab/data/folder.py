@@ -168,6 +168,17 @@ def split_files(paths: list[Path], root: Path, split: str, test_fraction: float)
     return chosen
 
 
+def own_folder(root: Path, name: str) -> Path:
+    """`root/name` when `root` holds a folder named after the data set (`dataset.root` pointed at a
+    folder of several data sets), else `root`; said in the log either way it changes."""
+    inner = root / name
+    if root.name != name and inner.is_dir() and not inner.is_symlink():
+        log.warning("dataset.root=%s holds a folder named %s/: reading %s (not the other folders beside it)", root,
+                    name, inner)
+        return inner
+    return root
+
+
 @buildable("dataset")
 def load_folder(root: str, resolution: int = 64, batch_size: int = 64, labels: str = "auto",
                 crop: int | None = None, channels: int = 3, in_memory: str | bool = "auto",
@@ -199,7 +210,9 @@ def load_anime(root: str = "data/anime", resolution: int = 64, batch_size: int =
                in_memory: str | bool = "auto", memory_limit_gb: float = 4.0, cache: bool = False,
                cache_dir: str = "data/.cache", workers: int | None = None, value_range: str = "tanh",
                split: str = "all", test_fraction: float = 0.1):
-    """Anime face crops (the anime report's Crypko faces, Kaggle's anime faces): one unlabeled folder."""
+    """Anime face crops (the anime report's Crypko faces, Kaggle's anime faces): one unlabeled folder.
+    A root that holds an `anime/` folder (a data folder of several sets) means that folder."""
+    root = str(own_folder(Path(root).expanduser(), "anime"))
     return load_folder(root, resolution, batch_size, "none", crop, 3, in_memory, memory_limit_gb, cache, cache_dir,
                        workers, value_range, "anime", split, test_fraction)
 

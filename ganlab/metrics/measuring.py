@@ -158,6 +158,12 @@ def training_evaluator(settings: dict[str, Any], run: runs.Run, data, held_out, 
     if names == "auto":
         names = available(judge is not None, False, mixture is not None, judge is not None and judge.per_channel)
     if not names or run.objective.sampler is None:
+        if settings.get("best"):  # best.pt would silently never be kept
+            why = "this model does not generate" if run.objective.sampler is None else \
+                "metrics.names=auto finds none computable here (no metrics.classifier, and not a 2-d toy)"
+            raise ConfigError(f"metrics.best={settings['best']} keeps best.pt by a metric measured during training, "
+                              f"but none is measured: {why}. Name the metric and what it needs (e.g. "
+                              "metrics.names=[classifier_fd] metrics.classifier=PATH), or drop metrics.best.")
         return Evaluator(run, device, judges, held_out)
     split = "test" if dataset.get("split") == "train" else dataset.get("split")  # what train's held-out split is
     measurer = Measurer(list(names), int(settings.get("n") or 2000), device, None if mixture else real_data,

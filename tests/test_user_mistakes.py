@@ -1,0 +1,76 @@
+"""A user's day (issue 36): mistakes that used to train anyway, or answer twice, are one paragraph
+and exit 2 (or a warning that names the key) the first time."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CLI_TINY, cli_in_process, run_cli
+from test_shared_input import TINY_RUN, finished_run, refused  # noqa: F401
+
+
+def train(tmp_path, *args):
+    return cli_in_process("train", *args, cwd=tmp_path)
+
+
+@pytest.fixture
+def images(tmp_path):
+    from fake_data import make_images
+
+    make_images(tmp_path / "images", 20)
+    return ["dataset=folder", f"dataset.root={tmp_path / 'images'}"]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["resume=true"], "resume=true continues a run: name its folder"),
+    (["+optimizer.per_network.discrimnator.lr=4e-4"], "Did you mean optimizer.per_network.discriminator?"),
+    (["model=vae_mlp", "+optimizer.per_network.discriminator.lr=4e-4"], "Its networks are: vae"),
+    (["metrics.best=fid"], "metrics.best=fid keeps best.pt by a metric measured during training, but none"),
+    (["modle=sngan"], "modle is not a config group or key. Did you mean model="),
+    (["schedule.step=100"], "schedule.step is not a ganlab setting. Did you mean schedule.steps?"),
+])
+def test_a_mistake_is_refused_the_first_time(tmp_path, args, words):
+    sizes = [] if "model=vae_mlp" in args else CLI_TINY  # the VAE has no generator to shrink
+    folder = [] if args == ["resume=true"] else ["hydra.run.dir=run"]
+    code, _, err = train(tmp_path, *sizes, "device=cpu", "debug=tiny", *args, *folder)
+    refused(code, err, words)
+    assert "To append to your config use" not in err  # Hydra's +key advice would only be refused next
+    assert not (tmp_path / "run").exists() and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("setting,words", [("dataset.crop=-5", "dataset.crop=-5 must be positive"),
+                                           ("dataset.memory_limit_gb=-1", "must be zero or more"),
+                                           ("dataset.workers=-1", "dataset.workers=-1 must be zero or more")])
+def test_bad_data_settings_are_named_not_a_worker_traceback(tmp_path, images, setting, words):
+    code, _, err = train(tmp_path, *TINY_RUN, *images, setting, "hydra.run.dir=run")
+    refused(code, err, words)
+
+
+def test_epochs_and_steps_together_say_which_wins(tmp_path):
+    code, _, err = train(tmp_path, *TINY_RUN, "schedule.epochs=1", "schedule.steps=5", "hydra.run.dir=run")
+    assert code == 0, err
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "schedule.epochs=1 sets the run's length" in log and "(schedule.steps=5 is not used)" in log
+
+
+def test_interpolate_needs_whole_walks_and_report_says_when_a_step_is_past_the_run(tmp_path, finished_run, caplog):
+    result = run_cli("sample", f"run={finished_run}", "device=cpu", "interpolate=8", "n=5", cwd=tmp_path)
+    refused(result.returncode, result.stderr, "interpolate=8 draws walks of 8 images", "set n=8")
+    result = run_cli("report", str(finished_run), "steps=[999999]", f"out={tmp_path / 'report'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "step 999999 is past the run's last grid (step 4); that grid is shown" in caplog.text
+
+
+def test_ctrl_c_in_a_reader_verb_does_not_speak_of_training(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, signal, ganlab.cli as cli; cli._stop_cleanly_on_signals('report'); "
+            "os.kill(os.getpid(), signal.SIGINT); import time; time.sleep(5)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + signal.SIGINT
+    assert "ganlab report left no partial output" in done.stderr and "trained" not in done.stderr
+    assert done.stderr.count("ganlab:") == 1
+    del os
