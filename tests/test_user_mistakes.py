@@ -25,7 +25,6 @@ def images(tmp_path):
     (["resume=true"], "resume=true continues a run: name its folder"),
     (["+optimizer.per_network.discrimnator.lr=4e-4"], "Did you mean optimizer.per_network.discriminator?"),
     (["model=vae_mlp", "+optimizer.per_network.discriminator.lr=4e-4"], "Its networks are: vae"),
-    (["metrics.best=fid"], "metrics.best=fid keeps best.pt by a metric measured during training, but none"),
     (["modle=sngan"], "modle is not a config group or key. Did you mean model="),
     (["schedule.step=100"], "schedule.step is not a ganlab setting. Did you mean schedule.steps?"),
 ])
@@ -44,6 +43,14 @@ def test_a_mistake_is_refused_the_first_time(tmp_path, args, words):
 def test_bad_data_settings_are_named_not_a_worker_traceback(tmp_path, images, setting, words):
     code, _, err = train(tmp_path, *TINY_RUN, *images, setting, "hydra.run.dir=run")
     refused(code, err, words)
+
+
+def test_metrics_best_with_nothing_measured_warns_that_no_best_pt_is_kept(tmp_path):
+    code, _, err = train(tmp_path, *TINY_RUN, "metrics.best=fid", "hydra.run.dir=run")
+    assert code == 0, err
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "metrics.best=fid keeps best.pt by a metric measured during training, but none is measured" in log
+    assert "so no best.pt is kept" in log and not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
 
 
 def test_epochs_and_steps_together_say_which_wins(tmp_path):

@@ -4,6 +4,8 @@ cached), the registered metrics, and the rule that keeps best.pt."""
 
 from __future__ import annotations
 
+import logging
+
 import json
 import os
 from dataclasses import replace
@@ -23,6 +25,7 @@ from ganlab.metrics.registry import Inputs, available, check_names, run_metrics
 from ganlab.plots import to_uint8
 from ganlab.runtime import stream_seed
 
+log = logging.getLogger("ganlab")
 REAL_LIMIT = 10_000  # real images compared with (the usual FID protocol: a test split of 10k)
 
 
@@ -158,12 +161,12 @@ def training_evaluator(settings: dict[str, Any], run: runs.Run, data, held_out, 
     if names == "auto":
         names = available(judge is not None, False, mixture is not None, judge is not None and judge.per_channel)
     if not names or run.objective.sampler is None:
-        if settings.get("best"):  # best.pt would silently never be kept
+        if settings.get("best"):  # best.pt will not be kept: say so (presets set it for when a classifier is given)
             why = "this model does not generate" if run.objective.sampler is None else \
                 "metrics.names=auto finds none computable here (no metrics.classifier, and not a 2-d toy)"
-            raise ConfigError(f"metrics.best={settings['best']} keeps best.pt by a metric measured during training, "
-                              f"but none is measured: {why}. Name the metric and what it needs (e.g. "
-                              "metrics.names=[classifier_fd] metrics.classifier=PATH), or drop metrics.best.")
+            log.warning("metrics.best=%s keeps best.pt by a metric measured during training, but none is measured: "
+                        "%s, so no best.pt is kept. Name the metric and what it needs (e.g. metrics.names=[classifier_fd]"
+                        " metrics.classifier=PATH), or drop metrics.best.", settings["best"], why)
         return Evaluator(run, device, judges, held_out)
     split = "test" if dataset.get("split") == "train" else dataset.get("split")  # what train's held-out split is
     measurer = Measurer(list(names), int(settings.get("n") or 2000), device, None if mixture else real_data,
