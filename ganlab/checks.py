@@ -71,7 +71,7 @@ def _is_reference(container: DictConfig | ListConfig, key: Any) -> bool:
 
 
 
-TOP_LEVEL = {"seed", "device", "resume", "resume_from", "allowed_targets", "progress", "metrics", "paths", "dataset", "model", "loss",
+TOP_LEVEL = {"seed", "name", "device", "resume", "resume_from", "allowed_targets", "progress", "metrics", "paths", "dataset", "model", "loss",
              "optimizer", "schedule", "runtime", "augment"}
 KNOWN_CHILDREN = {
     "loss": {"adversarial", "penalties", "constraints", "gamma"},

@@ -26,7 +26,7 @@ class Jobs:
     """What one `ganlab train` invocation's jobs did: how many started, which failed ("run_dir: reason")."""
 
     def __init__(self):
-        self.started, self.failed = 0, []
+        self.started, self.failed, self.sweep_dir = 0, [], None
 
 
 def _one_run_dir_for_all_processes(overrides: list[str]) -> list[str]:
@@ -61,6 +61,16 @@ def job_folder_name(overrides: str) -> str:
     return name[: JOB_NAME_LIMIT - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
 
 
+def run_name(name, experiment, model, dataset) -> str:
+    """A run folder's name after its time: `name=` as typed, else the experiment preset, else
+    <model>_<dataset> (so a VAE, a cGAN and a classifier are told apart in TensorBoard and report)."""
+    import re
+
+    chosen = name if name not in (None, "", "None") else (
+        experiment if experiment not in (None, "", "None") else f"{model}_{dataset}")
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", str(chosen)).strip("-.")[:JOB_NAME_LIMIT] or "run"
+
+
 def _name_jobs_by_swept_keys(overrides: list[str]) -> list[str]:
     """A sweep job's folder is named by the keys being swept (`0_loss=bce`), not every override:
     the others join the exclude list of configs/config.yaml (Hydra's override_dirname)."""
@@ -84,6 +94,8 @@ def _register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("ganlab_job_name"):
         OmegaConf.register_new_resolver("ganlab_job_name", job_folder_name)
+    if not OmegaConf.has_resolver("ganlab_run_name"):  # outputs/<date>/<time>_<name>
+        OmegaConf.register_new_resolver("ganlab_run_name", run_name)
     if not OmegaConf.has_resolver("ganlab_offset"):  # a continued search numbers its jobs after the earlier ones
         OmegaConf.register_new_resolver("ganlab_offset", lambda num, offset: str(int(num) + int(offset)))
 
@@ -156,6 +168,8 @@ def train(overrides: list[str]) -> None:
     finally:
         held.start_job()
         sys.stderr = held.stream
+    if jobs.sweep_dir is not None:
+        _sweep_summary(jobs.sweep_dir)
     if jobs.failed:
         _report_failed_jobs(jobs)
     if launched_processes() > 1:
@@ -305,8 +319,10 @@ def _did_you_mean(text: str) -> str:
         keys = sorted(flatten(OmegaConf.to_container(compose([]), resolve=False)))
     except Exception:  # noqa: BLE001 - a hint only
         return ""
-    near = [k for k in difflib.get_close_matches(wrong, keys, n=2, cutoff=0.75) if k != wrong]  # not itself: a key of
-    return f"{wrong} is not a ganlab setting. Did you mean {near[0]}? " if near else ""  # another model's
+    if wrong in keys:  # a setting of another model (model.generator.width on a VAE): Hydra's words say it
+        return ""
+    near = difflib.get_close_matches(wrong, keys, n=1, cutoff=0.75)
+    return f"{wrong} is not a ganlab setting. Did you mean {near[0]}? " if near else ""
 
 
 def _report_failed_jobs(jobs: Jobs) -> None:
@@ -378,12 +394,13 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
         ganlab.STARTED = time.perf_counter()
     jobs.started += 1
     if sweeping and _is_main():
+        jobs.sweep_dir = run_dir.parent
         sweeps.mark(run_dir, "running")
     try:
         choices = {group: str(option) for group, option in hydra_cfg.runtime.choices.items()
                    if option is not None and group in SHOWN_CHOICES}
         cfg, overrides = _with_stored_settings(cfg, run_dir, overrides)
-        loop = train(cfg, run_dir, overrides=overrides, on_accept=lambda: _write_hydra_files(cfg, run_dir, overrides),
+        loop = train(cfg, run_dir, overrides=overrides, on_accept=lambda: _accepted(cfg, run_dir, overrides, sweeping),
                      choices=choices)
     except (ConfigError, TrainingDiverged, RunFault) as exc:
         kind = {TrainingDiverged: "training diverged", RunFault: "fault"}.get(type(exc), "error")
@@ -427,6 +444,31 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
     if value is not None:
         log.info("objective value for the sweeper: %s = %.6g", loop.best["metric"], value)
     return value
+
+
+def _accepted(cfg, run_dir: Path, overrides: list[str], sweeping: bool) -> None:
+    """The command is accepted: write `.hydra/`, and say where the run is and how to watch it (a
+    sweep says it for the whole sweep when it ends)."""
+    _write_hydra_files(cfg, run_dir, overrides)
+    if not sweeping and _is_main():
+        print(f"ganlab: run folder {run_dir}\n  watch:   tensorboard --logdir {run_dir}\n"
+              f"  compare: ganlab report {run_dir}", flush=True)
+
+
+def _sweep_summary(sweep_dir: Path) -> None:
+    """A sweep's end: one line per job (status and final losses) and the report command."""
+    from ganlab import sweeps
+    from ganlab.logging import read_metrics
+
+    if not (sweep_dir / sweeps.NAME).is_file():
+        return
+    lines = []
+    for job in sweeps.read(sweep_dir)["jobs"]:
+        rows = read_metrics(sweep_dir / job["dir"]) if (sweep_dir / job["dir"] / "metrics.jsonl").is_file() else []
+        last = {k.split("/", 1)[1]: v for k, v in (rows[-1] if rows else {}).items() if k.startswith("loss/")}
+        losses = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())
+        lines.append(f"  {job['dir']}: {job['status']}" + (f"  {losses}" if losses else ""))
+    print(f"ganlab: sweep {sweep_dir}:\n" + "\n".join(lines) + f"\n  compare: ganlab report {sweep_dir}")
 
 
 def _with_stored_settings(cfg, run_dir: Path, typed: list[str]):

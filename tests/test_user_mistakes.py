@@ -81,3 +81,23 @@ def test_ctrl_c_in_a_reader_verb_does_not_speak_of_training(tmp_path):
     assert "ganlab report left no partial output" in done.stderr and "trained" not in done.stderr
     assert done.stderr.count("ganlab:") == 1
     del os
+
+
+# --- results that say where they are ------------------------------------------------------------------
+def test_runs_are_named_and_say_where_they_are_when_they_start(tmp_path):
+    code, out, err = train(tmp_path, *TINY_RUN, "name=my first/run")
+    assert code == 0, err
+    (folder,) = (tmp_path / "outputs").glob("*/*_my-first-run")
+    assert out.startswith(f"ganlab: run folder {folder}\n") and f"tensorboard --logdir {folder}" in out
+    assert f"ganlab report {folder}" in out
+    code, out, err = train(tmp_path, "device=cpu", "progress=false", "debug=tiny", "schedule.steps=2", "model=vae_mlp")
+    assert code == 0, err
+    assert len(list((tmp_path / "outputs").glob("*/*_vae_mlp_digits"))) == 1  # named by its choices
+
+
+def test_a_sweep_ends_with_a_table_of_its_jobs_and_the_report_command(tmp_path):
+    code, out, err = train(tmp_path, "-m", *TINY_RUN, "loss=bce,hinge", "hydra.sweep.dir=S")
+    assert code == 0, err
+    table = out[out.index(f"ganlab: sweep {tmp_path / 'S'}:"):]
+    assert "0_loss=bce: finished  D " in table and "1_loss=hinge: finished  D " in table
+    assert f"compare: ganlab report {tmp_path / 'S'}" in table
