@@ -114,7 +114,7 @@ def load(path: Path | str, key: str = "resume") -> dict[str, Any]:
 # The keys every reader relies on, and what each must be (a re-signed file can hold anything).
 _LAYOUT = {"config": dict, "facts": dict, "networks": dict, "ema": dict, "fixed": dict, "step": int,
            "value_range": str}
-_OPTIONAL = {"overrides": list, "run_id": (str, type(None)), "optimizer_types": dict, "images": (int, type(None)), "steps_per_epoch": (int, float, type(None)),
+_OPTIONAL = {"overrides": list, "run_id": (str, type(None)), "choices": dict, "optimizer_types": dict, "images": (int, type(None)), "steps_per_epoch": (int, float, type(None)),
              "optimizers": dict, "batches": dict, "rng": dict, "objective": (dict, type(None)), "best": (dict, type(None))}
 
 

@@ -220,7 +220,7 @@ def _prints_resumed_config(overrides: list[str]) -> bool:
     try:
         with vetting.installed(), initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(config_name="config", overrides=typed)
-            job, _ = _with_stored_settings(cfg, Path(run_dir), [o for o in typed
+            job, _, _ = _with_stored_settings(cfg, Path(run_dir), [o for o in typed
                                                                                if not _key(o).startswith("hydra")])
     except (ConfigError, Refused) as exc:
         print(f"ganlab: error: {exc}", file=sys.stderr)
@@ -399,7 +399,8 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
     try:
         choices = {group: str(option) for group, option in hydra_cfg.runtime.choices.items()
                    if option is not None and group in SHOWN_CHOICES}
-        cfg, overrides = _with_stored_settings(cfg, run_dir, overrides)
+        cfg, overrides, stored_choices = _with_stored_settings(cfg, run_dir, overrides)
+        choices = stored_choices or choices  # a resumed run keeps the groups it chose
         loop = train(cfg, run_dir, overrides=overrides, on_accept=lambda: _accepted(cfg, run_dir, overrides, sweeping),
                      choices=choices)
     except (ConfigError, TrainingDiverged, RunFault) as exc:
@@ -484,18 +485,20 @@ def _with_stored_settings(cfg, run_dir: Path, typed: list[str]):
 
     resume = cfg.get("resume")
     if str(resume).lower() not in ("true", "auto") or (str(resume).lower() == "auto" and not holds_run(run_dir)):
-        return cfg, typed
+        return cfg, typed, None
     found = stored.read(run_dir)
     if found is None:
-        return cfg, typed
-    settings, recorded = found
+        return cfg, typed, None
+    settings, recorded, chosen = found
     again = [o for o in typed if o in recorded]  # typed now as the run was started: no change
     baseline = compose(config_name="config", overrides=again)
     now = to_plain(cfg)
     merged = stored.merged(settings, now, to_plain(OmegaConf.masked_copy(baseline, [k for k in baseline
                                                                                   if k != "hydra"])), typed)
     keys = {_key(o) for o in typed}
-    return OmegaConf.create(stored.drop_unknown(merged, now)), [o for o in recorded if _key(o) not in keys] + list(typed)
+    chosen = {**chosen, **{_key(o): o.split("=", 1)[1] for o in typed if _key(o) in SHOWN_CHOICES}}  # typed now wins
+    return (OmegaConf.create(stored.drop_unknown(merged, now)), [o for o in recorded if _key(o) not in keys] + list(typed),
+            chosen or None)
 
 
 def _key(override: str) -> str:

@@ -184,31 +184,48 @@ def _info(run_dir: Path) -> dict[str, Any]:
     except ConfigError as exc:  # a damaged checkpoint or overrides file: this run's curves still show
         log.warning("report: %s: %s; its curves are shown without its config", run_dir,
                     str(exc).removeprefix("report: "))
-        overrides, summary = [], {"config": {}, "steps_per_epoch": None, "step": 0, "best": None}
+        overrides, summary = [], {"config": {}, "steps_per_epoch": None, "step": 0, "best": None, "choices": {}}
     return {"dir": run_dir, "rows": rows, "overrides": setting_overrides(overrides), **summary}
 
 
 def run_labels(infos: list[dict[str, Any]]) -> list[str]:
-    """Each run named by the overrides that set it apart; a single run by its folder's name."""
+    """Each run named by the choices and overrides that set it apart (`model=vae_mlp loss=hinge`,
+    never a `_target_` path); a single run by its folder's name."""
     if len(infos) == 1:
         return [infos[0]["dir"].name]
     common = set.intersection(*(set(i["overrides"]) for i in infos))
-    labels = [" ".join(o for o in i["overrides"] if o not in common) for i in infos]
+    labels = [" ".join(o for o in i["overrides"] if o not in common) for i in infos]  # what the user typed
+    if len(set(labels)) < len(labels) or not all(labels):  # then the groups they chose, as option names
+        labels = [" ".join([lab, *(f"{g}={(i.get('choices') or {}).get(g)}" for g in differing_choices(infos)
+                                   if (i.get("choices") or {}).get(g) not in (None, "None"))]).strip()
+                  for lab, i in zip(labels, infos)]
     if len(set(labels)) < len(labels) or not all(labels):
         differing = differing_keys(infos)
-        labels = [" ".join(f"{k}={flatten(i['config']).get(k)}" for k in differing[:3]) or i["dir"].name
-                  for i in infos]
+        labels = [" ".join([lab, *(f"{k}={flatten(i['config']).get(k)}" for k in differing[:3])]).strip()
+                  or i["dir"].name for lab, i in zip(labels, infos)]
     return labels if len(set(labels)) == len(labels) else [f"{i['dir'].name}: {l}" for i, l in zip(infos, labels)]
 
 
+def differing_choices(infos: list[dict[str, Any]]) -> list[str]:
+    """The config groups (model, loss, dataset, ...) whose chosen option differs between the runs."""
+    chosen = [i.get("choices") or {} for i in infos]
+    return [g for g in sorted(set().union(*chosen)) if len({c.get(g) for c in chosen}) > 1]
+
+
 def differing_keys(infos: list[dict[str, Any]]) -> list[str]:
-    """Config keys whose values differ between the runs; of keys whose columns are the same
-    (loss.adversarial._target_ and model.objective.loss._target_), the first only."""
+    """Config keys whose values differ between the runs and that a reader compares: not `_target_`
+    paths (a differing choice names them), not the keys under a group whose choice differs (the
+    choice explains them all), not where the run or its data lives; of keys whose columns are the
+    same (loss.adversarial._target_ and model.objective.loss._target_), the first only."""
     flat = [flatten(i["config"]) for i in infos]
+    explained = tuple(f"{g}." for g in differing_choices(infos) if "/" not in g)
     keys, columns = [], set()
     for key in sorted(set().union(*flat)):
+        if key in ("resume", "resume_from", "name") or key.endswith("_target_") or key.startswith(explained) or \
+                key.startswith(("paths.", "dataset.root", "dataset.cache_dir", "metrics.classifier")):
+            continue
         column = json.dumps([f.get(key) for f in flat], sort_keys=True)
-        if key != "resume" and len({json.dumps(f.get(key), sort_keys=True) for f in flat}) > 1 and column not in columns:
+        if len({json.dumps(f.get(key), sort_keys=True) for f in flat}) > 1 and column not in columns:
             keys.append(key)
             columns.add(column)
     return keys
@@ -234,20 +251,22 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
     "best"); each quality measure's final and best value, saying which way is better; the
     figures of each run's eval.json; and for each group of runs that differ only in the seed, a
     mean and a standard-deviation row after its runs."""
+    choice_groups = differing_choices(infos) if len(infos) > 1 else []
     keys = differing_keys(infos) if len(infos) > 1 else []
     losses = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith("loss/")})
     names = sorted({k for i in infos for r in i["rows"] for k in r if k.startswith(("eval/", "metrics/", "diagnostics/"))})
     evaluated = [_eval_json(info["dir"]) for info in infos]
     judged = sorted({k for e in evaluated for k in e})
     ranked = _ranking(infos)  # a sweep's trials ranked by the metric that keeps best.pt (what Optuna optimises)
-    header = ["run", *keys, *ranked[0], *(f"{n} final" for n in losses),
+    header = ["run", *choice_groups, *keys, *ranked[0], *(f"{n} final" for n in losses),
               *(f"{n} {which}" for n in names for which in (("final", f"best ({direction_words(n)})") if _ranked(n)
                                                             else (f"final ({direction_words(n)})",))),
               *(f"eval.json {n} ({direction_words(n)})" for n in judged)]
     table = []
     for info, label, judged_values in zip(infos, labels, evaluated):
         flat = flatten(info["config"])
-        row = [label, *(flat.get(k) for k in keys), *ranked[1][len(table)]]
+        row = [label, *((info.get("choices") or {}).get(g) for g in choice_groups), *(flat.get(k) for k in keys),
+               *ranked[1][len(table)]]
         row += [(series(info["rows"], n)[1] or [None])[-1] for n in losses]
         for name in names:
             _, values = series(info["rows"], name)
@@ -257,11 +276,11 @@ def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Pat
         table.append(row)
     for group in groups:
         members = [infos[i] for i in group]
-        summary = summary_rows([table[i] for i in group], 1 + len(keys), _without_seed(labels[group[0]]) or "runs",
+        summary = summary_rows([table[i] for i in group], 1 + len(choice_groups) + len(keys), _without_seed(labels[group[0]]) or "runs",
                                seeds_of(members))
         if ranked[0]:  # a mean rank means nothing
             for row in summary:
-                row[2 + len(keys)] = None
+                row[2 + len(choice_groups) + len(keys)] = None
         table += summary
     rows = io.StringIO(newline="")
     csv.writer(rows).writerows([header, *table])

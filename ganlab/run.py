@@ -47,6 +47,7 @@ class Run:
     overrides: list[str] = field(default_factory=list)  # the command line it was started with
     images: int | None = None  # how many images (or points) it trains on
     run_id: str | None = None  # this run's identity, in every checkpoint and its folder's run.json
+    choices: dict[str, str] = field(default_factory=dict)  # the config groups it chose (model=vae_mlp, ...)
 
     @property
     def networks(self) -> dict[str, nn.Module]:
@@ -65,7 +66,7 @@ class Run:
         """What a checkpoint stores beside the weights so the run opens without its data."""
         return {"config": self.config, "facts": asdict(self.facts), "value_range": self.value_range,
                 "steps_per_epoch": self.steps_per_epoch, "overrides": list(self.overrides), "images": self.images,
-                "run_id": self.run_id}
+                "run_id": self.run_id, "choices": dict(self.choices)}
 
 
 def with_calibrated_ema(objective: Objective, networks: dict[str, nn.Module], ema: dict[str, nn.Module],
@@ -212,11 +213,11 @@ def summary(run_dir: str | Path, key: str = "report") -> dict[str, Any]:
 
     found = checkpoint.load_latest(Path(run_dir) / "checkpoints", key=key, run_id=read_run_id(run_dir))
     if found is None:
-        return {"config": {}, "steps_per_epoch": None, "step": 0, "overrides": None, "best": None}
+        return {"config": {}, "steps_per_epoch": None, "step": 0, "overrides": None, "best": None, "choices": {}}
     state = found[0]
     best = state.get("best") if isinstance(state.get("best"), dict) else None
     return {"config": state["config"], "steps_per_epoch": state.get("steps_per_epoch"), "step": int(state["step"]),
-            "overrides": _overrides_of(state), "best": best}
+            "overrides": _overrides_of(state), "best": best, "choices": dict(state.get("choices") or {})}
 
 
 # --- a training run's checkpoint ----------------------------------------------------------------

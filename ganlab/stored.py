@@ -31,15 +31,15 @@ TYPED_ONLY = ("allowed_targets", "resume", "resume_from", "paths")
 DATASET_TYPED_ONLY = {"download": False, "cache_dir": None}
 
 
-def read(run_dir: Path) -> tuple[dict[str, Any], list[str]] | None:
-    """(the run's stored resolved config, the overrides it records for people to read), or None
-    when the folder holds neither a checkpoint nor `.hydra/config.yaml`."""
+def read(run_dir: Path) -> tuple[dict[str, Any], list[str], dict[str, str]] | None:
+    """(the run's stored resolved config, the overrides it records for people to read, the config
+    groups it chose), or None when the folder holds neither a checkpoint nor `.hydra/config.yaml`."""
     from ganlab.replay import read_run_id
 
     found = checkpoint.load_latest(Path(run_dir) / "checkpoints", run_id=read_run_id(run_dir))
     if found is not None:
         state, path = found
-        config, overrides = state.get("config"), state.get("overrides")
+        config, overrides, choices = state.get("config"), state.get("overrides"), state.get("choices")
         source = path
     else:
         source = Path(run_dir) / ".hydra" / "config.yaml"
@@ -48,12 +48,14 @@ def read(run_dir: Path) -> tuple[dict[str, Any], list[str]] | None:
         config = read_yaml(source)
         overrides = read_yaml(source.with_name("overrides.yaml")) if _is_file(source.with_name("overrides.yaml")) \
             else []
+        choices = None
     if not isinstance(config, dict):
         raise ConfigError(f"{source} does not hold a run's settings (its config is {type(config).__name__}, not a "
                           "mapping). Start a new run, or point hydra.run.dir at another run.")
     _refuse_interpolations(config, source)
     shown = [o for o in overrides if isinstance(o, str)] if isinstance(overrides, list) else []
-    return config, shown
+    chosen = {str(k): str(v) for k, v in choices.items() if isinstance(v, str)} if isinstance(choices, dict) else {}
+    return config, shown, chosen
 
 
 def _is_file(path: Path) -> bool:

@@ -119,6 +119,7 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     try:
         with lock or contextlib.nullcontext():
             training = _build(config, run_dir, prefixes, runtime, overrides or [])
+            training.run.choices = dict(choices or {})
             _accept(lock, on_accept)
             if lock is not None:
                 write_run_id(run_dir, training.run.run_id)

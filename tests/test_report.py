@@ -30,15 +30,14 @@ def test_a_sweep_report_has_a_table_of_the_differing_keys_and_real_values(sweep)
     assert {p.name for p in written} == {"learning_curves.png", "runs.md", "runs.csv"}
     rows = list(csv.DictReader(open(sweep / "report" / "runs.csv")))
     assert [r["run"] for r in rows] == ["loss=bce", "loss=hinge"]
-    assert [r["loss.adversarial._target_"] for r in rows] == ["ganlab.losses.NonSaturatingLoss",
-                                                              "ganlab.losses.HingeLoss"]
+    assert [r["loss"] for r in rows] == ["bce", "hinge"]  # the user's choice, not a _target_ path
     for row, job in zip(rows, jobs(sweep)):
         metrics = read_metrics(job)
         assert float(row["loss/D final"]) == pytest.approx(metrics[-1]["loss/D"])
         assert "loss/D best" not in row  # the lowest D loss measures nothing for a GAN
     markdown = (sweep / "report" / "runs.md").read_text()
-    assert markdown.startswith("| run | loss.adversarial._target_") and "| loss=hinge |" in markdown
-    assert "model.objective.loss._target_" not in markdown  # the same column twice is shown once
+    assert markdown.startswith("| run | loss |") and "| loss=hinge |" in markdown
+    assert "_target_" not in markdown  # the choice explains the classes it builds
     assert "schedule.steps" not in markdown  # the same in both jobs
     assert Image.open(sweep / "report" / "learning_curves.png").size[0] > 600
 
@@ -140,3 +139,17 @@ def test_a_seed_sweep_report_shows_mean_std_and_n_that_match_a_hand_computation(
     row = next(r for r in curve["rows"] if r["step"] == 2)
     assert row["loss/G"] == pytest.approx(statistics.fmean(at_2))
     assert curve["band"]["loss/G"][2] == pytest.approx(statistics.stdev(at_2))
+
+
+def test_a_report_of_mixed_runs_labels_them_by_choices_and_keeps_columns_that_matter(tmp_path):
+    for args in (["model=vae_mlp"], ["model=cgan"], ["model=classifier_mlp"]):
+        code, _, err = cli_in_process("train", "device=cpu", "progress=false", "debug=tiny", "schedule.steps=2",
+                                      *args, cwd=tmp_path)
+        assert code == 0, err
+    runs = sorted(str(p) for p in (tmp_path / "outputs").glob("*/*"))
+    report(runs, out=str(tmp_path / "report"))
+    rows = list(csv.DictReader(open(tmp_path / "report" / "runs.csv")))
+    assert sorted(r["run"] for r in rows) == ["model=cgan", "model=classifier_mlp", "model=vae_mlp"]
+    header = list(rows[0])
+    assert not any("_target_" in h for h in header) and not any(h.startswith("model.") for h in header)
+    assert len(header) < 30, header
