@@ -7,6 +7,7 @@ errors become one paragraph; each job's known failures become a short message an
 from __future__ import annotations
 
 import io
+import re
 import sys
 import time
 from pathlib import Path
@@ -163,6 +164,8 @@ def train(overrides: list[str]) -> None:
             print(f"ganlab: error: {nearest}{held.paragraph(text)}{hint}", file=held.stream)
             sys.exit(EXIT_CONFIG)
         if exc.code == 1 and jobs.failed:
+            if jobs.sweep_dir is not None:
+                _sweep_summary(jobs.sweep_dir)
             _report_failed_jobs(jobs)
         raise
     finally:
@@ -331,6 +334,11 @@ def _report_failed_jobs(jobs: Jobs) -> None:
     sys.exit(EXIT_CONFIG)
 
 
+# What Hydra prints around a failed sweep job: its own advice, which would point at a traceback
+_HYDRA_JOB_NOISE = re.compile(r"^\s*(Error executing job with overrides: .*|Set the environment variable "
+                              r"HYDRA_FULL_ERROR=1 for a complete stack trace\.)\s*$", re.S)
+
+
 class _HeldStderr(io.TextIOBase):
     """Holds what is written to stderr until the first job starts, so that Hydra's composition
     errors can be printed as one ganlab paragraph; from then on it writes straight through."""
@@ -339,6 +347,8 @@ class _HeldStderr(io.TextIOBase):
         self.stream, self.buffer, self.before_any_job = stream, [], True
 
     def write(self, text: str) -> int:
+        if not self.before_any_job and _HYDRA_JOB_NOISE.match(text):
+            return len(text)  # a failed sweep job is reported by ganlab in one line, with its reason
         (self.buffer.append if self.before_any_job else self.stream.write)(text)
         return len(text)
 

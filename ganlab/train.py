@@ -307,6 +307,10 @@ def _build_optimizer(node: dict[str, Any], network: str, module: torch.nn.Module
     own = (node.get("per_network") or {}).get(network) or {}
     settings = {k: v for k, v in node.items() if k != "per_network"}
     settings.update(own)
+    betas = settings.get("betas")
+    if betas is not None and not (isinstance(betas, (list, tuple)) and len(betas) == 2):
+        where = f"optimizer.per_network.{network}.betas" if "betas" in own else "optimizer.betas"
+        raise ConfigError(f"{where}={betas!r} must be two numbers (beta1, beta2); set e.g. {where}=[0.5,0.999].")
     try:
         return build(settings, f"optimizer ({network})", prefixes, module.parameters())
     except ConfigError as exc:  # torch's text names the value, not the key: name the key

@@ -272,6 +272,22 @@ def _pin_output_folders(cfg: DictConfig, run_mode) -> None:
     path = Path(folder).absolute()
     if path not in MISSING:
         MISSING[path] = [p for p in (path, *path.parents) if not p.exists()]
+    _check_creatable(path, f"hydra.{key}.dir")
+
+
+def _check_creatable(path: Path, key: str) -> None:
+    """The folder Hydra is about to create must be creatable: its nearest existing folder must take
+    a new entry (/proc, a read-only mount or a file in the way would otherwise fail inside Hydra)."""
+    import tempfile
+
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise Refused(f"{key}={path} cannot be created: {existing} is a file, not a folder. Pick another folder.")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise Refused(f"{key}={path} cannot be created: {existing} does not take new files ({exc.strerror or exc}). "
+                      "Pick a folder you can write, e.g. hydra.run.dir=outputs/myrun.") from None
 
 
 def _record_plan(cfg: DictConfig, planned: list[DictConfig]) -> None:

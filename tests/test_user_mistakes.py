@@ -101,3 +101,14 @@ def test_a_sweep_ends_with_a_table_of_its_jobs_and_the_report_command(tmp_path):
     table = out[out.index(f"ganlab: sweep {tmp_path / 'S'}:"):]
     assert "0_loss=bce: finished  D " in table and "1_loss=hinge: finished  D " in table
     assert f"compare: ganlab report {tmp_path / 'S'}" in table
+
+
+def test_betas_a_run_folder_that_cannot_exist_and_a_failed_sweep_job_are_one_paragraph(tmp_path):
+    code, _, err = train(tmp_path, *TINY_RUN, "optimizer.betas=0.5", "hydra.run.dir=run")
+    refused(code, err, "optimizer.betas=0.5 must be two numbers", "optimizer.betas=[0.5,0.999]")
+    code, _, err = train(tmp_path, *TINY_RUN, "hydra.run.dir=/proc/ganlab_test/run")
+    refused(code, err, "hydra.run.dir=/proc/ganlab_test/run cannot be created: /proc does not take new files")
+    code, out, err = train(tmp_path, "-m", *TINY_RUN, "dataset.batch_size=16,0", "hydra.sweep.dir=S")
+    assert code == 2 and "HYDRA_FULL_ERROR" not in err and "Error executing job" not in err, err
+    assert "1_dataset.batch_size=0: dataset.batch_size=0 must be positive" in err
+    assert "1_dataset.batch_size=0: failed" in out and "0_dataset.batch_size=16: finished" in out
