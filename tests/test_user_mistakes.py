@@ -112,3 +112,16 @@ def test_betas_a_run_folder_that_cannot_exist_and_a_failed_sweep_job_are_one_par
     assert code == 2 and "HYDRA_FULL_ERROR" not in err and "Error executing job" not in err, err
     assert "1_dataset.batch_size=0: dataset.batch_size=0 must be positive" in err
     assert "1_dataset.batch_size=0: failed" in out and "0_dataset.batch_size=16: finished" in out
+
+
+def test_a_failed_download_is_one_paragraph_and_leaves_no_empty_folders(tmp_path, monkeypatch, capsys):
+    from torchvision import datasets
+
+    from ganlab.data.mnist import load_mnist
+    from ganlab.errors import ConfigError
+
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://mirror.invalid/mnist/"])  # offline, wherever it runs
+    with pytest.raises(ConfigError, match=r"mnist could not be downloaded into .*this machine may be offline"):
+        load_mnist(str(tmp_path / "data"), download=True)
+    assert not (tmp_path / "data").exists()  # no empty MNIST/raw left behind
+    assert "Downloading" not in capsys.readouterr().out  # torchvision's five URLs are not printed

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ganlab.data.folder import load_folder
 from ganlab.data.memory import InMemoryImages
+from ganlab.data.download import fetch
 from ganlab.errors import ConfigError
 from ganlab.registry import buildable
 
@@ -75,7 +76,8 @@ def load_cifar10(root: str = "data", split: str = "train", download: bool = Fals
                               "dataset.root there, or set dataset.download=true.")
         from torchvision import datasets
 
-        datasets.CIFAR10(str(root_path), train=split == "train", download=True)
+        fetch("cifar10", root_path, str(pickled),
+              lambda: datasets.CIFAR10(str(root_path), train=split == "train", download=True))
     images, labels = [], []
     for name in BATCHES[split]:
         try:

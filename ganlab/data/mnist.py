@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torchvision import datasets
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
+from ganlab.data.download import fetch
 from ganlab.data.memory import InMemoryImages
 from ganlab.errors import ConfigError
 from ganlab.registry import buildable
@@ -50,7 +51,8 @@ def load_idx_images(dataset_class: type, config_name: str, root: str, split: str
                 f"{config_name} ({split} split) was not found: looked for {', '.join(s + '[.gz]' for s in stems)} "
                 f"in {raw.resolve()}. Put the files there, point dataset.root at the folder that holds "
                 f"{dataset_class.__name__}/raw, or set dataset.download=true to fetch them.")
-        dataset_class(str(Path(root).expanduser()), train=split == "train", download=True)
+        fetch(config_name, Path(root).expanduser(), str(raw),
+              lambda: dataset_class(str(Path(root).expanduser()), train=split == "train", download=True))
     images = _read_idx(_find_idx(raw, stems[0]), read_image_file).unsqueeze(1)
     labels = _read_idx(_find_idx(raw, stems[1]), read_label_file).long()
     if labels.shape[0] != images.shape[0]:
