@@ -76,16 +76,32 @@ def labelled_grid(images: torch.Tensor, columns: int, row_labels: list[str] = ()
     picture = Image.fromarray(to_uint8(grid, "unit").permute(1, 2, 0).numpy())
     if not row_labels and not title:
         return picture
-    margin = 8 + 7 * max(len(label) for label in row_labels) if row_labels else 0
-    top = 14 if title else 0
-    canvas = Image.new("RGB", (max(picture.width + margin, 7 * len(title) + 8), picture.height + top), "white")
+    font = _font(max(11, images.shape[-2] // 4))  # the text grows with the cells: readable on 64 and 96 px grids
+    measure = ImageDraw.Draw(picture)
+    margin = 8 + int(max(measure.textlength(label, font=font) for label in row_labels)) if row_labels else 0
+    top = int(font.size) + 6 if title else 0
+    width = max(picture.width + margin, int(measure.textlength(title, font=font)) + 8)
+    canvas = Image.new("RGB", (width, picture.height + top), "white")
     canvas.paste(picture, (margin, top))
     draw, row_height = ImageDraw.Draw(canvas), images.shape[-2] + padding
     if title:
-        draw.text((4, 1), title, fill="black")
+        draw.text((4, 2), title, fill="black", font=font)
     for row, label in enumerate(row_labels):
-        draw.text((4, top + padding + row * row_height + row_height // 2 - 6), label, fill="black")
+        draw.text((4, top + padding + row * row_height + (row_height - int(font.size)) // 2), label, fill="black",
+                  font=font)
     return canvas
+
+
+def _font(size: int):
+    """Pillow's bundled font at `size` points (its fixed 11 px bitmap where FreeType is missing)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):
+        font = ImageFont.load_default()
+        font.size = 11
+        return font
 
 
 def rows_by_class(images: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...] = ()):

@@ -139,13 +139,20 @@ def _write_grid(opened: runs.Run, networks, chosen: Plan, target: Path, batch_si
         return [target, points]
     written = [target]
     with atomic_output(target) as tmp:
-        labelled_grid(to_unit(samples, opened.value_range), chosen.columns, chosen.row_labels).save(tmp, format="png")
+        labelled_grid(to_unit(samples, opened.value_range), chosen.columns, chosen.row_labels,
+                      title=_title(opened, networks)).save(tmp, format="png")
     if "inputs" in opened.fixed and hasattr(opened.objective, "reconstruction_pairs"):  # VAEs: held-out inputs
         pairs = opened.objective.reconstruction_pairs(networks, opened.fixed["inputs"]).cpu()
         written.append(target.with_name(target.stem + "_reconstructions.png"))
         with atomic_output(written[-1]) as tmp:
             labelled_grid(to_unit(pairs, opened.value_range), 8).save(tmp, format="png")
     return written
+
+
+def _title(opened: runs.Run, networks) -> str:
+    """What a sampled grid shows, as the training grids say it: the run, the step, the weights."""
+    ema = " (EMA)" if opened.ema and any(networks.get(name) is not net for name, net in opened.networks.items()) else ""
+    return f"{opened.path.parent.parent.name}, step {opened.step:,}, {opened.path.name}{ema}"
 
 
 def _write_files(opened: runs.Run, networks, chosen: Plan, target: Path, format: str, batch_size: int) -> Path:

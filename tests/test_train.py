@@ -52,7 +52,7 @@ def test_sample_grids_are_pngs_of_the_fixed_batch(finished_run):
                     "step_000008.png"]
     grid = Image.open(run_dir / "samples" / "step_000008.png")
     # 16 samples of 16 px in rows of 8 with 2 px padding: 2 rows x 8 columns, under a title line
-    assert grid.size == (8 * 18 + 2, 2 * 18 + 2 + 14)
+    assert grid.size == (8 * 18 + 2, 2 * 18 + 2 + 11 + 6)  # a title line (11-point text) above the grid
 
 
 def test_a_conditional_runs_grids_have_one_labelled_row_per_class(tmp_path):
@@ -61,9 +61,14 @@ def test_a_conditional_runs_grids_have_one_labelled_row_per_class(tmp_path):
     train(compose_config(["model=cgan", "schedule.steps=2", "schedule.sample_every=2", "schedule.sample_count=20",
                           "schedule.ema_decay=0"]), tmp_path)
     grid = np.asarray(Image.open(tmp_path / "samples" / "step_000002.png").convert("L"))
-    label_margin, title = 8 + 7 * 1, 14  # labels "0" .. "9" on the left, the step on top
-    width = max(label_margin + 2 * 18 + 2, 7 * len("samples, step 2") + 8)  # at least as wide as the title
-    assert grid.shape == (title + 10 * 18 + 2, width)  # 10 rows (classes) of 2 samples
+    from PIL import ImageDraw
+
+    from ganlab.plots import _font
+
+    font = _font(11)  # cells of 16 px: the smallest text size
+    label_margin = 8 + int(max(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(str(c), font=font) for c in range(10)))
+    title = int(font.size) + 6  # the step on top, labels "0" .. "9" on the left
+    assert grid.shape[0] == title + 10 * 18 + 2 and grid.shape[1] >= label_margin + 2 * 18 + 2  # 10 rows of 2
     assert (grid[:title, :60] < 128).any() and (grid[title:, :label_margin] < 128).any()  # text is drawn
 
 
