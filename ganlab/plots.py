@@ -76,7 +76,7 @@ def labelled_grid(images: torch.Tensor, columns: int, row_labels: list[str] = ()
     picture = Image.fromarray(to_uint8(grid, "unit").permute(1, 2, 0).numpy())
     if not row_labels and not title:
         return picture
-    font = _font(max(11, images.shape[-2] // 4))  # the text grows with the cells: readable on 64 and 96 px grids
+    font = _font(min(24, max(11, images.shape[-2] // 4)))  # grows with the cells: readable on 64 and 96 px grids
     measure = ImageDraw.Draw(picture)
     margin = 8 + int(max(measure.textlength(label, font=font) for label in row_labels)) if row_labels else 0
     top = int(font.size) + 6 if title else 0

@@ -190,7 +190,7 @@ def test_toy_ring_run_draws_a_scatter_plot_and_counts_modes(tmp_path):
     import numpy as np
 
     plot = np.asarray(Image.open(tmp_path / "samples" / "step_000004.png").convert("RGB")).astype(int)
-    assert plot.shape == (256 + 14, 256, 3)  # the scatter plot under its title (name and step)
+    assert plot.shape == (256 + 24 + 6, 256, 3)  # the scatter plot under its title (name and step, 24-point text)
     red = (plot[..., 0] > 180) & (plot[..., 1] < 80)
     grey = (abs(plot[..., 0] - 153) < 10) & (abs(plot[..., 1] - 153) < 10)
     assert red.sum() > 50 and grey.sum() > 50  # generated points over the real ones
