@@ -238,7 +238,7 @@ def _claim_alive(folder: int, claim: str) -> bool:
         text = os.read(fd, 32).decode(errors="replace").strip()
     finally:
         os.close(fd)
-    return text.isdigit() and _alive(int(text))
+    return text.isdigit() and process_alive(int(text))
 
 
 def _remove(path: Path) -> None:
@@ -311,13 +311,13 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     for path in Path(folder).glob(f".*{PARTIAL}*") if Path(folder).is_dir() else []:
         parts = path.name.split(".")
         pid = next((p for p in parts if p.isdigit()), None)
-        if pid is not None and not _alive(int(pid)):
+        if pid is not None and not process_alive(int(pid)):
             _remove(path)
             removed.append(path)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

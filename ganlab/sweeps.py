@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ganlab.errors import ConfigError
+from ganlab.safe_files import process_alive
 
 NAME = "sweep.json"
 FORMAT = 1
@@ -148,22 +149,11 @@ def status_lines(sweep_dir: Path) -> list[str]:
     lines = []
     for job in record["jobs"]:
         status = job["status"]
-        if status == "running" and not _alive(job.get("pid")):
+        pid = job.get("pid")
+        if status == "running" and not (isinstance(pid, int) and pid > 0 and process_alive(pid)):
             status = "killed (continue with: ganlab resume " + str(sweep_dir) + ")"
         lines.append(f"{job['dir']}: {status}" + (f" ({job['detail']})" if job.get("detail") else ""))
     return lines
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def job_number(folder: str) -> int | None:
