@@ -15,6 +15,17 @@ from ganlab.errors import EXIT_CONFIG, EXIT_FAULT
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except BrokenPipeError:  # `ganlab report --help | head`: the reader left; nothing more to say
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        sys.exit(0)
+
+
+def _main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     _stop_cleanly_on_signals(args[0] if args else "")
     if not args or args[0] in ("-h", "--help", "help"):

@@ -126,8 +126,9 @@ def _convert(verb: str, option: Option, raw: str) -> Any:
     return value
 
 
-def usage(verb: str, summary: str, options: list[Option], examples: list[str]) -> str:
-    lines = [f"usage: ganlab {verb} key=value ...", "", summary, "", "Options:"]
+def usage(verb: str, summary: str, options: list[Option], examples: list[str], positional: str | None = None) -> str:
+    takes = f"{positional.upper()}... [key=value ...]" if positional else "key=value ..."  # report takes folders
+    lines = [f"usage: ganlab {verb} {takes}", "", summary, "", "Options:"]
     lines += [f"  {o.name + '=' + _shown(o.default):<24} {o.help}" for o in options]
     lines += ["", "Examples:", *(f"  {e}" for e in examples)]
     return "\n".join(lines)
@@ -143,7 +144,7 @@ def read(verb: str, args: list[str], options_class: type, summary: str, examples
     (-h / --help). `run=`, where the verb has it, is required."""
     options = rows(options_class)
     if args and args[0] in ("-h", "--help"):
-        print(usage(verb, summary, options, examples))
+        print(usage(verb, summary, options, examples, positional))
         return None
     values = parse(verb, args, options, positional)
     if "run" in values and values["run"] is None:

@@ -125,3 +125,8 @@ def test_a_failed_download_is_one_paragraph_and_leaves_no_empty_folders(tmp_path
         load_mnist(str(tmp_path / "data"), download=True)
     assert not (tmp_path / "data").exists()  # no empty MNIST/raw left behind
     assert "Downloading" not in capsys.readouterr().out  # torchvision's five URLs are not printed
+
+
+def test_report_help_says_it_takes_run_folders(tmp_path):
+    result = run_cli("report", "--help", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("usage: ganlab report RUNS... [key=value ...]")
