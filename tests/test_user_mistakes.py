@@ -130,3 +130,11 @@ def test_a_failed_download_is_one_paragraph_and_leaves_no_empty_folders(tmp_path
 def test_report_help_says_it_takes_run_folders(tmp_path):
     result = run_cli("report", "--help", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.startswith("usage: ganlab report RUNS... [key=value ...]")
+
+
+def test_custom_scalars_draw_one_chart_per_quantity_with_the_runs_overlaid():
+    from ganlab.logging import custom_layout
+
+    charts = custom_layout(["D", "G"], {"metrics/classifier_fd": False})["ganlab GAN runs"]
+    assert all(len(tags) == 1 for _, tags in charts.values())  # one quantity a chart: 8 runs give 8 curves, not 16
+    assert {tags[0] for _, tags in charts.values()} >= {"^loss/D$", "^loss/G$", "^D/real_logit$", "^D/fake_logit$"}
