@@ -256,7 +256,7 @@ def _start(training: Training, config: dict[str, Any], run_dir: Path, overrides:
                        resumed=training.resumed) if runtime.is_main else NullLogger(run_dir)
     phases = [phase.name for phase in run.objective.phases]
     tags = training.evaluator.metric_tags
-    logger.describe({**choices, **override_values(overrides)}, phases,
+    logger.describe({**hparam_defaults(config), **choices, **override_values(overrides)}, phases,
                     {tag: known_direction(tag.split("/", 1)[1]) for tag in tags})
     training.maintenance.logger = logger
     ganlab.TRAINING_IN = run_dir  # a signal from now on finds checkpoints to continue from
@@ -360,6 +360,19 @@ def _held_out(node: dict[str, Any], data, prefixes):
     except ConfigError as exc:
         log.warning("no test split (%s); evaluation uses the training data", str(exc).split(";")[0])
         return data
+
+
+# Settings every run states in TensorBoard's HParams, typed or not: a run that kept the default shows
+# the value instead of a blank cell beside the runs that changed it.
+HPARAM_KEYS = ("seed", "optimizer.lr", "dataset.batch_size", "dataset.resolution", "schedule.steps",
+               "schedule.n_critic", "schedule.ema_decay", "augment.p")
+
+
+def hparam_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    from ganlab.checks import flatten
+
+    flat = flatten(config)
+    return {key: flat[key] for key in HPARAM_KEYS if flat.get(key) is not None}
 
 
 def _write_summary(networks: dict[str, torch.nn.Module], run_dir: Path) -> None:

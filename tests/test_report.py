@@ -93,6 +93,7 @@ def test_tensorboard_has_the_custom_layout_and_an_hparams_entry(sweep):
     assert "_hparams_/session_start_info" in hparams
     start = hparams["_hparams_/session_start_info"]
     assert b"loss" in start and b"hinge" in start  # the override loss=hinge is the run's hyperparameter
+    assert b"optimizer.lr" in start and b"schedule.steps" in start  # defaults too: no blank cell beside other runs
 
 
 def test_each_sweep_job_times_its_own_start_up(sweep):
