@@ -127,10 +127,21 @@ class DiffAugment:
         """Every `interval` steps: move p towards where r_t meets the target, by the images seen."""
         if not self.adaptive or step == 0 or step % self.interval:
             return
+        self._sum_over_processes()
         seen = self._seen.clamp(min=1)
         self.rt = self._signs / seen
         self.p = (self.p.to(seen.device) + torch.sign(self.rt - self.target) * self._seen / (self.kimg * 1000)).clamp(0, 1)
         self._signs, self._seen = torch.zeros_like(self._signs), torch.zeros_like(self._seen)
+
+    def _sum_over_processes(self) -> None:
+        """Under torchrun every process saw its own real logits: r_t is the sign statistic over all of
+        them (as StyleGAN2-ADA reduces it), so p moves the same way on every rank and stays equal."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            both = torch.stack([self._signs.reshape(()), self._seen.reshape(())]).double()
+            dist.all_reduce(both)
+            self._signs, self._seen = both[0].to(self._signs.dtype), both[1].to(self._seen.dtype)
 
     def statistics(self) -> dict[str, torch.Tensor]:
         """Logged as augment/p and augment/rt (ADA's r_t, of the last adjustment)."""
