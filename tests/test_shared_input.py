@@ -554,6 +554,7 @@ def test_a_full_disk_is_one_paragraph_and_exit_4_for_every_verb(tmp_path, monkey
     assert code == 4, err
     last = err.strip().splitlines()[-1]  # (after sample's progress bar)
     assert "Traceback" not in err and last.startswith("ganlab: fault:") and "disk is full" in last, err
+    assert str(full_disk) in last, last  # it names the file (or folder) the full disk stopped
     left = sorted(p.name for p in full_disk.rglob("*") if p.name != "filler")
     assert all(not name.startswith(("x", "e.json")) for name in left), left  # no partial output under its name
 

@@ -317,13 +317,14 @@ def test_a_checkpoint_tensor_with_zero_strides_is_refused_before_the_checksum(tm
         checkpoint.load(path)
 
 
-def test_an_image_of_too_many_pixels_is_refused_in_one_paragraph(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("side", [13_000, 20_000])  # 169 MP (Pillow warns), 400 MP (Pillow raises, in a worker)
+def test_an_image_of_too_many_pixels_is_refused_in_one_paragraph(tmp_path, monkeypatch, capsys, side):
     from PIL import Image
 
     from fake_data import make_images
 
     make_images(tmp_path / "images", 3)
-    Image.new("L", (13_000, 13_000)).save(tmp_path / "images" / "huge.png")  # 169 megapixels, a small file
+    Image.new("1", (side, side)).save(tmp_path / "images" / "huge.png")  # a small file declaring many pixels
     with within(60):
         code, _, err = train_cli(tmp_path, monkeypatch, capsys, "dataset=folder", f"dataset.root={tmp_path / 'images'}",
                                  *TINY_RUN, "hydra.run.dir=run")
