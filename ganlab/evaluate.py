@@ -39,9 +39,12 @@ class EvalOptions(RunOptions):
     classifier: str | None = option(None, "a classifier run's checkpoint: the feature network of the classifier metrics")
     inception_weights: str | None = option(None, "a local copy of torch-fidelity's InceptionV3 weights (offline "
                                            "machines)")
-    n: int = option(10000, "generated samples (the toys: 2,500 is the published protocol)")
+    n: int | None = option(None, "generated samples; default 10,000, or 1,000 where the Inception network runs on a "
+                                 "CPU (minutes, not an hour: KID compares at that n, FID is biased there); the toys: "
+                                 "2,500 is the published protocol")
     split: str = option("test", "the real images to compare with: test (held out), train, ...")
-    real_n: int = option(REAL_LIMIT, "at most this many real images (the usual protocol: a 10,000-image test split)")
+    real_n: int | None = option(None, "at most this many real images; default 10,000 (the usual protocol: a test "
+                                      "split of 10,000), or 1,000 where the Inception network runs on a CPU")
     dataset_root: str | None = option(None, "where the run's data set lies on this machine, if not where it trained")
     out: str | None = option(None, "where to write the JSON (default: RUN/eval.json)")
 
@@ -69,7 +72,7 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
              real_n, dataset_root, out) -> dict[str, Any]:
     """Measure `run` (the options: `EvalOptions`); writes eval.json and returns what it holds."""
     for key, value in (("n", n), ("real_n", real_n)):
-        if value < MIN_SAMPLES:
+        if value is not None and value < MIN_SAMPLES:
             raise ConfigError(f"{key}={value} is too few to measure (at least {MIN_SAMPLES}: the nearest-neighbour "
                               f"metrics need several points); the usual protocol is {key}=10000.")
     if isinstance(metrics, str) and metrics != "auto":
@@ -104,6 +107,7 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
     if not names:
         raise ConfigError("no metric can be computed here: give classifier=PATH (a classifier run's checkpoint) "
                           "for the offline metrics, or inception_weights=PATH for FID/KID/IS/precision-recall.")
+    n, real_n = protocol_sizes(names, device, n, real_n)
     path = Path(out) if out else opened.path.parent.parent / "eval.json"
     check_writable(path.parent, f"out={out}" if out else f"run={run}",  # before minutes of measuring, not after
                    "pass out= a folder you can write." if out else
@@ -119,6 +123,23 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
     write_text_atomic(path, json.dumps(merged_with_earlier(path, result), indent=2) + "\n")
     result["path"] = path
     return result
+
+
+CPU_INCEPTION_N = 1_000  # images a side where the Inception network runs on a CPU (about 80 s per 1,000 here)
+
+
+def protocol_sizes(names: list[str], device, n: int | None, real_n: int | None) -> tuple[int, int]:
+    """The generated and real counts: as typed, else the published 10,000, else (the Inception
+    network on a CPU) 1,000 a side, said in the log: a number in minutes, with KID to compare by."""
+    from ganlab.metrics.registry import METRICS
+
+    inception_on_cpu = device.type != "cuda" and any(METRICS[name].needs.startswith("inception") for name in names)
+    default = CPU_INCEPTION_N if inception_on_cpu else REAL_LIMIT
+    if inception_on_cpu and (n is None or real_n is None):
+        log.info("eval: the Inception network runs on this CPU, so the default protocol is %s generated and %s real "
+                 "images (a few minutes); KID is unbiased at this n, FID is not (compare FIDs only at equal n). "
+                 "n=10000 real_n=10000 gives the published protocol.", f"{n or default:,}", f"{real_n or default:,}")
+    return (n if n is not None else default), (real_n if real_n is not None else default)
 
 
 def merged_with_earlier(path: Path, result: dict[str, Any]) -> dict[str, Any]:

@@ -138,3 +138,17 @@ def test_custom_scalars_draw_one_chart_per_quantity_with_the_runs_overlaid():
     charts = custom_layout(["D", "G"], {"metrics/classifier_fd": False})["ganlab GAN runs"]
     assert all(len(tags) == 1 for _, tags in charts.values())  # one quantity a chart: 8 runs give 8 curves, not 16
     assert {tags[0] for _, tags in charts.values()} >= {"^loss/D$", "^loss/G$", "^D/real_logit$", "^D/fake_logit$"}
+
+
+def test_the_cpu_eval_protocol_is_1000_a_side_and_said_while_typed_sizes_win(caplog):
+    import torch
+
+    from ganlab.evaluate import protocol_sizes
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    with caplog.at_level("INFO", logger="ganlab"):
+        assert protocol_sizes(["fid", "kid"], cpu, None, None) == (1000, 1000)
+    assert "default protocol is 1,000 generated and 1,000 real images" in caplog.text and "KID is unbiased" in caplog.text
+    assert protocol_sizes(["fid", "kid"], cpu, 5000, None) == (5000, 1000)  # what is typed wins
+    assert protocol_sizes(["fid"], cuda, None, None) == (10000, 10000)  # a GPU: the published protocol
+    assert protocol_sizes(["classifier_fd"], cpu, None, None) == (10000, 10000)  # a classifier is cheap on a CPU

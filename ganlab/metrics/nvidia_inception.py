@@ -65,9 +65,13 @@ def feature_network(device: torch.device, path: Path | str | None = None) -> tor
 @torch.no_grad()
 def features(images: torch.Tensor, device: torch.device, batch: int = 50, path: Path | str | None = None) -> torch.Tensor:
     """2,048 features of each uint8 image (N, C, H, W), on the CPU, in float64."""
+    from tqdm import tqdm
+
     network = feature_network(device, path)
     out = []
-    for start in range(0, len(images), batch):
+    # minutes on a CPU: a bar with its ETA (none for a batch or two)
+    for start in tqdm(range(0, len(images), batch), desc="Inception features", unit="batch",
+                      disable=len(images) <= 2 * batch, leave=False):
         x = images[start:start + batch].to(device)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
