@@ -49,10 +49,17 @@ def test_unknown_norm_names_the_options():
         DCGANDiscriminator(32, 1, norm="group")
 
 
-@pytest.mark.parametrize("norm", ["none", "batch", "layer", "instance"])
-def test_discriminator_norm_options_and_spectral_norm_run(norm):
+@pytest.mark.parametrize("norm,layer", [("none", None), ("batch", torch.nn.BatchNorm2d), ("layer", torch.nn.GroupNorm),
+                                        ("instance", torch.nn.InstanceNorm2d)])
+def test_discriminator_norm_options_and_spectral_norm_run(norm, layer):
     d = DCGANDiscriminator(16, 3, width=4, norm=norm, spectral_norm=True, dropout=0.3)
     assert d(torch.randn(4, 3, 16, 16)).shape == (4, 1)
+    norms = [m for m in d.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.InstanceNorm2d,
+                                                     torch.nn.LayerNorm))]
+    assert (not norms) if layer is None else (norms and all(isinstance(m, layer) for m in norms)), norms
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)  # spectral norm
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.3 for m in d.modules())
 
 
 @pytest.mark.parametrize("init,zero_bias", [("dcgan", True), ("examples", False)])
