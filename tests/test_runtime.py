@@ -99,6 +99,13 @@ def test_bf16_autocast_runs_on_cpu_and_keeps_float32_weights(tmp_path):
     assert all(math_finite(r["loss/D"]) and math_finite(r["loss/G"]) for r in rows)
     state = load(tmp_path / "checkpoints" / "last.pt")
     assert all(t.dtype == torch.float32 for t in state["networks"]["generator"].values() if t.is_floating_point())
+    seen = []  # inside the step's autocast a conv really computes in bf16 (a null context would give float32)
+    conv = next(m for m in loop.networks["discriminator"].modules() if isinstance(m, torch.nn.Conv2d))
+    handle = conv.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    with loop.runtime.autocast():
+        loop.networks["discriminator"](torch.randn(2, *loop.run.facts.shape))
+    handle.remove()
+    assert seen == [torch.bfloat16]
 
 
 def math_finite(x):
