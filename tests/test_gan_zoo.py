@@ -28,8 +28,8 @@ def test_every_model_loss_pair_trains(tmp_path, model, loss):
     rows = [r for r in read_metrics(tmp_path) if "loss/D" in r]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(torch.isfinite(torch.tensor([r["loss/D"], r["loss/G"]])).all() for r in rows)
-    if loss == "wgan_gp":
-        assert rows[-1]["D/gradient_penalty"] >= 0
+    if loss == "wgan_gp":  # the penalty is computed and added: a random critic's gradient norm is not exactly 1
+        assert all(0 < r["D/gradient_penalty"] < float("inf") for r in rows), rows
     assert (tmp_path / "samples" / "step_000002.png").is_file()
     assert loop.step == 2
 
