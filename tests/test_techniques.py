@@ -110,11 +110,13 @@ def test_a_bad_policy_names_the_policies():
 
 
 def test_rpgan_losses_match_a_hand_computation():
-    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.0, 1.0, 0.5])
+    # pairs (2, 0), (-1, 1), (0.5, 1.5): real - fake = 2, -2, -1; softplus(x) = log(1 + e^x) by hand:
+    # D: (softplus(-2) + softplus(2) + softplus(1)) / 3 = (0.126928 + 2.126928 + 1.313262) / 3
+    # G: (softplus(2) + softplus(-2) + softplus(-1)) / 3 = (2.126928 + 0.126928 + 0.313262) / 3
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.0, 1.0, 1.5])
     loss = RelativisticPairingLoss()
-    assert loss.d_loss(real, fake).item() == pytest.approx(F.softplus(-(real - fake)).mean().item())
-    expected = sum(torch.log1p(torch.exp(-(f - r))).item() for r, f in zip(real, fake)) / 3
-    assert loss.g_loss(fake, real).item() == pytest.approx(expected)
+    assert loss.d_loss(real, fake).item() == pytest.approx(1.1890392, abs=1e-6)
+    assert loss.g_loss(fake, real).item() == pytest.approx(0.8557059, abs=1e-6)
 
 
 def test_r2_penalises_fake_gradients_and_reaches_only_d():
