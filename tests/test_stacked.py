@@ -13,6 +13,7 @@ from fake_data import make_mnist
 from ganlab.data.stacked import load_stacked_mnist, mode_of, mode_statistics
 from ganlab.metrics.classifier import Judge, stacked_modes
 from ganlab.metrics.registry import Inputs
+from ganlab.logging import read_metrics
 from ganlab.train import train
 
 
@@ -66,6 +67,14 @@ def test_the_metric_counts_all_modes_of_real_images_and_one_for_a_collapsed_gene
 
 def test_a_stacked_mnist_run_trains(tmp_path):
     root = make_mnist(tmp_path / "data", n=64)
-    train(compose_config(["dataset=stacked_mnist", f"dataset.root={root}", "dataset.size=128",
-                          "dataset.resolution=28", "model.discriminator.pack=2", "schedule.steps=2"]), tmp_path / "run")
-    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    loop = train(compose_config(["dataset=stacked_mnist", f"dataset.root={root}", "dataset.size=128",
+                                 "dataset.resolution=28", "model.discriminator.pack=2", "schedule.steps=2",
+                                 "schedule.log_every=1"]), tmp_path / "run")
+    assert loop.step == 2 and loop.run.facts.shape == (3, 28, 28)  # three stacked digits, one per channel
+    d = loop.networks["discriminator"]
+    assert next(m for m in d.modules() if isinstance(m, torch.nn.Conv2d)).in_channels == 3 * 2  # PacGAN packs 2
+    rows = [r for r in read_metrics(tmp_path / "run") if "loss/D" in r]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["loss/D"] == r["loss/D"] for r in rows)  # finite, logged
+    from ganlab import checkpoint
+
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2

@@ -243,8 +243,6 @@ def test_a_failing_train_log_is_one_warning_and_named_at_the_end(tmp_path, capsy
 
 
 def test_a_full_disk_at_start_up_says_nothing_was_trained_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
-    from test_shared_input import full_disk  # noqa: F401 - the fixture's body, used directly
-
     import errno
 
     def no_space(*args, **kwargs):

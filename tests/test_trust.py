@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from omegaconf import OmegaConf
 
-from conftest import CLI_TINY, compose_config, run_cli
+from conftest import run_cli
 from ganlab import checkpoint
 from ganlab.build import allowed_prefixes, check_targets
 from ganlab.errors import ConfigError
-from test_shared_input import TINY_RUN, _resign, finished_run, preset, refused, snapshot, touch, train_cli  # noqa: F401
+from test_shared_input import TINY_RUN, _resign, finished_run, preset, refused, snapshot, train_cli  # noqa: F401
 
 
 @contextlib.contextmanager
