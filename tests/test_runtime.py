@@ -160,11 +160,19 @@ def test_compiled_networks_train_and_checkpoint_without_wrapper_prefixes(tmp_pat
 
 
 def test_the_g_step_reuses_the_d_steps_fakes_only_when_one_d_step_precedes_it(tmp_path):
-    cfg = compose_config(["schedule.steps=1"])
-    loop = train(cfg, tmp_path / "a")
+    def forwards_of_g_in_one_step(loop) -> int:
+        calls = []
+        handle = loop.networks["generator"].register_forward_hook(lambda *_: calls.append(1))
+        loop.step_runner(loop.step)  # one more step itself: its phases, without the maintenance after it
+        handle.remove()
+        return len(calls)
+
+    loop = train(compose_config(["schedule.steps=1"]), tmp_path / "a")
     assert loop.objective.reuse_fakes and loop.objective.reuses_latent == "G"
+    assert forwards_of_g_in_one_step(loop) == 1  # D's step draws the fakes, G's step reuses them
     two = train(compose_config(["schedule.steps=1", "schedule.n_critic=2"]), tmp_path / "b")
     assert not two.objective.reuse_fakes
+    assert forwards_of_g_in_one_step(two) == 3  # two D steps and G's own: nothing to reuse
 
 
 def test_help_and_composing_do_not_import_torch():
