@@ -109,6 +109,7 @@ class Maintenance:
         self.meter = Meter()
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step", "score"} of best.pt
         self._clock, self._images = time.perf_counter(), 0
+        self._unhealthy, self._warned_health = 0, False  # log steps in a row the objective called broken down
 
     # its part of the checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -159,12 +160,26 @@ class Maintenance:
         self.guard_finite()
         values = {**self.meter.means(), **extra}
         self.meter.reset()
+        self._watch_health(values)
         for name, opt in self.state.optimizers.items():
             values[f"lr/{name}"] = opt.param_groups[0]["lr"]
         elapsed = time.perf_counter() - self._clock
         values["perf/images_per_s"] = self._images / elapsed if elapsed > 0 else 0.0
         self._clock, self._images = time.perf_counter(), 0
         self.logger.scalars(self.state.step, values)
+
+    def _watch_health(self, values: dict[str, float]) -> None:
+        """Warn once when the objective says training has broken down; stop after
+        `schedule.collapse_patience` log steps of it in a row (when the user set one)."""
+        problem = self.run.objective.health(values)
+        self._unhealthy = self._unhealthy + 1 if problem else 0
+        if problem and self._unhealthy == 1 and not self._warned_health:
+            self._warned_health = True
+            log.warning("step %d: %s.", self.state.step, problem)
+        patience = self.schedule.collapse_patience
+        if problem and patience and self._unhealthy >= patience:
+            self._diverged(f"training collapsed for {self._unhealthy} log steps in a row "
+                           f"(schedule.collapse_patience={patience}): {problem}")
 
     def _draw_grids(self) -> dict[str, float]:
         """Save the snapshot grids (the EMA's, and the live networks' beside them as live_*);

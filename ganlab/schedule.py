@@ -47,6 +47,7 @@ class Schedule:
     adaptive: AdaptiveRule | dict[str, Any] | None = None  # see configs/schedule; phase null = off
     eval_every: int = 0  # evaluate on held-out data every N steps (and at the end); 0 = at the end only
     divergence_limit: float | None = 1.0e6  # a logged loss or statistic (D's logits) beyond this diverged
+    collapse_patience: int | None = None  # stop (exit 3) after this many log steps in a row of a collapse
 
     def __post_init__(self):
         if self.lr_decay not in ("none", "linear"):

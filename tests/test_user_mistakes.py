@@ -152,3 +152,15 @@ def test_the_cpu_eval_protocol_is_1000_a_side_and_said_while_typed_sizes_win(cap
     assert protocol_sizes(["fid", "kid"], cpu, 5000, None) == (5000, 1000)  # what is typed wins
     assert protocol_sizes(["fid"], cuda, None, None) == (10000, 10000)  # a GPU: the published protocol
     assert protocol_sizes(["classifier_fd"], cpu, None, None) == (10000, 10000)  # a classifier is cheap on a CPU
+
+
+def test_a_collapsed_gan_warns_and_stops_with_exit_3_at_the_users_patience(tmp_path):
+    collapse = [*TINY_RUN, "optimizer.lr=10", "schedule.steps=20", "schedule.log_every=1"]
+    code, _, err = train(tmp_path, *collapse, "hydra.run.dir=warned")
+    assert code == 0, err
+    log = (tmp_path / "warned" / "train.log").read_text()
+    assert log.count("D wins outright and G learns nothing (a collapsed GAN)") == 1  # once, not every log step
+    code, _, err = train(tmp_path, *collapse, "schedule.collapse_patience=4", "hydra.run.dir=stopped")
+    assert code == 3, err
+    assert "training collapsed for 4 log steps in a row (schedule.collapse_patience=4)" in err
+    assert "Traceback" not in err

@@ -73,6 +73,10 @@ class Objective:
     def begin_step(self, step: int) -> None:
         """Called before each step with the number of steps done (for warm-ups and annealing)."""
 
+    def health(self, means: dict[str, float]) -> str | None:
+        """What the logged means say has broken down (a GAN whose D wins outright), or None."""
+        return None
+
     def state_dict(self) -> dict:
         """What the objective itself must carry over a resume (an adaptive augmentation's p); tensors only."""
         return {}

@@ -27,6 +27,17 @@ class GANObjective(Objective):
 
     ema_networks = ("generator",)
     needs_adversarial_loss = True
+
+    def health(self, means: dict[str, float]) -> str | None:
+        """D's loss at 0 while G's is large: D wins outright and G gets no useful gradient (a collapsed
+        GAN, e.g. optimizer.lr=10). Not for the Wasserstein critic, whose losses are not bounded so."""
+        d, g = means.get("loss/D"), means.get("loss/G")
+        if d is None or g is None or getattr(self.adversarial, "name", "") == "wgan":
+            return None
+        if abs(d) < 1e-3 and g > 100:
+            return (f"D's loss is {d:.2g} while G's is {g:.3g}: D wins outright and G learns nothing (a collapsed GAN). "
+                    "Lower optimizer.lr, or pick a more stable loss (loss=hinge, loss=wgan_gp)")
+        return None
     latent_inputs = True
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
