@@ -33,13 +33,17 @@ class TooLarge(yaml.YAMLError):
     """A YAML document over a bound (the message names the file and the limit)."""
 
 
-class BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a document whose alias expansion exceeds `YAML_NODES`."""
+class _Bounded:
+    """A YAML loader's composition, refusing a document whose alias expansion exceeds `YAML_NODES`."""
 
     def compose_document(self):
         node = super().compose_document()
         _expanded_size(node, getattr(self, "name", "<string>"))
         return node
+
+
+class BoundedLoader(_Bounded, yaml.SafeLoader):
+    """PyYAML's safe loader, with the bound."""
 
 
 def _expanded_size(root: yaml.Node, name: str) -> int:
@@ -78,15 +82,7 @@ def install_yaml_bound() -> None:
     original = utils.get_yaml_loader
 
     def bounded_loader():
-        base = original()
-
-        class Loader(base):  # OmegaConf's loader (its float and key rules), with the bound
-            def compose_document(self):
-                node = super().compose_document()
-                _expanded_size(node, getattr(self, "name", "<string>"))
-                return node
-
-        return Loader
+        return type("BoundedOmegaConfLoader", (_Bounded, original()), {})  # its float and key rules, bounded
 
     bounded_loader.ganlab_bounded = True
     utils.get_yaml_loader = bounded_loader

@@ -114,8 +114,9 @@ def load(path: Path | str, key: str = "resume") -> dict[str, Any]:
 # The keys every reader relies on, and what each must be (a re-signed file can hold anything).
 _LAYOUT = {"config": dict, "facts": dict, "networks": dict, "ema": dict, "fixed": dict, "step": int,
            "value_range": str}
-_OPTIONAL = {"overrides": list, "run_id": (str, type(None)), "choices": dict, "optimizer_types": dict, "images": (int, type(None)), "steps_per_epoch": (int, float, type(None)),
-             "optimizers": dict, "batches": dict, "rng": dict, "objective": (dict, type(None)), "best": (dict, type(None))}
+_OPTIONAL = {"overrides": list, "run_id": (str, type(None)), "choices": dict, "optimizer_types": dict,
+             "images": (int, type(None)), "steps_per_epoch": (int, float, type(None)), "optimizers": dict,
+             "batches": dict, "rng": dict, "objective": (dict, type(None)), "best": (dict, type(None))}
 
 
 def layout_problem(state: dict[str, Any]) -> str | None:
@@ -139,17 +140,18 @@ def layout_problem(state: dict[str, Any]) -> str | None:
         return "its `fixed` inputs are not tensors"
     if "overrides" in state and not all(isinstance(o, str) for o in state["overrides"]):
         return "its `overrides` are not strings"
-    where = _interpolation_in(state["config"])
+    where = interpolation_in(state["config"])
     if where:  # a stored config is resolved: a ${...} would be evaluated (an environment variable, a resolver)
         return f"its config holds an interpolation at {where}, which is never resolved"
     return None
 
 
-def _interpolation_in(node: Any, path: str = "config") -> str | None:
+def interpolation_in(node: Any, path: str = "config") -> str | None:
+    """The key of the first `${...}` in a stored config (plain containers), or None."""
     if isinstance(node, dict):
-        return next((found for key, value in node.items() if (found := _interpolation_in(value, f"{path}.{key}"))), None)
+        return next((found for key, value in node.items() if (found := interpolation_in(value, f"{path}.{key}"))), None)
     if isinstance(node, list):
-        return next((found for i, value in enumerate(node) if (found := _interpolation_in(value, f"{path}[{i}]"))), None)
+        return next((found for i, value in enumerate(node) if (found := interpolation_in(value, f"{path}[{i}]"))), None)
     return path if isinstance(node, str) and "${" in node else None
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ganlab.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT
 from ganlab.paths import config_dir
+from ganlab.replay import override_key as _key
 from ganlab.runtime import is_main_process as _is_main, launched_processes
 from ganlab.search import StudyComplete, metric_direction, objective_value, uses_optuna, with_direction, with_study, worst
 
@@ -65,8 +66,6 @@ def job_folder_name(overrides: str) -> str:
 def run_name(name, experiment, model, dataset) -> str:
     """A run folder's name after its time: `name=` as typed, else the experiment preset, else
     <model>_<dataset> (so a VAE, a cGAN and a classifier are told apart in TensorBoard and report)."""
-    import re
-
     chosen = name if name not in (None, "", "None") else (
         experiment if experiment not in (None, "", "None") else f"{model}_{dataset}")
     return re.sub(r"[^A-Za-z0-9._=+-]+", "-", str(chosen)).strip("-.")[:JOB_NAME_LIMIT] or "run"
@@ -158,8 +157,6 @@ def train(overrides: list[str]) -> None:
                 " See `ganlab train --help` for the groups and keys."
             nearest = _did_you_mean(text)
             if nearest:  # Hydra's `+key` advice would only lead to a second refusal
-                import re
-
                 text = re.sub(r"To append to your config use \S+", "", text)
             print(f"ganlab: error: {nearest}{held.paragraph(text)}{hint}", file=held.stream)
             sys.exit(EXIT_CONFIG)
@@ -206,13 +203,13 @@ def typeable_folders(overrides: list[str]) -> list[str]:
 def _prints_resumed_config(overrides: list[str]) -> bool:
     """`--cfg job resume=true hydra.run.dir=DIR` prints what the resumed job would train: the run's
     stored settings with the typed overrides on top (Hydra alone would print the defaults)."""
+    from ganlab.replay import folder_value, typed_settings
+
     flags = [i for i, o in enumerate(overrides) if o in ("--cfg", "-c")]
     typed = [o for o in overrides if "=" in o and not o.startswith("-")]
-    given = {_key(o): o.split("=", 1)[1] for o in typed}
+    given = typed_settings(typed)
     if not flags or given.get("resume", "").lower() != "true" or "hydra.run.dir" not in given:
         return False
-    from ganlab.replay import folder_value
-
     run_dir = folder_value(typed, "hydra.run.dir")
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -235,10 +232,10 @@ def _prints_resumed_config(overrides: list[str]) -> bool:
 def _resumes_sweep(overrides: list[str]) -> bool:
     """`ganlab train -m resume=true hydra.sweep.dir=S [overrides]`: continue every job of the sweep
     in S from its record (`sweeps.py`), one after another; returns False for any other command."""
-    from ganlab.replay import folder_value
+    from ganlab.replay import folder_value, typed_settings
 
     typed = [o for o in overrides if "=" in o and not o.startswith("-")]
-    given = {_key(o): o.split("=", 1)[1] for o in typed}
+    given = typed_settings(typed)
     if not ("-m" in overrides or "--multirun" in overrides) or given.get("resume", "").lower() != "true" \
             or uses_optuna(overrides):  # a search continues its study instead (search.with_study)
         return False
@@ -301,7 +298,6 @@ def _did_you_mean(text: str) -> str:
     """For Hydra's 'Could not override X' (a key or group that does not exist): the nearest group or
     key, first, instead of Hydra's `+X` advice that only leads to a second refusal."""
     import difflib
-    import re
 
     from ganlab.paths import config_groups
 
@@ -509,10 +505,6 @@ def _with_stored_settings(cfg, run_dir: Path, typed: list[str]):
     chosen = {**chosen, **{_key(o): o.split("=", 1)[1] for o in typed if _key(o) in SHOWN_CHOICES}}  # typed now wins
     return (OmegaConf.create(stored.drop_unknown(merged, now)), [o for o in recorded if _key(o) not in keys] + list(typed),
             chosen or None)
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _write_hydra_files(cfg, run_dir: Path, overrides: list[str]) -> None:

@@ -21,7 +21,7 @@ log = logging.getLogger("ganlab")
 
 def check_resume_folder(overrides: list[str]) -> None:
     """`resume=true hydra.run.dir=DIR` must name a folder that exists (before Hydra composes)."""
-    given = {_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
+    given = typed_settings(overrides)
     if given.get("resume", "").lower() != "true":
         return
     if "hydra.run.dir" not in given and not ("-m" in overrides or "--multirun" in overrides):
@@ -67,18 +67,24 @@ def hydra_overrides(run_dir: Path) -> list[str]:
     return previous
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
+    """The key (or group) an override sets: `+a.b=1` -> `a.b`."""
     return override.split("=", 1)[0].lstrip("+~")
+
+
+def typed_settings(overrides: list[str]) -> dict[str, str]:
+    """{key: value} of the key=value overrides typed (flags such as --cfg left out)."""
+    return {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
 
 
 def setting_overrides(overrides: list[str]) -> list[str]:
     """The key=value overrides that set up the run: not Hydra's own settings, not flags."""
-    return [o for o in overrides if "=" in o and not o.startswith("-") and not _key(o).startswith("hydra")]
+    return [o for o in overrides if "=" in o and not o.startswith("-") and not override_key(o).startswith("hydra")]
 
 
 def override_values(overrides: list[str]) -> dict[str, str]:
     """The run's setting overrides as {key: value} (what HParams show)."""
-    return {_key(o): o.split("=", 1)[1] for o in setting_overrides(overrides)}
+    return {override_key(o): o.split("=", 1)[1] for o in setting_overrides(overrides)}
 
 
 # --- the checkpoint to continue from -------------------------------------------------------------

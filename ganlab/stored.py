@@ -20,20 +20,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ganlab import checkpoint
 from ganlab.errors import ConfigError
 
 log = logging.getLogger("ganlab")
 
 # Keys a stored config may not set: they always take the value composed now.
 TYPED_ONLY = ("allowed_targets", "resume", "resume_from", "paths")
-# Data set keys that reach outside the run (downloads, cache folders): composed now, or off.
-DATASET_TYPED_ONLY = {"download": False, "cache_dir": None}
+# Data set keys that reach outside the run (downloads, cache folders), with the value every ganlab
+# config gives them (unresolved): only the command line sets another. The vetting refuses a preset
+# that does; resume puts them back to these, unless typed now.
+DATASET_TYPED_ONLY = {"download": False, "cache_dir": "${paths.data}/.cache"}
 
 
 def read(run_dir: Path) -> tuple[dict[str, Any], list[str], dict[str, str]] | None:
     """(the run's stored resolved config, the overrides it records for people to read, the config
     groups it chose), or None when the folder holds neither a checkpoint nor `.hydra/config.yaml`."""
+    from ganlab import checkpoint
     from ganlab.replay import read_run_id
 
     found = checkpoint.load_latest(Path(run_dir) / "checkpoints", run_id=read_run_id(run_dir))
@@ -49,10 +51,13 @@ def read(run_dir: Path) -> tuple[dict[str, Any], list[str], dict[str, str]] | No
         overrides = read_yaml(source.with_name("overrides.yaml")) if _is_file(source.with_name("overrides.yaml")) \
             else []
         choices = None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{source} does not hold a run's settings (its config is {type(config).__name__}, not a "
-                          "mapping). Start a new run, or point hydra.run.dir at another run.")
-    _refuse_interpolations(config, source)
+        if not isinstance(config, dict):
+            raise ConfigError(f"{source} does not hold a run's settings (its config is {type(config).__name__}, not a "
+                              "mapping). Start a new run, or point hydra.run.dir at another run.")
+        where = checkpoint.interpolation_in(config)  # (a checkpoint's config is checked when it is loaded)
+        if where:  # a stored config is resolved: a ${...} would be evaluated (an environment variable, a resolver)
+            raise ConfigError(f"{source} holds an interpolation at {where}; a run's stored settings are plain values "
+                              "and are never resolved. Type that setting on the command line, or start a new run.")
     shown = [o for o in overrides if isinstance(o, str)] if isinstance(overrides, list) else []
     chosen = {str(k): str(v) for k, v in choices.items() if isinstance(v, str)} if isinstance(choices, dict) else {}
     return config, shown, chosen
@@ -80,20 +85,6 @@ def read_yaml(path: Path) -> Any:
         loader.dispose()
 
 
-def _refuse_interpolations(node: Any, source: Path, path: str = "") -> None:
-    """A stored config is resolved: a `${...}` in it would be evaluated (an environment variable, a
-    resolver), so it is refused, never resolved."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            _refuse_interpolations(value, source, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            _refuse_interpolations(value, source, f"{path}[{i}]")
-    elif isinstance(node, str) and "${" in node:
-        raise ConfigError(f"{source} holds an interpolation at {path} ({node!r}); a run's stored settings are plain "
-                          "values and are never resolved. Type that setting on the command line, or start a new run.")
-
-
 def merged(stored: dict[str, Any], now: dict[str, Any], baseline: dict[str, Any], typed: list[str]) -> dict[str, Any]:
     """The stored config with what the user typed now on top.
 
@@ -108,12 +99,14 @@ def merged(stored: dict[str, Any], now: dict[str, Any], baseline: dict[str, Any]
             result[key] = copy.deepcopy(now[key])
         else:
             result.pop(key, None)
-    dataset, typed_keys = result.get("dataset"), {o.split("=", 1)[0].lstrip("+~") for o in typed}
+    from ganlab.replay import override_key
+
+    dataset, typed_keys = result.get("dataset"), {override_key(o) for o in typed}
     if isinstance(dataset, dict):
-        fresh = now.get("dataset") or {}
-        for key, off in DATASET_TYPED_ONLY.items():
+        fresh, data_root = now.get("dataset") or {}, str((now.get("paths") or {}).get("data", "data"))
+        for key, unresolved in DATASET_TYPED_ONLY.items():
             if key in dataset and f"dataset.{key}" not in typed_keys:
-                default = f"{(now.get('paths') or {}).get('data', 'data')}/.cache" if key == "cache_dir" else off
+                default = unresolved.replace("${paths.data}", data_root) if isinstance(unresolved, str) else unresolved
                 if dataset[key] != default:
                     log.info("resume: dataset.%s=%r from the stored settings is not used (%r): type it to set it",
                              key, dataset[key], default)

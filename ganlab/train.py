@@ -29,7 +29,7 @@ from ganlab.maintenance import Maintenance
 from ganlab.metrics.measuring import Evaluator, open_judge, training_evaluator
 from ganlab.metrics.registry import known_direction
 from ganlab.models.blocks import count_parameters
-from ganlab.replay import (check_same_seed, new_run_id, override_values, read_run_id, restore, resume_state,
+from ganlab.replay import (check_same_seed, holds_run, new_run_id, override_values, read_run_id, restore, resume_state,
                            write_run_id)
 from ganlab.rundir import RunDirLock, refuse_links
 from ganlab.safe_files import refuse_link_folder, write_text_atomic
@@ -131,7 +131,7 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
         if not checkpoint.is_disk_full(exc):
             raise
         where = getattr(exc, "filename", None)
-        if not checkpoint.periodic(run_dir / "checkpoints") and not (run_dir / "checkpoints" / checkpoint.LAST).exists():
+        if not holds_run(run_dir):
             raise RunFault(f"could not write {where or run_dir}: the disk is full. Nothing was trained yet (the run has "
                            "no checkpoint); free some space and start it again.") from None
         raise checkpoint.disk_full(Path(where or run_dir / "checkpoints")) from None

@@ -17,8 +17,8 @@ What may set what is decided by where a value came from, not by scanning files:
   list can therefore not widen the allow-list nor configure Hydra, whatever YAML tricks they use.
   Nothing is ever read back from a run folder as overrides: a run's stored settings are data
   (`stored.py`).
-* settings that reach outside the run (`TYPED_ONLY`: where data and caches live, downloads) are
-  set only by ganlab's configs and the command line.
+* settings that reach outside the run (`paths`, `stored.DATASET_TYPED_ONLY`: where data and
+  caches live, downloads) are set only by ganlab's configs and the command line.
 * a defaults entry may not leave the config search path (`..`).
 * every `_target_` of the resolved job config is in the buildable set (`build.check_targets`),
   Hydra callbacks included; `--experimental-rerun` (it unpickles a file) is refused.
@@ -42,15 +42,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ganlab.bounds import TooLarge, check_config_work, install_yaml_bound
 from ganlab.build import allowed_prefixes, check_targets, resolve_target, to_plain
 from ganlab.errors import ConfigError, Refused
+from ganlab.stored import DATASET_TYPED_ONLY
 
 # Parts of `hydra` that Hydra sets itself at composition, overwriting whatever a file said (the
 # overrides are compared with the command line separately; the search path with what was typed).
 # runtime.choices is only updated by Hydra: it names the options picked (shown, never acted on).
 COMPUTED = {("runtime", "choices"), ("runtime", "config_sources"), ("runtime", "version"), ("runtime", "version_base"),
             ("runtime", "cwd"), ("overrides",), ("job", "override_dirname"), ("job", "config_name"), ("searchpath",)}
-# Job settings that reach outside the run: only ganlab's configs and the command line set them.
-# (key, the value every ganlab config gives it, unresolved)
-TYPED_ONLY = (("dataset.download", False), ("dataset.cache_dir", "${paths.data}/.cache"))
 # Where Hydra's own output subfolder would go: ganlab writes `.hydra/` itself once a command is accepted.
 OUTPUT_SUBDIR = None
 
@@ -206,8 +204,8 @@ def _check_typed_only(cfg: DictConfig, trusted: DictConfig, overrides: list[str]
                           f"{where}. Where data and caches live is yours to say: type paths.data=... (or set "
                           "GANLAB_DATA), not a shared file.")
     dataset = cfg.get("dataset")
-    for key, default in TYPED_ONLY:
-        name = key.split(".", 1)[1]
+    for name, default in DATASET_TYPED_ONLY.items():
+        key = f"dataset.{name}"
         if not isinstance(dataset, DictConfig) or name not in dataset or key in typed:
             continue
         value = dataset._get_node(name)._value()
