@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ganlab.metrics.measuring import REAL_LIMIT, Measurer, build_toy, held_out_d
 from ganlab.metrics.registry import check_names
 from ganlab.options import RunOptions, option, read, takes
 from ganlab.safe_files import check_writable, read_text, write_text_atomic
+from ganlab.stored import stored_dataset
 from ganlab.runtime import pick_device
 
 log = logging.getLogger("ganlab")
@@ -88,7 +90,8 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
     if opened.objective.sampler is None:
         raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate; "
                           "measure a GAN or VAE run.")
-    dataset = opened.config["dataset"]
+    # a stored data set never downloads nor writes a cache where the run says: only where you say
+    dataset = stored_dataset(opened.config["dataset"], os.environ.get("GANLAB_DATA", "data"), verb="eval")
     mixture = build_toy(dataset, opened.facts, prefixes)
     judge = open_judge(classifier, opened.facts, device, prefixes, "classifier") if classifier else None
     images = not opened.facts.points  # the Inception metrics need images, not the toys' points

@@ -71,13 +71,15 @@ def read_yaml(path: Path) -> Any:
     """A YAML file of a run folder as plain data (bounded, no tags, no FIFOs)."""
     import yaml
 
-    from ganlab.bounds import BoundedLoader
+    from ganlab.bounds import BoundedLoader, TooLarge
     from ganlab.safe_files import read_text
 
     loader = BoundedLoader(read_text(path))
     loader.name = str(path)
     try:
         return loader.get_single_data()
+    except TooLarge as exc:  # it names the file itself
+        raise ConfigError(f"{exc} Remove that file, or start a new run.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} could not be read as YAML data ({' '.join(str(exc).split())}). Remove that file, "
                           "or start a new run.") from None
@@ -101,19 +103,30 @@ def merged(stored: dict[str, Any], now: dict[str, Any], baseline: dict[str, Any]
             result.pop(key, None)
     from ganlab.replay import override_key
 
-    dataset, typed_keys = result.get("dataset"), {override_key(o) for o in typed}
-    if isinstance(dataset, dict):
-        fresh, data_root = now.get("dataset") or {}, str((now.get("paths") or {}).get("data", "data"))
-        for key, unresolved in DATASET_TYPED_ONLY.items():
-            if key in dataset and f"dataset.{key}" not in typed_keys:
-                default = unresolved.replace("${paths.data}", data_root) if isinstance(unresolved, str) else unresolved
-                if dataset[key] != default:
-                    log.info("resume: dataset.%s=%r from the stored settings is not used (%r): type it to set it",
-                             key, dataset[key], default)
-                dataset[key] = default
-            elif key in dataset:
-                dataset[key] = fresh.get(key, dataset[key])
+    if isinstance(result.get("dataset"), dict):
+        typed_keys = {override_key(o) for o in typed}
+        result["dataset"] = stored_dataset(result["dataset"], str((now.get("paths") or {}).get("data", "data")),
+                                           {k: v for k, v in (now.get("dataset") or {}).items()
+                                            if f"dataset.{k}" in typed_keys})
     return result
+
+
+def stored_dataset(dataset: dict[str, Any], data_root: str, typed: dict[str, Any] = (), verb: str = "resume") \
+        -> dict[str, Any]:
+    """A stored `dataset` node, safe to build here: its keys that reach outside the run (downloads,
+    cache folders) take ganlab's values under `data_root`, unless `typed` now. Resume and eval
+    build a stored data set through this."""
+    dataset, typed = dict(dataset), dict(typed)
+    for key, unresolved in DATASET_TYPED_ONLY.items():
+        if key not in dataset:
+            continue
+        wanted = typed[key] if key in typed else \
+            unresolved.replace("${paths.data}", data_root) if isinstance(unresolved, str) else unresolved
+        if dataset[key] != wanted and key not in typed:
+            log.info("%s: dataset.%s=%r from the stored settings is not used (%r): type it to set it", verb, key,
+                     dataset[key], wanted)
+        dataset[key] = wanted
+    return dataset
 
 
 _GONE = object()

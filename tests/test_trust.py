@@ -479,3 +479,17 @@ def test_the_events_file_name_cannot_be_predicted(tmp_path):
         (events,) = (tmp_path / f"run{attempt}").glob("events.out.tfevents.*")
         names.add(events.name.rsplit(".", 1)[-1])
     assert len(names) == 2 and all(len(n) == 16 for n in names)  # a random 64-bit suffix each time
+
+
+def test_eval_never_downloads_nor_caches_where_a_stored_config_says(tmp_path, finished_run):
+    """A checkpoint's stored data set is built by `ganlab eval` (its real side): the keys that reach
+    outside the run take ganlab's values, as on resume, whatever the file says."""
+    run_dir = copy_run(finished_run, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        _resign(path, lambda s: s["config"].update(dataset={
+            "_target_": "ganlab.data.mnist.load_mnist", "root": str(elsewhere / "mnist"), "download": True,
+            "resolution": 16, "batch_size": 16, "split": "test", "value_range": "tanh"}))
+    result = run_cli("eval", f"run={run_dir}", "device=cpu", "n=20", "real_n=20", cwd=tmp_path)
+    refused(result.returncode, result.stderr, "mnist (test split) was not found")  # looked, never fetched
+    assert "download" not in result.stderr.split("was not found")[0] and not (elsewhere / "mnist" / "MNIST").exists()
