@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.common import folder, ganlab, mnist_judge
 from benchmarks.techniques_mnist import ADA, AUGMENT, MILD
-from ganlab.logging import read_metrics
+from ganlab.records.logging import read_metrics
 
 # name -> overrides; the *_fast rows let p go 0 -> 1 in 100 kimg, not ADA's 500, because these runs see
 # only 640 kimg in all (ADA's were 25,000)

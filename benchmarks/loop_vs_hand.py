@@ -33,13 +33,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 from torchvision.io import write_png
 
-from ganlab.paths import compose  # noqa: E402  (the real config tree, as the CLI composes it)
+from ganlab.commands.paths import compose  # noqa: E402  (the real config tree, as the CLI composes it)
 
-from ganlab.runtime import pick_device  # noqa: E402
+from ganlab.training.runtime import pick_device  # noqa: E402
 from ganlab.data.digits import load_digits  # noqa: E402
-from ganlab.logging import RunLogger  # noqa: E402
-from ganlab.loop import train_steps  # noqa: E402
-from ganlab.train import train  # noqa: E402
+from ganlab.records.logging import RunLogger  # noqa: E402
+from ganlab.training.loop import train_steps  # noqa: E402
+from ganlab.training.train import train  # noqa: E402
 
 # dense peak TFLOP/s (bf16 tensor cores, fp32 without tensor cores) of GPUs this may run on
 PEAK_TFLOPS = {"H100": {"bf16": 989.0, "fp32": 67.0}, "H200": {"bf16": 989.0, "fp32": 67.0},

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from benchmarks.common import ganlab, mnist_judge
-from ganlab.logging import read_metrics
+from ganlab.records.logging import read_metrics
 
 METRICS = ["metrics.names=[classifier,classifier_fd,classifier_pr]", "metrics.best=classifier_fd", "metrics.n=2000",
            "schedule.eval_every=250", "progress=false", "device=auto"]

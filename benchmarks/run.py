@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from ganlab.runtime import pick_device
+from ganlab.training.runtime import pick_device
 from ganlab.data.digits import load_digits
 from ganlab.data.folder import load_folder
 from ganlab.data.mnist import load_mnist
@@ -92,8 +92,8 @@ def bench_tensor_sets(data_dir: Path | None, device: torch.device, batches: int)
 
 
 def bench_training(device: torch.device, steps: int) -> None:
-    from ganlab.paths import compose  # the real config tree, composed as the CLI does
-    from ganlab.train import train
+    from ganlab.commands.paths import compose  # the real config tree, composed as the CLI does
+    from ganlab.training.train import train
 
     cfg = compose([f"device={device}", "progress=false", f"schedule.steps={steps}", f"schedule.log_every={steps}",
                    f"schedule.sample_every={steps}", f"schedule.ckpt_every={steps}", "schedule.snapshot_every=0"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import folder, ganlab, mnist_judge
-from ganlab.logging import read_metrics
+from ganlab.records.logging import read_metrics
 
 RUNS = {  # name -> overrides
     "dcgan": [],

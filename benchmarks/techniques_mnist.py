@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from benchmarks.common import folder, ganlab, mnist_judge
-from ganlab.logging import read_metrics
+from ganlab.records.logging import read_metrics
 
 METRICS = ["metrics.n=2000", "metrics.best=classifier_fd", "progress=false", "device=auto"]
 AUGMENT = ["augment.policy=[translation,cutout]"]

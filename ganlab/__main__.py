@@ -1,3 +1,3 @@
-from ganlab.cli import main
+from ganlab.commands.cli import main
 
 main()

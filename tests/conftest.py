@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from ganlab.paths import config_dir, config_groups
+from ganlab.commands.paths import config_dir, config_groups
 
 # Small enough for a CPU test: tiny batches, few steps (configs/debug/tiny.yaml), narrow networks.
 SHRINK = ["debug=tiny"]
@@ -109,7 +109,7 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
     import logging
     import signal
 
-    from ganlab import cli
+    from ganlab.commands import cli
 
     out, err, code = io.StringIO(), io.StringIO(), 0
     saved_cwd, saved_env, saved_argv = os.getcwd(), dict(os.environ), sys.argv

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ganlab.augment import DiffAugment
+from ganlab.objectives.augment import DiffAugment
 
 STEPS, INTERVAL = 12, 4
 

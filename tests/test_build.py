@@ -4,9 +4,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from ganlab.build import allowed_prefixes, build, check_targets
+from ganlab.trust.build import allowed_prefixes, build, check_targets
 from ganlab.errors import ConfigError
-from ganlab.train import train
+from ganlab.training.train import train
 
 PREFIXES = allowed_prefixes()
 

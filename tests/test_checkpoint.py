@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from conftest import compose_config
-from ganlab import checkpoint
+from ganlab.records import checkpoint
 from ganlab.errors import ConfigError
-from ganlab.train import train
+from ganlab.training.train import train
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_config, run_cli
-from ganlab.paths import config_groups
+from ganlab.commands.paths import config_groups
 
 
 def test_default_config_is_dcgan_bce_on_digits():
@@ -49,8 +49,8 @@ def test_every_group_option_composes(group, option):
     from hydra.core.global_hydra import GlobalHydra
     from hydra import compose, initialize_config_dir
 
-    from ganlab.build import allowed_prefixes, check_targets
-    from ganlab.paths import config_dir
+    from ganlab.trust.build import allowed_prefixes, check_targets
+    from ganlab.commands.paths import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -122,7 +122,7 @@ def test_multirun_sweep_gives_each_job_a_folder_named_by_its_overrides(tmp_path)
 
 
 def test_long_job_folder_names_are_cut_with_a_hash():
-    from ganlab.launch import JOB_NAME_LIMIT, job_folder_name
+    from ganlab.commands.launch import JOB_NAME_LIMIT, job_folder_name
 
     a, b = job_folder_name("x=" + "1" * 200), job_folder_name("x=" + "1" * 199 + "2")
     assert len(a) == JOB_NAME_LIMIT and a != b

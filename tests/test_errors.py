@@ -4,7 +4,7 @@ import pytest
 
 from conftest import CLI_TINY, cli_in_process, compose_config, run_cli
 from ganlab.errors import ConfigError
-from ganlab.train import train
+from ganlab.training.train import train
 
 
 @pytest.mark.parametrize("override,expected", [

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import CLI_TINY, cli_in_process, compose_config, run_cli
-from ganlab import checkpoint
+from ganlab.records import checkpoint
 from ganlab.errors import ConfigError, RunFault, TrainingDiverged
-from ganlab.logging import read_metrics
-from ganlab.rundir import RunDirLock
-from ganlab.train import train
+from ganlab.records.logging import read_metrics
+from ganlab.records.rundir import RunDirLock
+from ganlab.training.train import train
 
 SHORT = ["schedule.steps=8", "schedule.log_every=2", "schedule.ckpt_every=4", "schedule.snapshot_every=4",
          "schedule.keep_last=5"]
@@ -161,7 +161,7 @@ def test_a_second_process_in_the_same_run_directory_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
-    code = f"from ganlab.rundir import RunDirLock; import time; lock = RunDirLock({str(tmp_path)!r}).__enter__(); " \
+    code = f"from ganlab.records.rundir import RunDirLock; import time; lock = RunDirLock({str(tmp_path)!r}).__enter__(); " \
            "print('held', flush=True); time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

@@ -6,12 +6,12 @@ from torch import nn
 
 from conftest import SHRINK, adversarial_losses, compose_config, gan_models
 from ganlab.errors import ConfigError
-from ganlab.logging import read_metrics
+from ganlab.records.logging import read_metrics
 from ganlab.models.dcgan import DCGANDiscriminator
 from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
-from ganlab.penalties import GradientPenalty, R1Penalty, has_batch_norm
+from ganlab.objectives.penalties import GradientPenalty, R1Penalty, has_batch_norm
 from omegaconf import OmegaConf
-from ganlab.train import train
+from ganlab.training.train import train
 
 MODELS = gan_models()  # from configs/model and configs/loss: a new model or loss joins the matrix
 LOSSES = adversarial_losses()
@@ -74,7 +74,7 @@ def test_r1_penalty_is_the_squared_gradient_norm_on_real_samples_and_trains(tmp_
     penalty.backward()  # differentiable w.r.t. D's weights: d/dw (0.5 ||w||^2) = w
     assert torch.allclose(critic.weight.grad, weights)
     cfg = compose_config(["model=mlp", "schedule.steps=2", "schedule.log_every=1",
-                          "+loss.penalties.r1._target_=ganlab.penalties.R1Penalty", "+loss.penalties.r1.weight=1.0"])
+                          "+loss.penalties.r1._target_=ganlab.objectives.penalties.R1Penalty", "+loss.penalties.r1.weight=1.0"])
     train(cfg, tmp_path)
     assert all(row["D/r1"] > 0 for row in read_metrics(tmp_path))
 
@@ -196,7 +196,7 @@ def test_toy_ring_run_draws_a_scatter_plot_and_counts_modes(tmp_path):
     assert red.sum() > 50 and grey.sum() > 50  # generated points over the real ones
     row = read_metrics(tmp_path)[-1]
     # the logged diagnostics are the mixture's own count on the fixed samples the plot shows
-    from ganlab import run as runs
+    from ganlab.training import run as runs
     from ganlab.data.toys import load_ring
 
     opened = runs.open(tmp_path)

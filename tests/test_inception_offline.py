@@ -64,8 +64,8 @@ def test_the_inception_score_asks_for_torch_fidelitys_weights(tmp_path):
 
 @pytest.mark.slow
 def test_ganlab_eval_writes_the_offline_protocol(tmp_path):
-    from ganlab.evaluate import evaluate
-    from ganlab.train import train
+    from ganlab.commands.evaluate import evaluate
+    from ganlab.training.train import train
 
     train(compose_config(["schedule.steps=2"]), tmp_path / "run")
     result = evaluate(str(tmp_path / "run"), metrics=["fid"], n=10, real_n=10, device="cpu")

@@ -8,19 +8,19 @@ import torch
 import torch.nn.functional as F
 
 from conftest import compose_config
-from ganlab.checkpoint import load
+from ganlab.records.checkpoint import load
 from ganlab.data.toys import load_grid
 from ganlab.errors import ConfigError
-from ganlab.evaluate import evaluate
+from ganlab.commands.evaluate import evaluate
 from ganlab.metrics.measuring import open_judge
-from ganlab.logging import read_metrics
-from ganlab.maintenance import Maintenance
+from ganlab.records.logging import read_metrics
+from ganlab.training.maintenance import Maintenance
 from ganlab.metrics import Inputs, run_metrics
 from ganlab.metrics.registry import METRICS
 from ganlab.metrics.stats import frechet_distance, mean_and_covariance, precision_recall
-from ganlab.build import allowed_prefixes
-from ganlab.schedule import Schedule
-from ganlab.train import train
+from ganlab.trust.build import allowed_prefixes
+from ganlab.training.schedule import Schedule
+from ganlab.training.train import train
 
 CLASSIFIER = ["model=classifier_mlp", "dataset.resolution=16", "model.classifier.hidden=[64]", "schedule.steps=150",
               "optimizer.lr=3e-3", "schedule.log_every=50", "schedule.eval_every=150"]
@@ -236,7 +236,7 @@ def test_ema_warms_up_and_does_not_depend_on_the_batch_size():
 
 
 def test_the_ema_generator_gets_its_own_batchnorm_statistics(gan_run):
-    from ganlab import run as runs
+    from ganlab.training import run as runs
 
     opened = runs.open(gan_run)
     live = dict(opened.networks["generator"].named_buffers())
@@ -283,9 +283,9 @@ def test_ganlab_eval_through_the_cli_prints_a_table_on_a_toy_run(tmp_path, monke
     assert "modes_covered" in out and "reverse_kl" in out and "eval.json" in out
     saved = json.loads((tmp_path / "toy" / "eval.json").read_text())
     assert saved["protocol"]["generated_count"] == 2500
-    from ganlab import run as runs
+    from ganlab.training import run as runs
     from ganlab.data.toys import load_ring
-    from ganlab.drawing import generate
+    from ganlab.training.drawing import generate
 
     opened = runs.open(tmp_path / "toy")  # the same 2,500 points (seed 0), counted by the mixture itself
     points, _ = generate(opened, opened.sampling_networks(), 2500, torch.Generator().manual_seed(0))

@@ -6,11 +6,11 @@ from torch import nn
 
 from conftest import compose_config, run_cli
 from fake_data import make_all
-from ganlab.build import allowed_prefixes, build
+from ganlab.trust.build import allowed_prefixes, build
 from ganlab.data.memory import DataFacts
-from ganlab.logging import read_metrics
-from ganlab.paths import config_groups
-from ganlab.train import train
+from ganlab.records.logging import read_metrics
+from ganlab.commands.paths import config_groups
+from ganlab.training.train import train
 
 PRESETS = config_groups()["experiment"]
 

@@ -7,8 +7,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CLI_TINY, cli_in_process
-from ganlab.logging import read_metrics
-from ganlab.report import higher_is_better, report
+from ganlab.records.logging import read_metrics
+from ganlab.commands.report import higher_is_better, report
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,8 @@ def test_epochs_become_steps_through_the_checkpoint(sweep, tmp_path):
     # digits at batch 16: 112 batches per epoch, so every epoch asked for is past this 8-step run's grids
     [_, samples, _, _] = report([str(jobs(sweep)[0])], out=str(tmp_path), epochs=[1, 5])
     assert samples.is_file()
-    from ganlab.figures import chosen_grids
-    from ganlab.report import _info
+    from ganlab.commands.figures import chosen_grids
+    from ganlab.commands.report import _info
 
     info = _info(jobs(sweep)[0])
     assert info["steps_per_epoch"] == 112  # 1,797 digits at batch 16, one batch a step
@@ -131,7 +131,7 @@ def test_a_seed_sweep_report_shows_mean_std_and_n_that_match_a_hand_computation(
     assert float(std_row["loss/D final"]) == pytest.approx(statistics.stdev(finals))
     assert mean_row["seed"] == "0,1,2"
     assert "differ only in their seed" in (seeds / "report" / "runs.md").read_text()
-    from ganlab.report import _info, _seed_means, run_labels
+    from ganlab.commands.report import _info, _seed_means, run_labels
 
     infos = [_info(run) for run in jobs(seeds)]
     [curve], [label] = _seed_means(infos, run_labels(infos), [[0, 1, 2]])

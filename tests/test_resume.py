@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import compose_config, run_cli
-from ganlab.logging import read_metrics
-from ganlab.train import train
+from ganlab.records.logging import read_metrics
+from ganlab.training.train import train
 
 # log_every=3 does not divide the stop step 5: the partial averaging window must survive the resume.
 # The adaptive rule (always firing, decided one step late) needs the last step's gaps from the checkpoint.
@@ -114,7 +114,7 @@ class Killed(BaseException):
 def test_a_kill_between_checkpoint_writes_loses_no_snapshot(tmp_path, monkeypatch):
     """At a step that writes both, the snapshot goes first: a kill between the two leaves last.pt
     behind the snapshot, so the resume redoes the step and the snapshot (found by the kill campaign)."""
-    from ganlab import checkpoint
+    from ganlab.records import checkpoint
 
     settings = ["schedule.steps=8", "schedule.ckpt_every=1", "schedule.snapshot_every=2", "schedule.keep_last=2",
                 "schedule.sample_every=4", "schedule.log_every=4"]

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import cli_in_process, compose_config
-from ganlab.checkpoint import load
+from ganlab.records.checkpoint import load
 from ganlab.errors import ConfigError
-from ganlab.logging import read_metrics
-from ganlab.train import train
+from ganlab.records.logging import read_metrics
+from ganlab.training.train import train
 
 MLP = ["model=mlp", "dataset.resolution=8", "model.generator.hidden=[32]", "model.discriminator.hidden=[32]",
        "model.generator.latent_dim=8"]
@@ -116,7 +116,7 @@ def test_channels_last_trains_and_its_checkpoint_opens_anywhere(tmp_path):
     loop = train(compose_config(["runtime.channels_last=true", "schedule.steps=2"]), tmp_path)
     conv = next(m for m in loop.networks["discriminator"].modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    from ganlab.sample import sample
+    from ganlab.commands.sample import sample
 
     assert sample(str(tmp_path), n=4, device="cpu")[0].is_file()
 
@@ -176,7 +176,7 @@ def test_the_g_step_reuses_the_d_steps_fakes_only_when_one_d_step_precedes_it(tm
 
 
 def test_help_and_composing_do_not_import_torch():
-    code = ("import sys; from ganlab.cli import main; main(['--help']); "
+    code = ("import sys; from ganlab.commands.cli import main; main(['--help']); "
             "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert result.stdout.strip().endswith("NO TORCH")
@@ -186,7 +186,7 @@ def test_a_finished_run_leaves_the_process_group(tmp_path):
     # an undestroyed gloo group can abort a process at exit ("terminate called without an active exception")
     import torch.distributed as dist
 
-    from ganlab.runtime import leave_processes
+    from ganlab.training.runtime import leave_processes
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     assert dist.is_initialized()

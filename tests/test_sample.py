@@ -12,8 +12,8 @@ from conftest import cli_in_process, compose_config
 from fake_data import make_celeba, make_images
 from ganlab.errors import ConfigError
 from ganlab.models.conditional import ConditionalGenerator
-from ganlab.sample import sample
-from ganlab.train import train
+from ganlab.commands.sample import sample
+from ganlab.training.train import train
 
 CGAN = ["model=cgan", "schedule.steps=2"]  # conftest shrinks the backbones
 
@@ -138,7 +138,7 @@ def test_a_vae_gives_prior_samples_and_reconstructions(tmp_path):
     assert recon.name == "last_grid_8_reconstructions.png" and Image.open(recon).mode == "RGB"
     assert Image.open(grid).height == TITLE + 10 + 2  # 8 prior samples of 8 px in one row of 8, titled
     assert Image.open(grid).width >= 8 * 10 + 2
-    from ganlab import run as runs
+    from ganlab.training import run as runs
 
     inputs = runs.open(tmp_path / "run").fixed["inputs"]
     pairs = 2 * len(inputs)  # each held-out input beside its reconstruction, 8 to a row

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from conftest import cli_in_process
-from ganlab.checkpoint import load
+from ganlab.records.checkpoint import load
 from ganlab.errors import ConfigError
-from ganlab.search import metric_direction, objective_value
+from ganlab.commands.search import metric_direction, objective_value
 
 optuna = pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 
@@ -50,7 +50,7 @@ def test_an_optuna_sweep_optimises_the_runs_metric_and_a_diverged_trial_is_inf(t
     assert len(returned) == 4 and sum(v == math.inf for v in returned.values()) == 2
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(min(returned.values()), rel=1e-5)  # reverse_kl: minimised
-    from ganlab.report import report
+    from ganlab.commands.report import report
 
     report([str(sweep)])
     rows = list(csv.DictReader(open(sweep / "report" / "runs.csv")))

@@ -7,10 +7,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CLI_TINY, cli_in_process, compose_config
-from ganlab import checkpoint
-from ganlab.build import allowed_prefixes, build, check_targets
+from ganlab.records import checkpoint
+from ganlab.trust.build import allowed_prefixes, build, check_targets
 from ganlab.errors import ConfigError
-from ganlab.train import train
+from ganlab.training.train import train
 
 
 def touch(marker) -> str:
@@ -79,8 +79,8 @@ def test_a_config_stored_in_a_checkpoint_passes_the_same_check(tmp_path):
     "torch.nn.init.torch.save",
     "torch.optim.Optimizer.add_param_group",
     "torch.hub.load",
-    "ganlab.checkpoint.save_atomic",  # ganlab's own file writers are not building blocks
-    "ganlab.rundir.remove_if_never_ran",
+    "ganlab.records.checkpoint.save_atomic",  # ganlab's own file writers are not building blocks
+    "ganlab.records.rundir.remove_if_never_ran",
     "torchvision.models.resnet18",  # weights= downloads, and loads a planted file from $TORCH_HOME
     "ganlab.metrics.stats.cached",  # writes cache files where its argument says
 ])

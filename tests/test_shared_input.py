@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import CLI_TINY, cli_in_process, run_cli
-from ganlab import checkpoint
+from ganlab.records import checkpoint
 
 TINY_RUN = [*CLI_TINY, "schedule.steps=4", "schedule.log_every=2", "schedule.sample_every=2", "schedule.ckpt_every=2",
             "schedule.snapshot_every=0"]
@@ -54,7 +54,7 @@ def finished_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("finished")
     patch = _pytest.monkeypatch.MonkeyPatch()
-    from ganlab import cli
+    from ganlab.commands import cli
 
     cwd = os.getcwd()
     try:
@@ -343,7 +343,7 @@ def test_a_plain_pickle_as_checkpoint_is_refused_in_one_message_without_running(
 def test_inception_weights_are_never_read_from_a_shared_cache(tmp_path, monkeypatch):
     import torch
 
-    from ganlab.cache import file_sha256
+    from ganlab.records.cache import file_sha256
     from ganlab.metrics.inception import clean_weights
 
     weights, marker, cache = tmp_path / "weights.pth", tmp_path / "pwned", tmp_path / "cache"
@@ -400,7 +400,7 @@ def _statistics(images):
 def test_a_damaged_or_planted_cache_file_is_computed_again(tmp_path, caplog):
     import torch
 
-    from ganlab.cache import file_sha256
+    from ganlab.records.cache import file_sha256
     from ganlab.metrics.stats import cached, tensor_sha256
 
     images, calls = torch.arange(48, dtype=torch.uint8).reshape(3, 16), []
@@ -444,7 +444,7 @@ def test_other_data_under_the_same_root_never_reuses_stale_statistics(tmp_path):
 # --- faults outside train: nothing lost, nothing partial under a final name ---------------------
 def test_the_lock_holds_when_its_file_is_deleted(tmp_path):
     from ganlab.errors import ConfigError
-    from ganlab.rundir import LOCK_NAME, RunDirLock
+    from ganlab.records.rundir import LOCK_NAME, RunDirLock
 
     with RunDirLock(tmp_path):
         (tmp_path / LOCK_NAME).unlink()  # what a tidy-up script might do while a run trains
@@ -456,7 +456,7 @@ def test_the_lock_holds_when_its_file_is_deleted(tmp_path):
 
 def test_snapshots_are_chosen_and_pruned_by_the_step_they_hold(tmp_path, caplog):
     from conftest import compose_config
-    from ganlab.train import train
+    from ganlab.training.train import train
 
     short = ["schedule.steps=8", "schedule.ckpt_every=4", "schedule.snapshot_every=4", "schedule.keep_last=5"]
     train(compose_config(short), tmp_path)
@@ -474,7 +474,7 @@ def test_snapshots_are_chosen_and_pruned_by_the_step_they_hold(tmp_path, caplog)
 def test_other_data_on_resume_is_a_warning_with_both_counts(tmp_path, caplog):
     from conftest import compose_config
     from fake_data import make_images
-    from ganlab.train import train
+    from ganlab.training.train import train
 
     make_images(tmp_path / "big", 12)
     make_images(tmp_path / "small", 4)
@@ -531,7 +531,7 @@ def full_disk(tmp_path):
 
 def _classifier(tmp_path: Path) -> Path:
     from conftest import compose_config
-    from ganlab.train import train
+    from ganlab.training.train import train
 
     train(compose_config(["model=classifier_mlp", "dataset.resolution=16", "model.classifier.hidden=[16]",
                           "schedule.steps=2"]), tmp_path / "clf")
@@ -581,8 +581,8 @@ def test_a_signal_after_training_began_does_not_claim_nothing_was_trained(tmp_pa
     import subprocess
     import sys
 
-    code = ("import os, signal, ganlab, ganlab.cli as cli; cli._stop_cleanly_on_signals('train'); "
-            f"ganlab.TRAINING_IN = {str(tmp_path)!r}; os.kill(os.getpid(), signal.SIGTERM)")
+    code = ("import os, signal, pathlib, ganlab.commands.cli as cli; session = cli._stop_cleanly_on_signals('train'); "
+            f"session.training_in = pathlib.Path({str(tmp_path)!r}); os.kill(os.getpid(), signal.SIGTERM)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 143
     assert f"after training had begun in {tmp_path}" in done.stderr and "nothing was trained" not in done.stderr

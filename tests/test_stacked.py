@@ -13,8 +13,8 @@ from fake_data import make_mnist
 from ganlab.data.stacked import load_stacked_mnist, mode_of, mode_statistics
 from ganlab.metrics.classifier import Judge, stacked_modes
 from ganlab.metrics.registry import Inputs
-from ganlab.logging import read_metrics
-from ganlab.train import train
+from ganlab.records.logging import read_metrics
+from ganlab.training.train import train
 
 
 class CentreBrightness(nn.Module):
@@ -75,6 +75,6 @@ def test_a_stacked_mnist_run_trains(tmp_path):
     assert next(m for m in d.modules() if isinstance(m, torch.nn.Conv2d)).in_channels == 3 * 2  # PacGAN packs 2
     rows = [r for r in read_metrics(tmp_path / "run") if "loss/D" in r]
     assert [r["step"] for r in rows] == [1, 2] and all(r["loss/D"] == r["loss/D"] for r in rows)  # finite, logged
-    from ganlab import checkpoint
+    from ganlab.records import checkpoint
 
     assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from ganlab.objectives.base import Objective, Phase
-from ganlab.runtime import build_runtime
-from ganlab.schedule import AdaptiveRule, Schedule
-from ganlab.step import Step
+from ganlab.training.runtime import build_runtime
+from ganlab.training.schedule import AdaptiveRule, Schedule
+from ganlab.training.step import Step
 
 
 class TwoPhases(Objective):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import CLI_TINY, run_cli
-from ganlab import checkpoint
+from ganlab.records import checkpoint
 
 SWEEP = [*CLI_TINY, "debug=tiny", "schedule.steps=120", "schedule.ckpt_every=10", "schedule.log_every=10",
          "schedule.sample_every=60", "schedule.snapshot_every=0", "loss=bce,hinge", "optimizer.lr=1e-4,2e-4"]
@@ -214,7 +214,7 @@ def test_a_failing_train_log_is_one_warning_and_named_at_the_end(tmp_path, capsy
     import errno
     import logging
 
-    from ganlab.rundir import HeldRunLog, incomplete_logs
+    from ganlab.records.rundir import HeldRunLog, incomplete_logs
 
     class BrokenDisk:
         def write(self, text):
@@ -248,16 +248,16 @@ def test_a_full_disk_at_start_up_says_nothing_was_trained_and_leaves_no_folder(t
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "new" / "run" / "model_summary.txt"))
 
-    monkeypatch.setattr("ganlab.train.write_text_atomic", no_space)
+    monkeypatch.setattr("ganlab.training.train.write_text_atomic", no_space)
     code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, f"hydra.run.dir={tmp_path / 'new' / 'run'}")
     assert code == 4 and "Nothing was trained yet" in err and "resume=true" not in err, err
     assert "checkpoints" not in err.split("could not write")[1].split(":")[0]
 
 
 def test_a_second_train_names_the_holders_pid_before_the_holder_announced_itself(tmp_path):
-    from ganlab.rundir import RunDirLock
+    from ganlab.records.rundir import RunDirLock
 
-    code = f"from ganlab.rundir import RunDirLock; import time; lock = RunDirLock({str(tmp_path)!r}, announce=False)" \
+    code = f"from ganlab.records.rundir import RunDirLock; import time; lock = RunDirLock({str(tmp_path)!r}, announce=False)" \
            ".__enter__(); print('held', flush=True); time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -275,7 +275,7 @@ def test_out_of_memory_is_one_paragraph_and_its_folder_does_not_block_a_rerun(tm
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 96636764160 bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr("ganlab.train.train_steps", no_memory)
+    monkeypatch.setattr("ganlab.training.train.train_steps", no_memory)
     code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, "dataset.batch_size=32", "hydra.run.dir=run")
     assert code == 4 and "Traceback" not in err, err
     assert "out of memory (90.0 GiB asked for at once) with dataset.batch_size=32" in err

@@ -8,13 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import compose_config
-from ganlab.augment import DiffAugment, color, cutout, translation
-from ganlab.checkpoint import load
+from ganlab.objectives.augment import DiffAugment, color, cutout, translation
+from ganlab.records.checkpoint import load
 from ganlab.errors import ConfigError
-from ganlab.logging import read_metrics
-from ganlab.losses import RelativisticPairingLoss
-from ganlab.penalties import R2Penalty
-from ganlab.train import train
+from ganlab.records.logging import read_metrics
+from ganlab.objectives.losses import RelativisticPairingLoss
+from ganlab.objectives.penalties import R2Penalty
+from ganlab.training.train import train
 
 
 @pytest.mark.parametrize("name", ["color", "translation", "cutout"])
@@ -58,8 +58,8 @@ def test_the_sizes_are_keys_milder_ones_shift_and_cut_less_and_bad_ones_are_refu
 
 def test_every_discriminator_input_is_augmented_real_and_fake_in_both_updates():
     cfg = compose_config(["augment.policy=[cutout]", "schedule.steps=1"])
-    from ganlab import run as runs
-    from ganlab.build import allowed_prefixes, to_plain
+    from ganlab.training import run as runs
+    from ganlab.trust.build import allowed_prefixes, to_plain
     from ganlab.data.memory import DataFacts
 
     run = runs.build(to_plain(cfg), DataFacts(shape=(1, 16, 16), resolution=16, channels=1, num_classes=10),
@@ -140,7 +140,7 @@ def test_r3gan_trains_with_rpgan_r1_and_r2(tmp_path):
 
 def test_a_lazy_penalty_runs_every_nth_step_with_its_weight_scaled(tmp_path):
     cfg = compose_config(["model=mlp", "schedule.steps=9", "schedule.log_every=1",
-                          "+loss.penalties.r1._target_=ganlab.penalties.R1Penalty", "+loss.penalties.r1.weight=2.0",
+                          "+loss.penalties.r1._target_=ganlab.objectives.penalties.R1Penalty", "+loss.penalties.r1.weight=2.0",
                           "+loss.penalties.r1.every=4"])
     training = train(cfg, tmp_path)
     rows = read_metrics(tmp_path)

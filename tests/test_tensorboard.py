@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CLI_TINY, cli_in_process
-from ganlab.logging import TENSORBOARD_SAMPLES
+from ganlab.records.logging import TENSORBOARD_SAMPLES
 
 pytestmark = pytest.mark.slow
 GRIDS = 12  # more than TensorBoard's default of 10 sampled images

@@ -8,8 +8,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_config, run_cli
-from ganlab.logging import read_metrics
-from ganlab.train import train
+from ganlab.records.logging import read_metrics
+from ganlab.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_a_conditional_runs_grids_have_one_labelled_row_per_class(tmp_path):
     grid = np.asarray(Image.open(tmp_path / "samples" / "step_000002.png").convert("L"))
     from PIL import ImageDraw
 
-    from ganlab.plots import _font
+    from ganlab.records.plots import _font
 
     font = _font(11)  # cells of 16 px: the smallest text size
     label_margin = 8 + int(max(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(str(c), font=font) for c in range(10)))

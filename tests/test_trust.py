@@ -21,8 +21,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import run_cli
-from ganlab import checkpoint
-from ganlab.build import allowed_prefixes, check_targets
+from ganlab.records import checkpoint
+from ganlab.trust.build import allowed_prefixes, check_targets
 from ganlab.errors import ConfigError
 from test_shared_input import TINY_RUN, _resign, finished_run, preset, refused, snapshot, train_cli  # noqa: F401
 
@@ -109,7 +109,7 @@ def test_downloads_and_cache_folders_come_only_from_what_the_user_typed(tmp_path
 
 
 def test_a_resumed_runs_stored_download_and_cache_folder_are_not_used(tmp_path, monkeypatch, capsys, finished_run):
-    from ganlab import stored
+    from ganlab.trust import stored
 
     settings = {"dataset": {"_target_": "ganlab.data.mnist.load_mnist", "download": True,
                             "cache_dir": str(tmp_path / "elsewhere")}, "allowed_targets": ["os"], "paths": {"data": "/x"}}
@@ -179,7 +179,7 @@ def test_a_hard_link_planted_in_a_run_folder_is_refused(tmp_path, monkeypatch, c
 
 
 def test_metrics_swapped_for_a_link_after_start_up_never_reach_the_victim(tmp_path):
-    from ganlab.logging import RunLogger
+    from ganlab.records.logging import RunLogger
 
     victim = victim_file(tmp_path)
     logger = RunLogger(tmp_path / "run", total_steps=4, progress=False)
@@ -193,7 +193,7 @@ def test_metrics_swapped_for_a_link_after_start_up_never_reach_the_victim(tmp_pa
 
 
 def test_the_guarded_writer_refuses_links_fifos_and_hard_links_by_name(tmp_path):
-    from ganlab.safe_files import atomic_output, open_append, write_text_atomic
+    from ganlab.records.safe_files import atomic_output, open_append, write_text_atomic
 
     victim = victim_file(tmp_path)
     folder = tmp_path / "run"
@@ -333,9 +333,9 @@ def test_an_image_of_too_many_pixels_is_refused_in_one_paragraph(tmp_path, monke
 # --- the property: only registered names or the user's typed modules build ---------------------------
 CANDIDATES = [
     # ganlab's own helpers, loaders of the wrong kind, torch and the standard library
-    "ganlab.metrics.stats.cached", "ganlab.cache.save_verified", "ganlab.checkpoint.save_atomic",
-    "ganlab.safe_files.write_text_atomic", "ganlab.data.folder.ImageFiles", "ganlab.data.memory.InMemoryImages",
-    "ganlab.models.blocks.count_parameters", "ganlab.run.open", "ganlab.train.train", "torch.load", "torch.save",
+    "ganlab.metrics.stats.cached", "ganlab.records.cache.save_verified", "ganlab.records.checkpoint.save_atomic",
+    "ganlab.records.safe_files.write_text_atomic", "ganlab.data.folder.ImageFiles", "ganlab.data.memory.InMemoryImages",
+    "ganlab.models.blocks.count_parameters", "ganlab.training.run.open", "ganlab.training.train.train", "torch.load", "torch.save",
     "torch.hub.load", "torch.nn.modules.module.os.system", "torch.nn.init.torch.save", "torch.optim.Optimizer",
     "torchvision.models.resnet18", "torchvision.datasets.MNIST", "torchvision.io.write_png", "os.system",
     "subprocess.run", "builtins.eval", "io.open", "shutil.rmtree", "pathlib.Path.write_text", "collections.OrderedDict",
@@ -348,7 +348,7 @@ ALLOWED = ["torch.nn.Linear", "torch.nn.ReLU", "torch.optim.Adam", "torch.optim.
 def test_only_registered_names_or_typed_modules_build_at_any_depth_and_key():
     import random
 
-    from ganlab import registry
+    from ganlab.trust import registry
 
     rng = random.Random(0)
     for trial in range(400):
@@ -470,7 +470,7 @@ def test_a_stored_interpolation_is_refused_never_resolved(tmp_path, monkeypatch,
 
 
 def test_the_events_file_name_cannot_be_predicted(tmp_path):
-    from ganlab.logging import RunLogger
+    from ganlab.records.logging import RunLogger
 
     names = set()
     for attempt in range(2):

@@ -74,7 +74,7 @@ def test_ctrl_c_in_a_reader_verb_does_not_speak_of_training(tmp_path):
     import subprocess
     import sys
 
-    code = ("import os, signal, ganlab.cli as cli; cli._stop_cleanly_on_signals('report'); "
+    code = ("import os, signal, ganlab.commands.cli as cli; cli._stop_cleanly_on_signals('report'); "
             "os.kill(os.getpid(), signal.SIGINT); import time; time.sleep(5)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 128 + signal.SIGINT
@@ -133,7 +133,7 @@ def test_report_help_says_it_takes_run_folders(tmp_path):
 
 
 def test_custom_scalars_draw_one_chart_per_quantity_with_the_runs_overlaid():
-    from ganlab.logging import custom_layout
+    from ganlab.records.logging import custom_layout
 
     charts = custom_layout(["D", "G"], {"metrics/classifier_fd": False})["ganlab GAN runs"]
     assert all(len(tags) == 1 for _, tags in charts.values())  # one quantity a chart: 8 runs give 8 curves, not 16
@@ -143,7 +143,7 @@ def test_custom_scalars_draw_one_chart_per_quantity_with_the_runs_overlaid():
 def test_the_cpu_eval_protocol_is_1000_a_side_and_said_while_typed_sizes_win(caplog):
     import torch
 
-    from ganlab.evaluate import protocol_sizes
+    from ganlab.commands.evaluate import protocol_sizes
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     with caplog.at_level("INFO", logger="ganlab"):

@@ -9,14 +9,14 @@ import torch
 from conftest import SHRINK, compose_config, run_cli
 from fake_data import make_mnist
 from idx_files import digit_like, write_idx_split
-from ganlab import run as runs
-from ganlab.build import allowed_prefixes
+from ganlab.training import run as runs
+from ganlab.trust.build import allowed_prefixes
 from ganlab.data.memory import DataFacts
 from ganlab.errors import ConfigError
-from ganlab.logging import read_metrics
+from ganlab.records.logging import read_metrics
 from ganlab.models.vae import MLPVAE
 from ganlab.objectives.vae import kl_divergence, reconstruction_loss
-from ganlab.train import train
+from ganlab.training.train import train
 
 VAE_SMALL = ["model=vae_mlp", "dataset.resolution=8", "model.vae.hidden=[32]", "model.vae.latent_dim=4",
              "dataset.split=train", "optimizer.lr=3e-3", "model.objective.tsne_points=200"]

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from conftest import compose_config, cli_in_process
-from ganlab.train import train
+from ganlab.training.train import train
 
 SMALL = ["schedule.steps=4", "schedule.ckpt_every=4", "schedule.sample_every=2", "schedule.log_every=2"]
 

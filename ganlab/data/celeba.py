@@ -17,7 +17,7 @@ import torch
 from ganlab.data.folder import ImageFiles, image_set
 from ganlab.data.memory import with_attributes
 from ganlab.errors import ConfigError
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 SPLITS = {"train": "0", "valid": "1", "test": "2", "all": None}
 

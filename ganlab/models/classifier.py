@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 def _classes(num_classes: int) -> int:

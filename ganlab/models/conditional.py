@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 def condition_vector(labels: torch.Tensor, condition_dim: int) -> torch.Tensor:

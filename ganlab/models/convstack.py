@@ -14,7 +14,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.blocks import apply_init, maybe_spectral, norm_layer
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 def _stack(layers: list[dict], c_in: int, last_out: int, transpose_default: bool, norm: str, bias: bool,

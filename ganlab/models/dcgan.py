@@ -17,7 +17,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.blocks import apply_init, maybe_spectral, norm_layer, pack_samples, pyramid
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 PADDING = {4: (1, 0), 5: (2, 1)}  # kernel -> (padding, output padding) of a stride-2 layer
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.blocks import maybe_spectral, pack_samples
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 @buildable("network")

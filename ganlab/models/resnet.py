@@ -15,7 +15,7 @@ from torch import nn
 
 from ganlab.errors import ConfigError
 from ganlab.models.blocks import maybe_spectral, norm_layer
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 def _stages(resolution: int) -> int:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 class VAE(nn.Module):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ganlab.errors import ConfigError
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 def _kernels(resolution: int) -> tuple[int, int]:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ganlab.objectives.base import Objective, Phase
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 @buildable("objective")

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlab.augment import DiffAugment
+from ganlab.objectives.augment import DiffAugment
 from ganlab.errors import ConfigError
-from ganlab.losses import AdversarialLoss
+from ganlab.objectives.losses import AdversarialLoss
 from ganlab.objectives.base import Grid, Objective, Phase, Points, grad_enabled_for
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 @buildable("objective")

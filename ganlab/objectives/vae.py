@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ganlab.errors import ConfigError
 from ganlab.objectives.base import Grid, Objective, Phase, Points
-from ganlab.registry import buildable
+from ganlab.trust.registry import buildable
 
 
 log = logging.getLogger("ganlab")

@@ -1,0 +1,190 @@
+"""What `resume=true` reads back from a run folder: the checkpoint to continue from (once the
+run is built), and the overrides it records (for people to read: HParams, report labels).
+
+A run folder is shared input (a colleague's folder, a copied run): its stored settings are read as
+data (`stored.py`), never as a command line; the checkpoint is verified, never unpickled, and what
+the user typed now wins over what it stores.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ganlab.records import checkpoint
+from ganlab.trust.checks import config_changes
+from ganlab.errors import ConfigError
+
+log = logging.getLogger("ganlab")
+
+
+def check_resume_folder(overrides: list[str]) -> None:
+    """`resume=true hydra.run.dir=DIR` must name a folder that exists (before Hydra composes)."""
+    given = typed_settings(overrides)
+    if given.get("resume", "").lower() != "true":
+        return
+    if "hydra.run.dir" not in given and not ("-m" in overrides or "--multirun" in overrides):
+        raise ConfigError("resume=true continues a run: name its folder, e.g. ganlab train resume=true "
+                          "hydra.run.dir=outputs/<date>/<time> (or ganlab resume outputs/<date>/<time>); ls outputs/*/ "
+                          "lists the runs.")
+    if "hydra.run.dir" not in given:
+        return
+    run_dir = Path(folder_value(overrides, "hydra.run.dir")).expanduser()
+    if not run_dir.is_dir():
+        raise ConfigError(f"resume=true but hydra.run.dir={run_dir} does not exist; point it at the folder of the run "
+                          "to continue (outputs/<date>/<time>).")
+
+
+def folder_value(overrides: list[str], key: str) -> str | None:
+    """The value typed for `hydra.run.dir` or `hydra.sweep.dir` (quotes removed), or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    found = [o for o in overrides if o.split("=", 1)[0] == key]
+    return str(OverridesParser.create().parse_override(found[-1]).value()) if found else None
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a run: a checkpoint. (A start that left logs but no checkpoint, one
+    stopped by a fault say, is not a run: starting again there begins with a clean log.)"""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    return bool(checkpoint.periodic(ckpt_dir)) or (ckpt_dir / checkpoint.LAST).exists()
+
+
+def left_over(run_dir: Path) -> bool:
+    """Whether a start that never reached a checkpoint left its logs in `run_dir`."""
+    return (Path(run_dir) / "metrics.jsonl").exists() or (Path(run_dir) / "model_summary.txt").exists()
+
+
+def hydra_overrides(run_dir: Path) -> list[str]:
+    """The overrides in a run's `.hydra/overrides.yaml` ([] when it has none), read as plain data."""
+    from ganlab.trust.stored import read_yaml
+
+    saved = Path(run_dir) / ".hydra" / "overrides.yaml"
+    previous = read_yaml(saved) if saved.is_file() else []
+    if not isinstance(previous, list) or not all(isinstance(o, str) for o in previous):
+        raise ConfigError(f"{saved} is not a list of overrides; retype the run's overrides, or remove that file.")
+    return previous
+
+
+def override_key(override: str) -> str:
+    """The key (or group) an override sets: `+a.b=1` -> `a.b`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def typed_settings(overrides: list[str]) -> dict[str, str]:
+    """{key: value} of the key=value overrides typed (flags such as --cfg left out)."""
+    return {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
+
+
+def setting_overrides(overrides: list[str]) -> list[str]:
+    """The key=value overrides that set up the run: not Hydra's own settings, not flags."""
+    return [o for o in overrides if "=" in o and not o.startswith("-") and not override_key(o).startswith("hydra")]
+
+
+def override_values(overrides: list[str]) -> dict[str, str]:
+    """The run's setting overrides as {key: value} (what HParams show)."""
+    return {override_key(o): o.split("=", 1)[1] for o in setting_overrides(overrides)}
+
+
+# --- the checkpoint to continue from -------------------------------------------------------------
+RUN_FILE = "run.json"  # the run's identity in its folder (every checkpoint holds it too)
+
+
+def read_run_id(run_dir: Path) -> str | None:
+    """The identity recorded in `run_dir/run.json` (None: a run from before identities, or none yet)."""
+    import json
+
+    from ganlab.records.safe_files import read_text
+
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(read_text(path, limit=4096)).get("run_id")
+    except (ValueError, AttributeError, RecursionError, ConfigError):
+        log.warning("%s could not be read; checkpoints are not matched to this run's identity", path)
+        return None
+    return found if isinstance(found, str) else None
+
+
+def write_run_id(run_dir: Path, run_id: str) -> None:
+    import json
+    import time
+
+    from ganlab.records.safe_files import write_text_atomic
+
+    if read_run_id(run_dir) != run_id:
+        write_text_atomic(Path(run_dir) / RUN_FILE, json.dumps({"run_id": run_id, "since": time.strftime(
+            "%Y-%m-%d %H:%M:%S")}) + "\n")
+
+
+def new_run_id() -> str:
+    import secrets
+
+    return secrets.token_hex(8)
+
+
+def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, bool]:
+    """(the checkpoint to continue from, whether run_dir holds an earlier attempt of this run).
+
+    resume=true takes the newest intact checkpoint (last.pt, else the newest good step_*.pt); a run
+    killed before its first checkpoint starts again from step 0 with a clean log. A new run may not
+    start in a folder that holds one already: nothing written is overwritten. resume=auto is true
+    when run_dir holds a run and false otherwise (what a resubmitted cluster job needs); any other
+    value is the path of a checkpoint to start from.
+    """
+    ckpt_dir = run_dir / "checkpoints"
+    held = holds_run(run_dir)
+    if resume == "auto":  # a job that may be resubmitted (Slurm preemption): continue if it ran before
+        resume = held
+    if resume in (False, None, "false", ""):
+        if held:
+            raise ConfigError(f"{run_dir} already holds a run. Continue it with resume=true, or pick another "
+                              "hydra.run.dir for a new run (nothing already written is overwritten).")
+        return None, left_over(run_dir)  # what a start without a checkpoint left is cleaned, not appended to
+    if resume not in (True, "true"):
+        state = checkpoint.load(Path(str(resume)))
+        log.warning("resume=%s: a warm start from that checkpoint (run %s, step %s) into a new run", resume,
+                    state.get("run_id") or "without an identity", state.get("step"))
+        return state, False
+    latest = checkpoint.load_latest(ckpt_dir, run_id=read_run_id(run_dir))
+    if latest is not None:
+        log.info("resume: continuing from %s", latest[1])
+        return latest[0], True
+    if not left_over(run_dir) and not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise ConfigError(f"resume=true but {run_dir} holds no run (no checkpoint, no log, no .hydra/config.yaml). "
+                          "Point hydra.run.dir at a run's folder (ls outputs/*/ lists them), or drop resume=true "
+                          "to start a new run there.")
+    log.warning("resume: %s has no checkpoint yet (stopped before its first one); starting from step 0 with a "
+                "clean log", run_dir)
+    return None, True
+
+
+def check_same_seed(state: dict[str, Any], seed: int) -> None:
+    stored = (state.get("config") or {}).get("seed")
+    if stored is not None and int(seed) != int(stored):
+        raise ConfigError(f"resume: seed={seed} differs from the run's seed={stored}; a resumed run continues its "
+                          "own random stream. Start a new run for another seed.")
+
+
+def restore(training_state, state: dict[str, Any], config: dict[str, Any], images: int | None) -> None:
+    """Load the checkpoint into the freshly built `training_state` (a `run.TrainingState`); what the
+    user typed now wins, and each difference from the stored `config` is logged. `images`: how many
+    the data set holds now (another dataset.root may be other images)."""
+    changes = config_changes(state.get("config") or {}, config)
+    try:
+        training_state.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "none in the config"
+        raise ConfigError(f"resume: the checkpoint does not fit the configured model or optimizer ({first}). "
+                          f"Differences from the run's config: {listed}. Resume with the run's own model and "
+                          "data settings, or start a new run.") from None
+    for key, (old, new) in changes.items():
+        log.info("resume: %s %r -> %r (as typed now)", key, old, new)
+    before = state.get("images")
+    if before is not None and images is not None and before != images:
+        old_root = ((state.get("config") or {}).get("dataset") or {}).get("root")
+        log.warning("resume: the data set now holds %s images, but the run trained on %s (dataset.root was %s); "
+                    "the run continues on the data found now", f"{images:,}", f"{before:,}", old_root)

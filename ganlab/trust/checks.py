@@ -1,0 +1,143 @@
+"""Value checks on the composed config, run before anything is built.
+
+Rules go by key name, so a size or rate in any group (and in groups added later) is covered:
+a bad value stops the run with the key, the value and the fix, not a traceback from torch.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ganlab.errors import ConfigError
+
+# key name -> (lowest allowed, whether the lowest is allowed, an example of a good value)
+# (A list's entries go by the list's name: model.generator.hidden[1] is a `hidden` size. The
+# networks' constructors trust these checks and do not repeat them.)
+POSITIVE = {"crop": 140, "collapse_patience": 10, "batch_size": 64, "lr": 2e-4, "steps": 2000, "epochs": 10, "resolution": 32, "latent_dim": 100,
+            "width": 64, "hidden": 256, "widths": 64, "outputs": 1, "pack": 1, "latent_size": 4,
+            "n_critic": 1, "g_steps": 1, "log_every": 25, "sample_every": 250, "ckpt_every": 250, "sample_count": 64}
+NON_NEGATIVE = {"snapshot_every": 1000, "keep_last": 3, "weight_decay": 0.0, "num_workers": 2, "workers": 2,
+                "memory_limit_gb": 4, "eval_every": 500}
+FRACTIONS = {"ema_decay": 0.999, "dropout": 0.3}  # in [0, 1)
+INTEGERS = {"crop", "collapse_patience", "workers", "eval_every", "batch_size", "steps", "resolution", "latent_dim", "width", "hidden", "widths", "outputs", "pack",
+            "latent_size", "n_critic", "g_steps", "log_every",
+            "sample_every", "ckpt_every", "sample_count", "snapshot_every", "keep_last", "num_workers"}
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first out-of-range size, rate or interval anywhere in `cfg`."""
+    for path, value in _leaves(cfg, ""):
+        name = re.sub(r"\[\d+\]$", "", path.rsplit(".", 1)[-1])
+        if value is None or name not in POSITIVE | NON_NEGATIVE | FRACTIONS:
+            continue
+        example = (POSITIVE | NON_NEGATIVE | FRACTIONS)[name]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (name in INTEGERS and not isinstance(value, int)):
+            kind = "an integer" if name in INTEGERS else "a number"
+            raise ConfigError(f"{path}={value!r} must be {kind}; set e.g. {path}={example}.")
+        if name in POSITIVE and value <= 0:
+            raise ConfigError(f"{path}={value!r} must be positive; set e.g. {path}={example}.")
+        if name in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{path}={value!r} must be zero or more; set e.g. {path}={example}.")
+        if name in FRACTIONS and not 0 <= value < 1:
+            raise ConfigError(f"{path}={value!r} must be in [0, 1); set e.g. {path}={example} (0 turns it off).")
+
+
+def _leaves(node: Any, path: str):
+    """(dotted key, resolved value) pairs; a plain `${other.key}` reference is reported at its source."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            if OmegaConf.is_missing(node, key):
+                child = f"{path}.{key}" if path else str(key)
+                raise ConfigError(f"{child} is required and has no value; set it on the command line, "
+                                  f"e.g. {child}=<value> (a path, for a file or folder).")
+            if not _is_reference(node, key):
+                yield from _leaves(node[key], f"{path}.{key}" if path else str(key))
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            if not _is_reference(node, i):
+                yield from _leaves(node[i], f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+def _is_reference(container: DictConfig | ListConfig, key: Any) -> bool:
+    raw = container._get_node(key)._value()
+    return isinstance(raw, str) and re.fullmatch(r"\$\{[^:{}]+\}", raw) is not None
+
+
+
+
+TOP_LEVEL = {"seed", "name", "device", "resume", "resume_from", "allowed_targets", "progress", "metrics", "paths", "dataset", "model", "loss",
+             "optimizer", "schedule", "runtime", "augment"}
+KNOWN_CHILDREN = {
+    "loss": {"adversarial", "penalties", "constraints", "gamma"},
+    "metrics": {"classifier", "names", "n", "best", "inception_weights"},
+}
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """The top-level switches have one type each; a wrong one is named before anything reads it."""
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed={seed!r} must be an integer; set e.g. seed=0.")
+    progress = cfg.get("progress", True)
+    if not isinstance(progress, bool):
+        raise ConfigError(f"progress={progress!r} must be true or false; set progress=false to print one line per "
+                          "log step instead of the bar.")
+    extra = cfg.get("allowed_targets") or []
+    if not isinstance(extra, (list, ListConfig)) or not all(isinstance(p, str) and p for p in extra):
+        raise ConfigError(f"allowed_targets={extra!r} must be a list of module names, e.g. allowed_targets=[mypkg].")
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """A key that nothing reads is a typo (`+schedule.stepz=5`): name it and the keys that exist.
+
+    Nodes with a `_target_` are checked against their constructor when built; here the containers
+    that no constructor reads: the top level, `schedule`, `loss`, `metrics` and `model`'s entries.
+    """
+    from dataclasses import fields
+
+    from ganlab.training.schedule import Schedule
+
+    known = {**KNOWN_CHILDREN, "schedule": {f.name for f in fields(Schedule)} | {"epochs", "n_critic", "g_steps"}}
+    _refuse_unknown("", cfg.keys(), TOP_LEVEL)
+    for group, names in known.items():
+        node = cfg.get(group)
+        if isinstance(node, DictConfig):
+            _refuse_unknown(f"{group}.", node.keys(), names)
+    model = cfg.get("model") or {}
+    referenced = set(re.findall(r"\$\{model\.(\w+)", OmegaConf.to_yaml(model, resolve=False)))
+    for key, node in model.items():
+        if key not in ("objective", "encoder_init") and key not in referenced and not (isinstance(node, DictConfig) and "_target_" in node):
+            raise ConfigError(f"model.{key} is not a setting of this model: nothing reads it. Its networks are "
+                              f"{sorted(k for k, v in model.items() if isinstance(v, DictConfig))}; "
+                              "set their options as model.<network>.<option>.")
+
+
+def _refuse_unknown(prefix: str, keys, names: set[str]) -> None:
+    import difflib
+
+    for key in keys:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), sorted(names), n=1)
+            hint = f"Did you mean {prefix}{near[0]}? " if near else ""
+            raise ConfigError(f"{prefix}{key} is not a ganlab setting: nothing reads it. {hint}The settings here are: "
+                              f"{', '.join(sorted(names))}. Remove it (or fix its spelling).")
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Flattened `key: (old, new)` for the values that differ between a run's stored config and now
+    (`resume` itself excluded)."""
+    before, after = flatten(old), flatten(new)
+    return {key: (before.get(key), after.get(key)) for key in sorted(before.keys() | after.keys())
+            if key != "resume" and before.get(key) != after.get(key)}
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        return {k: v for key, child in node.items() for k, v in flatten(child, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
