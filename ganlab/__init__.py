@@ -18,13 +18,14 @@ __version__ = "0.1.0"
 # name is the same module object as the new one, imported on first use.
 _LAYERS = {
     "commands": ("cli", "launch", "options", "usage", "sample", "evaluate", "report", "search", "sweeps", "figures",
-                 "seeds", "paths"),
+                 "seeds"),
     "training": ("train", "run", "loop", "step", "maintenance", "schedule", "runtime", "replay", "transfer", "drawing"),
     "objectives": ("losses", "penalties", "augment"),
-    "trust": ("vetting", "build", "registry", "bounds", "checks", "stored"),
+    "trust": ("vetting", "build", "registry", "bounds", "checks", "stored", "paths"),
     "records": ("checkpoint", "rundir", "cache", "logging", "plots", "safe_files"),
 }
 MOVED = {f"ganlab.{module}": f"ganlab.{layer}.{module}" for layer, modules in _LAYERS.items() for module in modules}
+MOVED["ganlab.metrics.measuring"] = "ganlab.training.measuring"  # it wires a run's measuring: training's
 
 
 class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):

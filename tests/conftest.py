@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from ganlab.commands.paths import config_dir, config_groups
+from ganlab.trust.paths import config_dir, config_groups
 
 # Small enough for a CPU test: tiny batches, few steps (configs/debug/tiny.yaml), narrow networks.
 SHRINK = ["debug=tiny"]

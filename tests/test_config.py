@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_config, run_cli
-from ganlab.commands.paths import config_groups
+from ganlab.trust.paths import config_groups
 
 
 def test_default_config_is_dcgan_bce_on_digits():
@@ -50,7 +50,7 @@ def test_every_group_option_composes(group, option):
     from hydra import compose, initialize_config_dir
 
     from ganlab.trust.build import allowed_prefixes, check_targets
-    from ganlab.commands.paths import config_dir
+    from ganlab.trust.paths import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import compose_config
-from ganlab.records.checkpoint import load
+from ganlab.records.checkpoint import Saved, load
 from ganlab.data.toys import load_grid
 from ganlab.errors import ConfigError
 from ganlab.commands.evaluate import evaluate
-from ganlab.metrics.measuring import open_judge
+from ganlab.training.measuring import open_judge
 from ganlab.records.logging import read_metrics
 from ganlab.training.maintenance import Maintenance
 from ganlab.metrics import Inputs, run_metrics
@@ -45,7 +45,7 @@ def _digits_facts():
 @pytest.fixture(scope="module")
 def real_digits():
     from ganlab.data.digits import load_digits
-    from ganlab.metrics.measuring import real_images
+    from ganlab.training.measuring import real_images
 
     return real_images(load_digits(resolution=16, batch_size=16, split="test", value_range="unit"), 400)
 
@@ -163,7 +163,7 @@ def test_metrics_during_training_are_logged_and_best_pt_is_the_best_step(gan_run
     best_row = min(rows, key=lambda r: r["metrics/classifier_fd"])
     state = load(gan_run / "checkpoints" / "best.pt")
     assert state["step"] == best_row["step"]
-    assert {k: state["best"][k] for k in ("metric", "value", "step")} == {
+    assert {k: Saved(state).best[k] for k in ("metric", "value", "step")} == {
         "metric": "classifier_fd", "value": pytest.approx(best_row["metrics/classifier_fd"]), "step": best_row["step"]}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import ganlab
-from ganlab.commands.paths import config_dir
+from ganlab.trust.paths import config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def test_built_wheel_carries_configs_and_finds_them(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     # A fresh interpreter importing ganlab from the unpacked wheel (not the checkout) finds its configs.
-    code = "import ganlab.commands.paths as p; print(p.config_dir())"
+    code = "import ganlab.trust.paths as p; print(p.config_dir())"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}).stdout.strip()
     assert out == str(site / "ganlab" / "configs")

@@ -9,7 +9,7 @@ from fake_data import make_all
 from ganlab.trust.build import allowed_prefixes, build
 from ganlab.data.memory import DataFacts
 from ganlab.records.logging import read_metrics
-from ganlab.commands.paths import config_groups
+from ganlab.trust.paths import config_groups
 from ganlab.training.train import train
 
 PRESETS = config_groups()["experiment"]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import cli_in_process
-from ganlab.records.checkpoint import load
+from ganlab.records.checkpoint import Saved, load
 from ganlab.errors import ConfigError
 from ganlab.commands.search import metric_direction, objective_value
 
@@ -45,7 +45,7 @@ def test_an_optuna_sweep_optimises_the_runs_metric_and_a_diverged_trial_is_inf(t
             returned[job.name] = math.inf
         else:
             value = float(re.search(r"objective value for the sweeper: reverse_kl = (\S+)", log).group(1))
-            assert value == pytest.approx(load(job / "checkpoints" / "best.pt")["best"]["value"], rel=1e-5)
+            assert value == pytest.approx(Saved(load(job / "checkpoints" / "best.pt")).best["value"], rel=1e-5)
             returned[job.name] = value
     assert len(returned) == 4 and sum(v == math.inf for v in returned.values()) == 2
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())

@@ -275,7 +275,7 @@ def test_out_of_memory_is_one_paragraph_and_its_folder_does_not_block_a_rerun(tm
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 96636764160 bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr("ganlab.training.train.train_steps", no_memory)
+    monkeypatch.setattr("ganlab.training.assembly.train_steps", no_memory)
     code, _, err = train_cli(tmp_path, monkeypatch, capsys, *TINY_RUN, "dataset.batch_size=32", "hydra.run.dir=run")
     assert code == 4 and "Traceback" not in err, err
     assert "out of memory (90.0 GiB asked for at once) with dataset.batch_size=32" in err

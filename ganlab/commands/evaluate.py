@@ -26,7 +26,8 @@ from ganlab.errors import ConfigError
 from ganlab.metrics import available
 from ganlab.metrics import nvidia_inception
 from ganlab.metrics.inception import weights_at_hand
-from ganlab.metrics.measuring import REAL_LIMIT, Measurer, build_toy, held_out_data, open_judge, real_key
+from ganlab.training.assembly import evaluation_data, toy_mixture
+from ganlab.training.measuring import REAL_LIMIT, Measurer, open_judge, real_key
 from ganlab.metrics.registry import check_names
 from ganlab.commands.options import RunOptions, option, read, takes
 from ganlab.records.safe_files import check_writable, read_text, write_text_atomic
@@ -92,7 +93,7 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
                           "measure a GAN or VAE run.")
     # a stored data set never downloads nor writes a cache where the run says: only where you say
     dataset = stored_dataset(opened.config["dataset"], os.environ.get("GANLAB_DATA", "data"), verb="eval")
-    mixture = build_toy(dataset, opened.facts, prefixes)
+    mixture = toy_mixture(dataset, opened.facts, prefixes)
     judge = open_judge(classifier, opened.facts, device, prefixes, "classifier") if classifier else None
     images = not opened.facts.points  # the Inception metrics need images, not the toys' points
     # the offline network's features cost minutes per 1,000 images on a CPU: auto takes them there only
@@ -115,7 +116,7 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
     check_writable(path.parent, f"out={out}" if out else f"run={run}",  # before minutes of measuring, not after
                    "pass out= a folder you can write." if out else
                    "the run folder is read-only here: pass out=PATH to write eval.json elsewhere.")
-    measure = Measurer(names, n, device, None if mixture else held_out_data(dataset, split, prefixes, dataset_root),
+    measure = Measurer(names, n, device, None if mixture else evaluation_data(dataset, split, prefixes, dataset_root),
                        real_key=real_key(dataset, split, dataset_root, opened.facts.shape, real_n), judge=judge,
                        inception_weights=inception_weights, mixture=mixture, real_limit=real_n)
     values, protocol = measure(opened, opened.sampling_networks(ema), seed)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ganlab.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT
-from ganlab.commands.paths import config_dir
+from ganlab.trust.paths import config_dir
 from ganlab.commands.session import Session
 from ganlab.training.replay import override_key as _key
 from ganlab.training.runtime import is_main_process as _is_main, launched_processes
@@ -301,7 +301,7 @@ def _did_you_mean(text: str) -> str:
     key, first, instead of Hydra's `+X` advice that only leads to a second refusal."""
     import difflib
 
-    from ganlab.commands.paths import config_groups
+    from ganlab.trust.paths import config_groups
 
     found = re.search(r"Could not override '([^']+)'", text)
     if not found:
@@ -315,7 +315,7 @@ def _did_you_mean(text: str) -> str:
         from omegaconf import OmegaConf
 
         from ganlab.trust.checks import flatten
-        from ganlab.commands.paths import compose
+        from ganlab.trust.paths import compose
 
         keys = sorted(flatten(OmegaConf.to_container(compose([]), resolve=False)))
     except Exception:  # noqa: BLE001 - a hint only

@@ -38,7 +38,7 @@ def with_direction(overrides: list[str]) -> list[str]:
     """An Optuna sweep's overrides with `hydra.sweeper.direction` from the metric, unless typed."""
     if not uses_optuna(overrides) or any(o.startswith("hydra.sweeper.direction=") for o in overrides):
         return overrides
-    from ganlab.commands.paths import compose
+    from ganlab.trust.paths import compose
 
     settings = [o for o in overrides if o.split("=", 1)[0].lstrip("+~").startswith(("metrics.", "experiment"))]
     from omegaconf import OmegaConf

@@ -135,12 +135,12 @@ def progress(job_dir: Path, config: dict[str, Any]) -> tuple[int, int]:
     """(the step of the job's newest intact checkpoint (0: none), the steps its config asks for)."""
     from ganlab.records import checkpoint
 
-    from ganlab.training.replay import read_run_id
+    from ganlab.records.rundir import read_run_id
 
     found = checkpoint.load_latest(Path(job_dir) / "checkpoints", run_id=read_run_id(job_dir)) \
         if (Path(job_dir) / "checkpoints").is_dir() else None
     wanted = ((config.get("schedule") or {}).get("steps")) if isinstance(config.get("schedule"), dict) else None
-    return (int(found[0]["step"]) if found else 0), int(wanted) if isinstance(wanted, int) else 0
+    return (checkpoint.Saved(found[0]).step if found else 0), int(wanted) if isinstance(wanted, int) else 0
 
 
 def status_lines(sweep_dir: Path) -> list[str]:

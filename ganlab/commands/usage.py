@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from ganlab.commands.paths import config_dir, config_groups
+from ganlab.trust.paths import config_dir, config_groups
 
 USAGE = """usage: ganlab <command> [overrides...]
 

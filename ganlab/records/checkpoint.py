@@ -25,7 +25,8 @@ from ganlab.errors import ConfigError, RunFault
 from ganlab.records.rundir import is_disk_full
 from ganlab.records.safe_files import refuse_link_folder, remove_stale_partials, write_atomic
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: each stateful part under its own key in `parts`; 2 kept their keys at the top level
+READABLE_VERSIONS = (2, 3)
 LAST, BEST = "last.pt", "best.pt"
 _PERIODIC = re.compile(r"^step_(\d+)\.pt$")
 log = logging.getLogger("ganlab")
@@ -97,9 +98,9 @@ def load(path: Path | str, key: str = "resume") -> dict[str, Any]:
         raise CorruptCheckpoint(f"{key}: {path} could not be read as a ganlab checkpoint ({type(exc).__name__}: "
                                 f"{first}). Use another checkpoint, e.g. an earlier checkpoints/step_*.pt.") from None
     version = state.get("format_version") if isinstance(state, dict) else None
-    if version != FORMAT_VERSION:
-        raise CorruptCheckpoint(f"{key}: {path} has checkpoint format {version!r}; this ganlab reads format "
-                                f"{FORMAT_VERSION} (format 1 checkpoints lack the data facts and the checksum). "
+    if version not in READABLE_VERSIONS:
+        raise CorruptCheckpoint(f"{key}: {path} has checkpoint format {version!r}; this ganlab reads formats "
+                                f"{READABLE_VERSIONS} (format 1 checkpoints lack the data facts and the checksum). "
                                 "Use it with the ganlab version that wrote it, or train a new run.")
     if state.get("checksum") != checksum(state):
         raise CorruptCheckpoint(f"{key}: {path} is corrupt: its content does not match its checksum (bytes were "
@@ -116,7 +117,60 @@ _LAYOUT = {"config": dict, "facts": dict, "networks": dict, "ema": dict, "fixed"
            "value_range": str}
 _OPTIONAL = {"overrides": list, "run_id": (str, type(None)), "choices": dict, "optimizer_types": dict,
              "images": (int, type(None)), "steps_per_epoch": (int, float, type(None)), "optimizers": dict,
-             "batches": dict, "rng": dict, "objective": (dict, type(None)), "best": (dict, type(None))}
+             "batches": dict, "rng": dict, "objective": (dict, type(None)), "best": (dict, type(None)), "parts": dict}
+
+
+class Saved:
+    """What a checkpoint says about its run, read through names instead of its layout (resume,
+    replay, stored settings, sweeps and reports ask here): config, step, identity, images, data root,
+    the command line and config groups it was started with, best.pt's record."""
+
+    def __init__(self, state: dict[str, Any]):
+        self.state = state
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.state.get("config") or {}
+
+    @property
+    def step(self) -> int:
+        return int(self.state.get("step") or 0)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.state.get("run_id")
+
+    @property
+    def images(self) -> int | None:
+        return self.state.get("images")
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get("seed")
+
+    @property
+    def data_root(self) -> Any:
+        return (self.config.get("dataset") or {}).get("root")
+
+    @property
+    def overrides(self) -> list[str] | None:
+        stored = self.state.get("overrides")
+        return [str(o) for o in stored] if isinstance(stored, list) else None
+
+    @property
+    def choices(self) -> dict[str, str]:
+        return dict(self.state.get("choices") or {})
+
+    @property
+    def steps_per_epoch(self) -> float | None:
+        return self.state.get("steps_per_epoch")
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """best.pt's record: {metric, value, step, score} (format 3 keeps it with the maintenance)."""
+        own = (self.state.get("parts") or {}).get("maintenance") or self.state
+        best = own.get("best") if isinstance(own, dict) else None
+        return best if isinstance(best, dict) else None
 
 
 def layout_problem(state: dict[str, Any]) -> str | None:

@@ -219,3 +219,41 @@ def open_run_logs() -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, HeldRunLog):
             handler.open()
+
+
+# --- the run's identity in its folder ------------------------------------------------------------
+RUN_FILE = "run.json"  # the run's identity in its folder (every checkpoint holds it too)
+
+
+def read_run_id(run_dir: Path) -> str | None:
+    """The identity recorded in `run_dir/run.json` (None: a run from before identities, or none yet)."""
+    import json
+
+    from ganlab.records.safe_files import read_text
+
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(read_text(path, limit=4096)).get("run_id")
+    except (ValueError, AttributeError, RecursionError, ConfigError):
+        log.warning("%s could not be read; checkpoints are not matched to this run's identity", path)
+        return None
+    return found if isinstance(found, str) else None
+
+
+def write_run_id(run_dir: Path, run_id: str) -> None:
+    import json
+    import time
+
+    from ganlab.records.safe_files import write_text_atomic
+
+    if read_run_id(run_dir) != run_id:
+        write_text_atomic(Path(run_dir) / RUN_FILE, json.dumps({"run_id": run_id, "since": time.strftime(
+            "%Y-%m-%d %H:%M:%S")}) + "\n")
+
+
+def new_run_id() -> str:
+    import secrets
+
+    return secrets.token_hex(8)

@@ -15,7 +15,7 @@ from torch import nn
 
 from ganlab.records import checkpoint
 from ganlab.errors import TrainingDiverged
-from ganlab.metrics.measuring import Evaluator
+from ganlab.training.measuring import Evaluator
 from ganlab.training.run import TrainingState
 from ganlab.training.runtime import Runtime
 from ganlab.training.schedule import Schedule
@@ -99,25 +99,45 @@ def best_score(rule: list[tuple[str, bool]], measured: dict[str, float]) -> list
     return [measured[name] if up else -measured[name] for name, up in rule if name in measured]
 
 
-class Maintenance:
-    """Everything between steps of the training run in `state`; `logger` is where it reports."""
+class MaintenanceState:
+    """What the maintenance carries across a resume (its part of the checkpoint): the losses summed
+    since the last log step, and best.pt's record."""
 
-    def __init__(self, state: TrainingState, schedule: Schedule, runtime: Runtime, logger,
-                 evaluator: Evaluator | None, run_dir: Path):
-        self.state, self.run, self.schedule, self.runtime = state, state.run, schedule, runtime
-        self.logger, self.evaluator, self.ckpt_dir = logger, evaluator, run_dir / "checkpoints"
-        self.meter = Meter()
+    def __init__(self, device: torch.device):
+        self.device, self.meter = device, Meter()
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step", "score"} of best.pt
-        self._clock, self._images = time.perf_counter(), 0
-        self._unhealthy, self._warned_health = 0, False  # log steps in a row the objective called broken down
 
-    # its part of the checkpoint
     def state_dict(self) -> dict[str, Any]:
         return {"meter": self.meter.state_dict(), "best": dict(self.best) if self.best else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.meter.load_state_dict(state["meter"], self.runtime.device)
+        self.meter.load_state_dict(state["meter"], self.device)
         self.best = state.get("best")
+
+
+class Maintenance:
+    """Everything between steps of the training run in `state`; `logger` is where it reports, `kept`
+    what it carries across a resume (a part of `state`)."""
+
+    def __init__(self, state: TrainingState, kept: MaintenanceState, schedule: Schedule, runtime: Runtime, logger,
+                 evaluator: Evaluator | None, run_dir: Path):
+        self.state, self.run, self.schedule, self.runtime = state, state.run, schedule, runtime
+        self.logger, self.evaluator, self.ckpt_dir = logger, evaluator, run_dir / "checkpoints"
+        self.kept = kept
+        self._clock, self._images = time.perf_counter(), 0
+        self._unhealthy, self._warned_health = 0, False  # log steps in a row the objective called broken down
+
+    @property
+    def meter(self) -> Meter:
+        return self.kept.meter
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.kept.best
+
+    @best.setter
+    def best(self, value: dict[str, Any] | None) -> None:
+        self.kept.best = value
 
     def start(self) -> None:
         """The clock of images per second starts now (not when the run was built)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ganlab.records import checkpoint
+from ganlab.records.rundir import read_run_id
 from ganlab.trust.checks import config_changes
 from ganlab.errors import ConfigError
 
@@ -88,43 +89,6 @@ def override_values(overrides: list[str]) -> dict[str, str]:
 
 
 # --- the checkpoint to continue from -------------------------------------------------------------
-RUN_FILE = "run.json"  # the run's identity in its folder (every checkpoint holds it too)
-
-
-def read_run_id(run_dir: Path) -> str | None:
-    """The identity recorded in `run_dir/run.json` (None: a run from before identities, or none yet)."""
-    import json
-
-    from ganlab.records.safe_files import read_text
-
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        return None
-    try:
-        found = json.loads(read_text(path, limit=4096)).get("run_id")
-    except (ValueError, AttributeError, RecursionError, ConfigError):
-        log.warning("%s could not be read; checkpoints are not matched to this run's identity", path)
-        return None
-    return found if isinstance(found, str) else None
-
-
-def write_run_id(run_dir: Path, run_id: str) -> None:
-    import json
-    import time
-
-    from ganlab.records.safe_files import write_text_atomic
-
-    if read_run_id(run_dir) != run_id:
-        write_text_atomic(Path(run_dir) / RUN_FILE, json.dumps({"run_id": run_id, "since": time.strftime(
-            "%Y-%m-%d %H:%M:%S")}) + "\n")
-
-
-def new_run_id() -> str:
-    import secrets
-
-    return secrets.token_hex(8)
-
-
 def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, bool]:
     """(the checkpoint to continue from, whether run_dir holds an earlier attempt of this run).
 
@@ -145,8 +109,9 @@ def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, boo
         return None, left_over(run_dir)  # what a start without a checkpoint left is cleaned, not appended to
     if resume not in (True, "true"):
         state = checkpoint.load(Path(str(resume)))
+        saved = checkpoint.Saved(state)
         log.warning("resume=%s: a warm start from that checkpoint (run %s, step %s) into a new run", resume,
-                    state.get("run_id") or "without an identity", state.get("step"))
+                    saved.run_id or "without an identity", saved.step)
         return state, False
     latest = checkpoint.load_latest(ckpt_dir, run_id=read_run_id(run_dir))
     if latest is not None:
@@ -162,7 +127,7 @@ def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, boo
 
 
 def check_same_seed(state: dict[str, Any], seed: int) -> None:
-    stored = (state.get("config") or {}).get("seed")
+    stored = checkpoint.Saved(state).seed
     if stored is not None and int(seed) != int(stored):
         raise ConfigError(f"resume: seed={seed} differs from the run's seed={stored}; a resumed run continues its "
                           "own random stream. Start a new run for another seed.")
@@ -172,7 +137,8 @@ def restore(training_state, state: dict[str, Any], config: dict[str, Any], image
     """Load the checkpoint into the freshly built `training_state` (a `run.TrainingState`); what the
     user typed now wins, and each difference from the stored `config` is logged. `images`: how many
     the data set holds now (another dataset.root may be other images)."""
-    changes = config_changes(state.get("config") or {}, config)
+    saved = checkpoint.Saved(state)
+    changes = config_changes(saved.config, config)
     try:
         training_state.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
@@ -183,8 +149,8 @@ def restore(training_state, state: dict[str, Any], config: dict[str, Any], image
                           "data settings, or start a new run.") from None
     for key, (old, new) in changes.items():
         log.info("resume: %s %r -> %r (as typed now)", key, old, new)
-    before = state.get("images")
+    before = saved.images
     if before is not None and images is not None and before != images:
-        old_root = ((state.get("config") or {}).get("dataset") or {}).get("root")
+        old_root = saved.data_root
         log.warning("resume: the data set now holds %s images, but the run trained on %s (dataset.root was %s); "
                     "the run continues on the data found now", f"{images:,}", f"{before:,}", old_root)

@@ -102,15 +102,22 @@ def build(config: dict[str, Any], facts: DataFacts, value_range: str, device: to
     """Build every network of `config["model"]` (the run's resolved config, as plain values) for the
     data `facts`, then the objective that trains them (`start_encoder`: apply `model.encoder_init`,
     which a reopened run does not need)."""
-    facts_kw, model = asdict(facts), config["model"]
+    objective = build_objective(config["model"], facts, device, prefixes, start_encoder)
+    return Run(config, facts, value_range, objective, ema_copies(objective) if ema else {},
+               overrides=list(overrides or []))
+
+
+def build_objective(model: dict[str, Any], facts: DataFacts, device: torch.device, prefixes: tuple[str, ...],
+                    start_encoder: bool = True) -> Objective:
+    """Every network of `model` (the config's `model` node) for the data `facts`, on `device`, and
+    the objective that trains them."""
+    facts_kw = asdict(facts)
     networks = {name: build_object(node, f"model.{name}", prefixes, **facts_kw).to(device)
                 for name, node in model.items() if name != "objective" and _is_buildable(node)}
     encoder_init = model.get("encoder_init")
     if encoder_init and start_encoder:
         _start_encoder(networks, str(encoder_init))
-    objective = build_object(model["objective"], "model.objective", prefixes, **networks, **facts_kw)
-    return Run(config, facts, value_range, objective, ema_copies(objective) if ema else {},
-               overrides=list(overrides or []))
+    return build_object(model["objective"], "model.objective", prefixes, **networks, **facts_kw)
 
 
 def ema_copies(objective: Objective) -> dict[str, nn.Module]:
@@ -200,24 +207,18 @@ def open_classifier(path: str | Path, key: str, facts: DataFacts, device: torch.
     return judge.networks["classifier"], judge.value_range, per_channel
 
 
-def _overrides_of(state: dict[str, Any]) -> list[str] | None:
-    stored = state.get("overrides")
-    return [str(o) for o in stored] if isinstance(stored, list) else None
-
-
 def summary(run_dir: str | Path, key: str = "report") -> dict[str, Any]:
     """A run's resolved config, steps per epoch, overrides (None when its checkpoints do not hold
     them) and best.pt record (the metric that keeps it, its best value and step), from its newest
     checkpoint (no networks built)."""
-    from ganlab.training.replay import read_run_id
+    from ganlab.records.rundir import read_run_id
 
     found = checkpoint.load_latest(Path(run_dir) / "checkpoints", key=key, run_id=read_run_id(run_dir))
     if found is None:
         return {"config": {}, "steps_per_epoch": None, "step": 0, "overrides": None, "best": None, "choices": {}}
-    state = found[0]
-    best = state.get("best") if isinstance(state.get("best"), dict) else None
-    return {"config": state["config"], "steps_per_epoch": state.get("steps_per_epoch"), "step": int(state["step"]),
-            "overrides": _overrides_of(state), "best": best, "choices": dict(state.get("choices") or {})}
+    saved = checkpoint.Saved(found[0])
+    return {"config": saved.config, "steps_per_epoch": saved.steps_per_epoch, "step": saved.step,
+            "overrides": saved.overrides, "best": saved.best, "choices": saved.choices}
 
 
 # --- a training run's checkpoint ----------------------------------------------------------------
@@ -229,11 +230,12 @@ class TrainingState:
     """Everything a training checkpoint holds, and the one writer and reader of its layout: `run`
     (networks, EMA copies, fixed inputs, step, metadata), the optimizers, the data order, and the
     state of the `parts` that keep some (the step's adaptive rule, the maintenance's meter and
-    best.pt record), each under its own keys."""
+    best.pt record), each under its own key in `parts`."""
 
     def __init__(self, run: Run, optimizers: dict[str, torch.optim.Optimizer], batches, device: torch.device,
-                 parts: tuple = ()):
-        self.run, self.optimizers, self.batches, self.device, self.parts = run, optimizers, batches, device, parts
+                 parts: dict[str, Any] | None = None):
+        self.run, self.optimizers, self.batches, self.device = run, optimizers, batches, device
+        self.parts = dict(parts or {})
         self.saved_step: int | None = None  # the step of the newest last.pt this run wrote or resumed from
 
     @property
@@ -254,8 +256,7 @@ class TrainingState:
                  "fixed": {name: t.cpu() for name, t in run.fixed.items()},
                  "batches": self.batches.state_dict(), "rng": checkpoint.rng_state(),
                  "objective": run.objective.state_dict()}
-        for part in self.parts:
-            state.update(part.state_dict())
+        state["parts"] = {name: part.state_dict() for name, part in self.parts.items()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -277,8 +278,8 @@ class TrainingState:
             _apply_typed_settings(name, opt, typed)
         self.batches.load_state_dict(state["batches"])
         self.run.objective.load_state_dict(state.get("objective") or {})  # older checkpoints hold none
-        for part in self.parts:
-            part.load_state_dict(state)
+        for name, part in self.parts.items():  # a checkpoint of format 2 kept their keys at the top level
+            part.load_state_dict(state["parts"][name] if "parts" in state else state)
         checkpoint.set_rng_state(state["rng"])
         self.saved_step = self.run.step
 

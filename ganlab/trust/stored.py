@@ -36,12 +36,13 @@ def read(run_dir: Path) -> tuple[dict[str, Any], list[str], dict[str, str]] | No
     """(the run's stored resolved config, the overrides it records for people to read, the config
     groups it chose), or None when the folder holds neither a checkpoint nor `.hydra/config.yaml`."""
     from ganlab.records import checkpoint
-    from ganlab.training.replay import read_run_id
+    from ganlab.records.rundir import read_run_id
 
     found = checkpoint.load_latest(Path(run_dir) / "checkpoints", run_id=read_run_id(run_dir))
     if found is not None:
         state, path = found
-        config, overrides, choices = state.get("config"), state.get("overrides"), state.get("choices")
+        saved = checkpoint.Saved(state)
+        config, overrides, choices = saved.config, saved.overrides, saved.choices
         source = path
     else:
         source = Path(run_dir) / ".hydra" / "config.yaml"

@@ -227,7 +227,7 @@ def _typed_value(cfg: DictConfig, key: str) -> Any:
 
 def _sources(cfg: DictConfig, trusted: DictConfig) -> str:
     """Names the untrusted sources of this composition, for the messages."""
-    from ganlab.commands.paths import config_dir
+    from ganlab.trust.paths import config_dir
 
     theirs = trusted.hydra.runtime.choices
     picked = [f"{group}={option}" for group, option in cfg.hydra.runtime.choices.items()

@@ -15,9 +15,7 @@ from typing import Any, Callable
 import torch
 
 from ganlab.training import run as runs
-from ganlab.trust.build import build
 from ganlab.records.cache import file_sha256
-from ganlab.data.memory import split_limit
 from ganlab.training.drawing import generate
 from ganlab.errors import ConfigError
 from ganlab.metrics.classifier import Judge
@@ -79,33 +77,6 @@ def real_images(data, limit: int) -> tuple[torch.Tensor, torch.Tensor | None]:
 def open_judge(path: str, facts, device: torch.device, prefixes, key: str) -> Judge:
     network, value_range, per_channel = runs.open_classifier(path, key, facts, device, prefixes)
     return Judge(network, value_range, f"{Path(path).name} sha256:{file_sha256(path)[:16]}", per_channel)
-
-
-def held_out_data(dataset: dict[str, Any], split: str, prefixes, root: str | None = None):
-    """A builder of the run's data set on `split` (None when it is a toy or has no such split)."""
-    node, _ = split_limit(dataset)  # the held-out split is compared whole, whatever dataset.limit trained on
-    node = {**node, "split": split} if "split" in node else node
-    if root:
-        node["root"] = root
-    from omegaconf import OmegaConf
-
-    def load():
-        try:
-            return build(OmegaConf.create(node), "dataset", prefixes)
-        except ConfigError as exc:
-            raise ConfigError(f"the run's real images (split={split}) could not be read on this machine: {exc} Pass "
-                              "dataset_root=PATH (the folder that holds them here) to ganlab eval.") from None
-
-    return load
-
-
-def build_toy(dataset: dict[str, Any], facts, prefixes):
-    """The 2-d mixture a toy run (its data `facts` say points) trained on (it has no files), else None."""
-    if not facts.points:
-        return None
-    from omegaconf import OmegaConf
-
-    return build(OmegaConf.create(dataset), "dataset", prefixes)
 
 
 def real_key(dataset: dict[str, Any], split: str, root: str | None, shape, limit: int) -> str:
