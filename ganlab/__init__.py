@@ -17,15 +17,15 @@ __version__ = "0.1.0"
 # wrote before (`_target_: ganlab.losses.Hinge`, `from ganlab.checkpoint import load`): each old
 # name is the same module object as the new one, imported on first use.
 _LAYERS = {
-    "commands": ("cli", "launch", "options", "usage", "sample", "evaluate", "report", "search", "sweeps", "figures",
-                 "seeds"),
+    "commands": ("cli", "launch", "options", "usage", "sample", "evaluate", "report", "search", "figures", "seeds"),
     "training": ("train", "run", "loop", "step", "maintenance", "schedule", "runtime", "replay", "transfer", "drawing"),
     "objectives": ("losses", "penalties", "augment"),
     "trust": ("vetting", "build", "registry", "bounds", "checks", "stored", "paths"),
-    "records": ("checkpoint", "rundir", "cache", "logging", "plots", "safe_files"),
+    "records": ("checkpoint", "rundir", "cache", "logging", "plots", "safe_files", "sweeps"),
 }
 MOVED = {f"ganlab.{module}": f"ganlab.{layer}.{module}" for layer, modules in _LAYERS.items() for module in modules}
-MOVED["ganlab.metrics.measuring"] = "ganlab.training.measuring"  # it wires a run's measuring: training's
+MOVED.update({"ganlab.metrics.measuring": "ganlab.training.measuring",  # it wires a run's measuring
+              "ganlab.models.sync_batchnorm": "ganlab.training.sync_batchnorm"})  # how a run executes
 
 
 class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):

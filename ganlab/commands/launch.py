@@ -15,7 +15,7 @@ from pathlib import Path
 from ganlab.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAULT
 from ganlab.trust.paths import config_dir
 from ganlab.commands.session import Session
-from ganlab.training.replay import override_key as _key
+from ganlab.trust.stored import override_key as _key
 from ganlab.training.runtime import is_main_process as _is_main, launched_processes
 from ganlab.commands.search import StudyComplete, metric_direction, objective_value, uses_optuna, with_direction, with_study, worst
 
@@ -205,7 +205,8 @@ def typeable_folders(overrides: list[str]) -> list[str]:
 def _prints_resumed_config(overrides: list[str]) -> bool:
     """`--cfg job resume=true hydra.run.dir=DIR` prints what the resumed job would train: the run's
     stored settings with the typed overrides on top (Hydra alone would print the defaults)."""
-    from ganlab.training.replay import folder_value, typed_settings
+    from ganlab.training.replay import folder_value
+    from ganlab.trust.stored import typed_settings
 
     flags = [i for i, o in enumerate(overrides) if o in ("--cfg", "-c")]
     typed = [o for o in overrides if "=" in o and not o.startswith("-")]
@@ -234,7 +235,8 @@ def _prints_resumed_config(overrides: list[str]) -> bool:
 def _resumes_sweep(overrides: list[str], session: Session | None) -> bool:
     """`ganlab train -m resume=true hydra.sweep.dir=S [overrides]`: continue every job of the sweep
     in S from its record (`sweeps.py`), one after another; returns False for any other command."""
-    from ganlab.training.replay import folder_value, typed_settings
+    from ganlab.training.replay import folder_value
+    from ganlab.trust.stored import typed_settings
 
     typed = [o for o in overrides if "=" in o and not o.startswith("-")]
     given = typed_settings(typed)
@@ -257,7 +259,7 @@ def resume_sweep(sweep_dir: Path, typed: list[str], session: Session | None = No
     resume=true hydra.run.dir=JOB`; then one line per job and exit 2 if any failed."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from ganlab.commands import sweeps
+    from ganlab.records import sweeps
     from ganlab.errors import ConfigError
     from ganlab.records.safe_files import write_text_atomic
 
@@ -382,7 +384,7 @@ def _train_job(cfg, jobs: Jobs) -> float | None:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from ganlab.commands import sweeps
+    from ganlab.records import sweeps
     from ganlab.errors import ConfigError, Interrupted, JobFailed, RunFault, TrainingDiverged
     from ganlab.records.rundir import open_run_logs, remove_created
     from ganlab.training.train import train
@@ -465,7 +467,7 @@ def _accepted(cfg, run_dir: Path, overrides: list[str], sweeping: bool) -> None:
 
 def _sweep_summary(sweep_dir: Path) -> None:
     """A sweep's end: one line per job (status and final losses) and the report command."""
-    from ganlab.commands import sweeps
+    from ganlab.records import sweeps
     from ganlab.records.logging import read_metrics
 
     if not (sweep_dir / sweeps.NAME).is_file():

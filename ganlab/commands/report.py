@@ -98,7 +98,7 @@ def report(runs, out, steps, epochs) -> list[Path]:
 
 def _sweep_status(paths: list[str]) -> list[str]:
     """For each sweep folder given that keeps a record (sweep.json): a line per job, what it is now."""
-    from ganlab.commands import sweeps
+    from ganlab.records import sweeps
 
     lines = []
     for path in map(Path, paths):

@@ -13,10 +13,15 @@ from typing import Any
 import torch
 
 from ganlab.errors import ConfigError
-from ganlab.training.runtime import stream_seed
 
 log = logging.getLogger("ganlab")
 SUBSET_STREAM = 10**6  # the random stream of dataset.limit's subset, apart from the epochs' (0, 1, 2, ...)
+
+
+def stream_seed(seed: int, index: int) -> int:
+    """The seed of the index-th separate random stream of a run seeded with `seed` (epoch orders,
+    toy batches, measurements): far apart for neighbouring seeds, the same on every machine."""
+    return seed * 1_000_003 + index
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 from ganlab.data.memory import InMemoryImages
 from ganlab.data.mnist import load_mnist
 from ganlab.errors import ConfigError
-from ganlab.training.runtime import stream_seed
+from ganlab.data.memory import stream_seed
 from ganlab.trust.registry import buildable
 
 MODES = 1000

@@ -14,7 +14,7 @@ import torch
 
 from ganlab.data.memory import DataFacts
 from ganlab.errors import ConfigError
-from ganlab.training.runtime import stream_seed
+from ganlab.data.memory import stream_seed
 from ganlab.trust.registry import buildable
 
 

@@ -46,8 +46,9 @@ class Grid:
 
 @dataclass
 class Points:
-    """2-d points to show as a scatter plot: over `reference` points (the real ones), or coloured
-    by integer `labels` named by `names`."""
+    """Points to show as a scatter plot: over `reference` points (the real ones), or coloured by
+    integer `labels` named by `names`. Labelled points of more than 2 dimensions (a VAE's test
+    latents) are drawn through a 2-d t-SNE."""
 
     points: torch.Tensor
     reference: torch.Tensor | None = None

@@ -147,11 +147,5 @@ class VAEObjective(Objective):
             labels, names = torch.zeros(len(labels), dtype=torch.long), ("all",)
         else:
             names = self.class_names
-        points = latents.numpy()
-        if points.shape[1] > 2 and len(points) > 5:
-            from sklearn.manifold import TSNE  # scikit-learn only when a final t-SNE is drawn
-
-            perplexity = min(30.0, (len(points) - 1) / 3)
-            points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(points)
         title = "t-SNE of test latents" if latents.shape[1] > 2 else "test latents (2-d)"
-        return Points(torch.as_tensor(points[:, :2]), labels=labels, names=tuple(names), title=title)
+        return Points(latents, labels=labels, names=tuple(names), title=title)  # drawn through a 2-d t-SNE

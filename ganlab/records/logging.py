@@ -14,9 +14,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ganlab.trust.bounds import parse_rows
 from ganlab.records.safe_files import atomic_output, open_append, read_text, write_text_atomic
-from ganlab.records.plots import labelled_grid, labelled_scatter, rows_by_class, scatter_image, to_uint8, to_unit
+from ganlab.records.plots import (labelled_grid, labelled_scatter, rows_by_class, scatter_image, to_uint8, to_unit,
+                                  two_dimensional)
 
 log = logging.getLogger("ganlab")
 # What `make tensorboard` passes: keep every sample grid (TensorBoard 2.21 serves none with images=0
@@ -158,7 +158,7 @@ def render(shown, value_range: str, title: str, labels: torch.Tensor | None = No
 
     if hasattr(shown, "points"):
         if shown.labels is not None:  # a labelled scatter (a VAE's test latents) carries its own title
-            image = labelled_scatter(shown.points, shown.labels, shown.names, shown.title)
+            image = labelled_scatter(two_dimensional(shown.points), shown.labels, shown.names, shown.title)
             return Image.fromarray(to_uint8(image, "unit").permute(1, 2, 0).numpy())
         return labelled_grid(scatter_image(shown.points, shown.reference)[None], 1, title=title)
     images, columns, rows = to_unit(shown.images.detach().float().cpu(), value_range), shown.columns, []
@@ -192,3 +192,39 @@ class NullLogger:
 
     def __getattr__(self, name: str):
         return lambda *args, **kwargs: None
+
+
+# --- metrics.jsonl, read back as shared input: bounded rows ----------------------------------------
+ROW_CHARACTERS = 65_536  # one metrics.jsonl line
+ROW_KEYS = 1_000  # values per metrics.jsonl row (a run logs a few dozen)
+
+
+def parse_rows(text: str, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of a `metrics.jsonl` and a warning per line that was not used. Only the last line
+    can be partial (a kill during an append); any other bad line is named by its number."""
+    rows, problems = [], []
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        last = number == len(lines) and not text.endswith("\n")
+        problem = None
+        if len(line) > ROW_CHARACTERS:
+            problem = f"is {len(line):,} characters, over the {ROW_CHARACTERS:,} a row may have"
+        else:
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                problem = "is not a JSON row" if not last else "is a partial line left by an interrupted write"
+            else:
+                if not isinstance(row, dict):
+                    problem = f"is a JSON {type(row).__name__}, not a row of named values"
+                elif len(row) > ROW_KEYS:
+                    problem = f"has {len(row):,} values, over the {ROW_KEYS:,} a row may have"
+                elif not isinstance(row.get("step", 0), int) or isinstance(row.get("step"), bool):
+                    problem = "has no whole-number step"
+                else:
+                    rows.append(row)
+        if problem:
+            problems.append(f"{path}: line {number} {problem}; it is not used")
+    return rows, problems

@@ -38,6 +38,17 @@ def scatter_image(points: torch.Tensor, reference: torch.Tensor | None = None, s
     return image
 
 
+def two_dimensional(points: torch.Tensor) -> torch.Tensor:
+    """`points` as 2-d: a t-SNE embedding of more dimensions (scikit-learn, only when one is drawn)."""
+    values = points.detach().float().cpu().numpy()
+    if values.shape[1] > 2 and len(values) > 5:
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, (len(values) - 1) / 3)
+        values = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(values)
+    return torch.as_tensor(values[:, :2])
+
+
 def labelled_scatter(points: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...] = (),
                      title: str = "") -> torch.Tensor:
     """A matplotlib scatter of 2-d points coloured by integer label, with a legend, as (3, H, W) in [0, 1]."""

@@ -21,7 +21,7 @@ from ganlab.errors import ConfigError
 from ganlab.metrics.classifier import Judge
 from ganlab.metrics.registry import Inputs, available, check_names, run_metrics
 from ganlab.records.plots import to_uint8
-from ganlab.training.runtime import stream_seed
+from ganlab.data.memory import stream_seed
 
 log = logging.getLogger("ganlab")
 REAL_LIMIT = 10_000  # real images compared with (the usual FID protocol: a test split of 10k)

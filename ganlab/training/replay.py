@@ -15,6 +15,7 @@ from typing import Any
 from ganlab.records import checkpoint
 from ganlab.records.rundir import read_run_id
 from ganlab.trust.checks import config_changes
+from ganlab.trust.stored import override_key, typed_settings
 from ganlab.errors import ConfigError
 
 log = logging.getLogger("ganlab")
@@ -66,16 +67,6 @@ def hydra_overrides(run_dir: Path) -> list[str]:
     if not isinstance(previous, list) or not all(isinstance(o, str) for o in previous):
         raise ConfigError(f"{saved} is not a list of overrides; retype the run's overrides, or remove that file.")
     return previous
-
-
-def override_key(override: str) -> str:
-    """The key (or group) an override sets: `+a.b=1` -> `a.b`."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def typed_settings(overrides: list[str]) -> dict[str, str]:
-    """{key: value} of the key=value overrides typed (flags such as --cfg left out)."""
-    return {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
 
 
 def setting_overrides(overrides: list[str]) -> list[str]:

@@ -44,12 +44,6 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def stream_seed(seed: int, index: int) -> int:
-    """The seed of the index-th separate random stream of a run seeded with `seed` (epoch orders,
-    toy batches, measurements): far apart for neighbouring seeds, the same on every machine."""
-    return seed * 1_000_003 + index
-
-
 @dataclass
 class Runtime:
     device: torch.device
@@ -127,7 +121,7 @@ class Runtime:
         """Put `net` in the run's form, in place where possible: SyncBatchNorm, channels_last.
         Returns what to call: the compiled module when compile is on (its weights are `net`'s)."""
         if self.sync_batchnorm and self.distributed:
-            from ganlab.models.sync_batchnorm import convert_sync_batchnorm
+            from ganlab.training.sync_batchnorm import convert_sync_batchnorm
 
             convert_sync_batchnorm(net)
         if self.channels_last and any(isinstance(m, nn.Conv2d) for m in net.modules()):

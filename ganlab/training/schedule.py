@@ -90,3 +90,10 @@ def schedule_from(settings: dict[str, Any], batches_per_epoch: int, batches_per_
     if kept.get("eval_every") is None:  # default: once per epoch
         kept["eval_every"] = max(1, batches_per_epoch // batches_per_step)
     return Schedule(**kept)
+
+
+def schedule_keys() -> set[str]:
+    """The keys a config's `schedule` node may hold: the Schedule's fields and what `schedule_from` reads."""
+    from dataclasses import fields
+
+    return {f.name for f in fields(Schedule)} | {"epochs", "n_critic", "g_steps"}

@@ -27,6 +27,7 @@ from ganlab.training import run as runs
 from ganlab.training.assembly import Training, assemble
 from ganlab.training.replay import holds_run, override_values
 from ganlab.training.runtime import build_runtime, pick_device, unwrap
+from ganlab.training.schedule import schedule_keys
 from ganlab.trust.build import allowed_prefixes, check_targets, to_plain
 from ganlab.trust.checks import check_known_keys, check_top_level, check_values
 from ganlab.trust.paths import config_groups
@@ -51,7 +52,7 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     check_top_level(cfg)
     prefixes = allowed_prefixes(cfg.get("allowed_targets") or [])
     _check_loss_fits(cfg, prefixes)
-    check_known_keys(cfg)
+    check_known_keys(cfg, schedule_keys())
     check_values(cfg)  # sizes and rates by key name, where the user typed them
     check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
     config = to_plain(cfg)  # the resolved config as plain values: what is built, stored and compared

@@ -7,14 +7,12 @@ names the file and the limit.
 * A composed config: the work its interpolations stand for, counted (not done) over the
   references between its keys (ten `${...}` per value over 8 levels is 10^8 evaluations), and
   how deep they nest.
-* `metrics.jsonl` rows: length and number of keys, nesting, a mapping per line.
+(`metrics.jsonl` rows are bounded where they are read: `records/logging.py`.)
 """
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -25,8 +23,6 @@ from ganlab.errors import ConfigError
 YAML_NODES = 200_000  # nodes of one YAML document after alias expansion (ganlab's largest preset: ~300)
 CONFIG_WORK = 1_000_000  # values an interpolation-resolving pass may visit
 INTERPOLATION_DEPTH = 32  # references followed in a chain
-ROW_CHARACTERS = 65_536  # one metrics.jsonl line
-ROW_KEYS = 1_000  # values per metrics.jsonl row (a run logs a few dozen)
 
 
 class TooLarge(yaml.YAMLError):
@@ -148,34 +144,3 @@ def _under(values: dict[str, Any], ref: str) -> list[str]:
         return [ref]
     prefix = ref + "."
     return [k for k, v in values.items() if k.startswith(prefix) and v is not None][:CONFIG_WORK]
-
-
-def parse_rows(text: str, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The rows of a `metrics.jsonl` and a warning per line that was not used. Only the last line
-    can be partial (a kill during an append); any other bad line is named by its number."""
-    rows, problems = [], []
-    lines = text.splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        last = number == len(lines) and not text.endswith("\n")
-        problem = None
-        if len(line) > ROW_CHARACTERS:
-            problem = f"is {len(line):,} characters, over the {ROW_CHARACTERS:,} a row may have"
-        else:
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, RecursionError):
-                problem = "is not a JSON row" if not last else "is a partial line left by an interrupted write"
-            else:
-                if not isinstance(row, dict):
-                    problem = f"is a JSON {type(row).__name__}, not a row of named values"
-                elif len(row) > ROW_KEYS:
-                    problem = f"has {len(row):,} values, over the {ROW_KEYS:,} a row may have"
-                elif not isinstance(row.get("step", 0), int) or isinstance(row.get("step"), bool):
-                    problem = "has no whole-number step"
-                else:
-                    rows.append(row)
-        if problem:
-            problems.append(f"{path}: line {number} {problem}; it is not used")
-    return rows, problems

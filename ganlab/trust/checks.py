@@ -93,17 +93,14 @@ def check_top_level(cfg: DictConfig) -> None:
         raise ConfigError(f"allowed_targets={extra!r} must be a list of module names, e.g. allowed_targets=[mypkg].")
 
 
-def check_known_keys(cfg: DictConfig) -> None:
+def check_known_keys(cfg: DictConfig, schedule_keys: set[str]) -> None:
     """A key that nothing reads is a typo (`+schedule.stepz=5`): name it and the keys that exist.
 
     Nodes with a `_target_` are checked against their constructor when built; here the containers
-    that no constructor reads: the top level, `schedule`, `loss`, `metrics` and `model`'s entries.
+    that no constructor reads: the top level, `schedule` (whose keys the training schedule reads:
+    `schedule_keys`), `loss`, `metrics` and `model`'s entries.
     """
-    from dataclasses import fields
-
-    from ganlab.training.schedule import Schedule
-
-    known = {**KNOWN_CHILDREN, "schedule": {f.name for f in fields(Schedule)} | {"epochs", "n_critic", "g_steps"}}
+    known = {**KNOWN_CHILDREN, "schedule": set(schedule_keys)}
     _refuse_unknown("", cfg.keys(), TOP_LEVEL)
     for group, names in known.items():
         node = cfg.get(group)

@@ -102,7 +102,6 @@ def merged(stored: dict[str, Any], now: dict[str, Any], baseline: dict[str, Any]
             result[key] = copy.deepcopy(now[key])
         else:
             result.pop(key, None)
-    from ganlab.training.replay import override_key
 
     if isinstance(result.get("dataset"), dict):
         typed_keys = {override_key(o) for o in typed}
@@ -194,3 +193,13 @@ def drop_unknown(config: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
     walk(config, "")
     return config
 
+
+# --- the command line, read as data ------------------------------------------------------------------
+def override_key(override: str) -> str:
+    """The key (or group) an override sets: `+a.b=1` -> `a.b`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def typed_settings(overrides: list[str]) -> dict[str, str]:
+    """{key: value} of the key=value overrides typed (flags such as --cfg left out)."""
+    return {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}

@@ -291,7 +291,7 @@ def _check_creatable(path: Path, key: str) -> None:
 def _record_plan(cfg: DictConfig, planned: list[DictConfig]) -> None:
     """Every job vetted: the sweep's plan (each job's folder and resolved config, as data) goes into
     its folder's sweep.json, what resuming the sweep walks (`sweeps.py`)."""
-    from ganlab.commands import sweeps
+    from ganlab.records import sweeps
 
     if not planned:
         return
