@@ -87,7 +87,7 @@ def _read_run(verb: str, args: list[str]) -> None:
 
     from ganlab.errors import ConfigError
 
-    from ganlab.records.rundir import is_disk_full
+    from ganlab.records.safe_files import disk_full, is_disk_full
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -98,9 +98,8 @@ def _read_run(verb: str, args: list[str]) -> None:
     except (OSError, RuntimeError) as exc:
         if not is_disk_full(exc):
             raise
-        where = getattr(exc, "filename", None) or "its output"
-        print(f"ganlab: fault: ganlab {verb} could not write {where}: the disk is full. Nothing partial was left "
-              "under the output's name; free some space and run it again.", file=sys.stderr)
+        print(f"ganlab: fault: ganlab {verb}: {disk_full(getattr(exc, 'filename', None) or '.', trained=None)}",
+              file=sys.stderr)
         sys.exit(EXIT_FAULT)
 
 

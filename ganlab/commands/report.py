@@ -22,8 +22,9 @@ from ganlab.trust.checks import flatten
 from ganlab.errors import ConfigError
 from ganlab.commands.figures import learning_curves, samples_over_time, series
 from ganlab.commands.options import option, read, takes
-from ganlab.training.replay import hydra_overrides, setting_overrides
-from ganlab.records.rundir import is_disk_full
+from ganlab.training.replay import hydra_overrides
+from ganlab.trust.stored import setting_overrides
+from ganlab.records.safe_files import is_disk_full
 from ganlab.records.logging import read_metrics
 from ganlab.records.safe_files import read_text, remove_stale_partials, write_text_atomic
 from ganlab.commands.seeds import averaged_info, seed_groups, seeds_of, summary_rows
@@ -42,15 +43,12 @@ class ReportOptions:
 SUMMARY = "Learning curves, samples over time and a table comparing runs, written as PNG, Markdown and CSV."
 EXAMPLES = ["ganlab report outputs/2026-11-25/10-00-00", "ganlab report outputs/multirun/2026-11-25/10-00-00",
             "ganlab report RUN epochs=[1,5,10,50,100]", "ganlab report RUN_A RUN_B out=comparison"]
-# Series outside the metric registry where a larger value is better (eval/accuracy,
-# diagnostics/diversity); metrics/* take their direction from the registry; the rest (losses, MSE) is
-# better when lower.
-HIGHER_IS_BETTER = ("accuracy", "diversity")
-NO_DIRECTION = {"kl", "kl_per_dim"}  # a VAE's KL: neither lower nor higher is simply better
 
 
 def _ranked(series_name: str) -> bool:
-    return series_name.rsplit("/", 1)[-1] not in NO_DIRECTION
+    from ganlab.metrics.registry import series_direction
+
+    return series_direction(series_name) is not None
 
 
 def main(args: list[str]) -> None:
@@ -232,17 +230,18 @@ def differing_keys(infos: list[dict[str, Any]]) -> list[str]:
 
 
 def higher_is_better(series_name: str) -> bool:
-    from ganlab.metrics import known_direction  # torch: imported only when a table is written
+    from ganlab.metrics.registry import series_direction  # torch: imported only when a table is written
 
-    leaf = series_name.rsplit("/", 1)[-1]
-    higher = known_direction(leaf)
-    return leaf in HIGHER_IS_BETTER if higher is None else higher
+    return bool(series_direction(series_name))
 
 
 def direction_words(series_name: str) -> str:
-    if series_name.rsplit("/", 1)[-1] in NO_DIRECTION:
+    from ganlab.metrics.registry import series_direction
+
+    higher = series_direction(series_name)
+    if higher is None:
         return "nats; near 0: the posterior collapsed"
-    return "higher is better" if higher_is_better(series_name) else "lower is better"
+    return "higher is better" if higher else "lower is better"
 
 
 def comparison_table(infos: list[dict[str, Any]], labels: list[str], folder: Path,

@@ -54,6 +54,12 @@ def register(name: str, needs: str, higher_is_better: dict[str, bool]):
     return add
 
 
+# Logged values outside the metrics (a held-out evaluation's, a diagnostic's) whose larger value is
+# better; every other logged value (losses, MSE) is better when lower, except those without a direction.
+HIGHER_IS_BETTER = ("accuracy", "diversity")
+NO_DIRECTION = ("kl", "kl_per_dim")  # a VAE's KL: neither lower nor higher is simply better
+
+
 def known_direction(value_name: str) -> bool | None:
     """Whether a larger `value_name` (a metric's output, e.g. classifier_fd) is better; None when no
     metric returns it."""
@@ -61,6 +67,32 @@ def known_direction(value_name: str) -> bool | None:
         if value_name in metric.higher_is_better:
             return metric.higher_is_better[value_name]
     return None
+
+
+def series_direction(series_name: str) -> bool | None:
+    """Whether a larger value of any logged series (`metrics/classifier_fd`, `eval/accuracy`,
+    `loss/D`) is better; None for a series without a direction (a VAE's KL)."""
+    leaf = series_name.rsplit("/", 1)[-1]
+    if leaf in NO_DIRECTION:
+        return None
+    higher = known_direction(leaf)
+    return leaf in HIGHER_IS_BETTER if higher is None else higher
+
+
+def training_plan(names: list[str] | str, best: str | None, has_classifier: bool, is_toy: bool,
+                  per_channel: bool) -> tuple[list[str], list[tuple[str, bool]], list[str]]:
+    """(the metrics to measure during training, the rule that keeps best.pt as [(value, higher is
+    better), ...], the values they log) from `metrics.names` (a list or auto) and `metrics.best`."""
+    names = available(has_classifier, False, is_toy, per_channel) if names == "auto" else list(names or [])
+    if not names:
+        return [], [], []
+    check_names(names, "metrics.names")
+    values = [k for n in names for k in METRICS[n].higher_is_better]
+    if best and best not in values:
+        raise ConfigError(f"metrics.best={best} is not measured; the metrics measured give {', '.join(values)}.")
+    # metrics.best decides alone; by default the first metric's values in order (ties broken by the next)
+    rule = [(best, direction(best))] if best else list(METRICS[names[0]].higher_is_better.items())
+    return names, rule, values
 
 
 def direction(value_name: str) -> bool:

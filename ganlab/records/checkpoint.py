@@ -14,16 +14,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ganlab.records.cache import load_tensors
-from ganlab.errors import ConfigError, RunFault
-from ganlab.records.rundir import is_disk_full
-from ganlab.records.safe_files import refuse_link_folder, remove_stale_partials, write_atomic
+from ganlab.errors import ConfigError
+from ganlab.records.safe_files import disk_full, is_disk_full, refuse_link_folder, remove_stale_partials, write_atomic
 
 FORMAT_VERSION = 3  # 3: each stateful part under its own key in `parts`; 2 kept their keys at the top level
 READABLE_VERSIONS = (2, 3)
@@ -70,17 +68,8 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
         write_atomic(path, lambda handle: torch.save(state, handle), sync=True)
     except BaseException as exc:
         if is_disk_full(exc):
-            raise disk_full(path) from None
+            raise disk_full(path, trained=True) from None
         raise
-
-
-def disk_full(path: Path) -> RunFault:
-    try:
-        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MB free"
-    except OSError:
-        free = "free space unknown"
-    return RunFault(f"could not write {path}: the disk is full ({free}). Files written before (earlier "
-                    "checkpoints, logs) are intact. Free some space, then continue with resume=true.")
 
 
 def load(path: Path | str, key: str = "resume") -> dict[str, Any]:

@@ -8,6 +8,7 @@ import math
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch

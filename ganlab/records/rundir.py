@@ -8,7 +8,6 @@ included), so a lock left by a killed run never blocks; `.ganlab.lock` names the
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -20,10 +19,11 @@ import time
 from pathlib import Path
 
 
-from ganlab.errors import ConfigError, RunFault
-from ganlab.records.safe_files import open_append, refuse_link_folder, write_text_atomic
+from ganlab.errors import ConfigError
+from ganlab.records.safe_files import disk_full, is_disk_full, open_append, refuse_link_folder, write_text_atomic
 
 LOCK_NAME = ".ganlab.lock"  # names the holder; the lock itself is on the folder
+log = logging.getLogger("ganlab")
 
 
 class RunDirLock:
@@ -98,18 +98,9 @@ def check_writable(run_dir: Path) -> None:
             pass
     except OSError as exc:
         if is_disk_full(exc):
-            raise RunFault(f"the run directory {run_dir} cannot be written: the disk is full. Free some space "
-                           "and start again.") from None
+            raise disk_full(run_dir, trained=False) from None
         raise ConfigError(f"the run directory {run_dir} is not writable ({exc.strerror or exc}). Pick a folder you "
                           "can write, e.g. hydra.run.dir=outputs/myrun, or fix its permissions.") from None
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """torch reports a full disk as RuntimeError('... unexpected pos ...'); Python as ENOSPC / EDQUOT."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-    return isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "No space left" in str(exc)
-                                              or "file write failed" in str(exc))
 
 
 def remove_created(folders: list[Path]) -> None:

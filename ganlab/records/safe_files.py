@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Callable
 
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, RunFault
 
 PARTIAL = ".partial"  # temporaries: .NAME.<pid>.<token>.partial<suffix>
 READ_LIMIT = 64 * 2**20  # the largest text file of a run folder read whole (a metrics.jsonl of a long run)
@@ -128,12 +128,33 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], Any], sync: bool = Fals
         os.close(folder)
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` is a full disk: Python says ENOSPC / EDQUOT / EFBIG, torch a RuntimeError
+    ('unexpected pos', 'file write failed'). The one test of it in ganlab."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return isinstance(exc, RuntimeError) and any(w in str(exc) for w in ("unexpected pos", "No space left",
+                                                                          "file write failed"))
+
+
+def disk_full(path: Path | str, trained: bool | None) -> RunFault:
+    """The one paragraph for a full disk met writing `path` (exit 4): what is intact and what to do.
+    `trained`: the run has a checkpoint (True), has none yet (False), or a verb was writing its output (None)."""
+    path = Path(path)
+    try:
+        free = f"{shutil.disk_usage(path if path.is_dir() else path.parent).free / 2**20:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    after = {True: "Files written before (earlier checkpoints, logs) are intact. Free some space, then continue "
+                   "with resume=true.",
+             False: "Nothing was trained yet (the run has no checkpoint); free some space and start it again.",
+             None: "Nothing partial was left under the output's name; free some space and run it again."}[trained]
+    return RunFault(f"could not write {path}: the disk is full ({free}). {after}")
+
+
 def _named(exc: BaseException, path: Path) -> BaseException:
-    """A full disk met while writing `path` names it (torch says 'unexpected pos', Python ENOSPC)."""
-    full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)) or \
-        (isinstance(exc, RuntimeError) and any(w in str(exc) for w in ("unexpected pos", "No space left",
-                                                                        "file write failed")))
-    if full and getattr(exc, "filename", None) is None:
+    """A full disk met while writing `path` names it (torch's own error names no file)."""
+    if is_disk_full(exc) and getattr(exc, "filename", None) is None:
         return OSError(errno.ENOSPC, "No space left on device", str(path))
     return exc
 
@@ -180,7 +201,7 @@ def check_writable(folder: Path, key: str, fix: str) -> None:
     try:
         fd = open_folder(folder)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(exc):
             raise
         raise ConfigError(f"{key}: {folder} cannot be created ({exc.strerror or exc}); {fix}") from None
     try:
@@ -188,7 +209,7 @@ def check_writable(folder: Path, key: str, fix: str) -> None:
         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd))
         os.unlink(name, dir_fd=fd)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(exc):
             raise
         raise ConfigError(f"{key}: {folder} is not writable ({exc.strerror or exc}); {fix}") from None
     finally:

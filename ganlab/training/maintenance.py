@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ganlab.records import checkpoint
+from ganlab.records.safe_files import disk_full, is_disk_full
 from ganlab.errors import TrainingDiverged
 from ganlab.training.measuring import Evaluator
 from ganlab.training.run import TrainingState
@@ -151,9 +152,9 @@ class Maintenance:
         try:
             self._maintain()
         except (OSError, RuntimeError) as exc:
-            if not checkpoint.is_disk_full(exc):
+            if not is_disk_full(exc):
                 raise
-            raise checkpoint.disk_full(self.logger.run_dir) from None
+            raise disk_full(getattr(exc, "filename", None) or self.logger.run_dir, trained=True) from None
 
     def _due(self, every: int) -> bool:
         step = self.state.step

@@ -17,9 +17,8 @@ import torch
 from ganlab.training import run as runs
 from ganlab.records.cache import file_sha256
 from ganlab.training.drawing import generate
-from ganlab.errors import ConfigError
 from ganlab.metrics.classifier import Judge
-from ganlab.metrics.registry import Inputs, available, check_names, run_metrics
+from ganlab.metrics.registry import Inputs, check_names, run_metrics, training_plan
 from ganlab.records.plots import to_uint8
 from ganlab.data.memory import stream_seed
 
@@ -122,15 +121,12 @@ def training_evaluator(settings: dict[str, Any], run: runs.Run, data, held_out, 
                        device: torch.device, dataset: dict[str, Any], judge: Judge | None) -> Evaluator:
     """The evaluator of a training run from `metrics.*` (`held_out`: the data the objective
     evaluates on, or None; `real_data`: what the metrics compare with, loaded on first use)."""
-    from ganlab.metrics.registry import METRICS, direction
-
     mixture = data if data.facts.points else None
     judges = [mixture.mode_coverage] if mixture is not None else []
     if judge is not None:
         judges.append(lambda samples: judge.diagnose(samples, run.value_range))
-    names = settings.get("names") or []
-    if names == "auto":
-        names = available(judge is not None, False, mixture is not None, judge is not None and judge.per_channel)
+    names, rule, values = training_plan(settings.get("names") or [], settings.get("best"), judge is not None,
+                                        mixture is not None, judge is not None and judge.per_channel)
     if not names or run.objective.sampler is None:
         if settings.get("best"):  # best.pt will not be kept: say so (presets set it for when a classifier is given)
             why = "this model does not generate" if run.objective.sampler is None else \
@@ -143,10 +139,4 @@ def training_evaluator(settings: dict[str, Any], run: runs.Run, data, held_out, 
     measurer = Measurer(list(names), int(settings.get("n") or 2000), device, None if mixture else real_data,
                         real_key=real_key(dataset, split, None, data.facts.shape, REAL_LIMIT),
                         judge=judge, inception_weights=settings.get("inception_weights"), mixture=mixture)
-    values = [k for n in names for k in METRICS[n].higher_is_better]
-    key = settings.get("best")
-    if key and key not in values:
-        raise ConfigError(f"metrics.best={key} is not measured; the metrics measured give {', '.join(values)}.")
-    # metrics.best decides alone; by default the first metric's values in order (ties broken by the next)
-    rule = [(key, direction(key))] if key else list(METRICS[names[0]].higher_is_better.items())
     return Evaluator(run, device, judges, held_out, measurer, rule, [f"metrics/{v}" for v in values])

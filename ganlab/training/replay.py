@@ -15,7 +15,7 @@ from typing import Any
 from ganlab.records import checkpoint
 from ganlab.records.rundir import read_run_id
 from ganlab.trust.checks import config_changes
-from ganlab.trust.stored import override_key, typed_settings
+from ganlab.trust.stored import typed_settings
 from ganlab.errors import ConfigError
 
 log = logging.getLogger("ganlab")
@@ -67,16 +67,6 @@ def hydra_overrides(run_dir: Path) -> list[str]:
     if not isinstance(previous, list) or not all(isinstance(o, str) for o in previous):
         raise ConfigError(f"{saved} is not a list of overrides; retype the run's overrides, or remove that file.")
     return previous
-
-
-def setting_overrides(overrides: list[str]) -> list[str]:
-    """The key=value overrides that set up the run: not Hydra's own settings, not flags."""
-    return [o for o in overrides if "=" in o and not o.startswith("-") and not override_key(o).startswith("hydra")]
-
-
-def override_values(overrides: list[str]) -> dict[str, str]:
-    """The run's setting overrides as {key: value} (what HParams show)."""
-    return {override_key(o): o.split("=", 1)[1] for o in setting_overrides(overrides)}
 
 
 # --- the checkpoint to continue from -------------------------------------------------------------

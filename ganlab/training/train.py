@@ -22,15 +22,14 @@ from ganlab.models.blocks import count_parameters
 from ganlab.records import checkpoint
 from ganlab.records.logging import NullLogger, RunLogger
 from ganlab.records.rundir import RunDirLock, write_run_id
-from ganlab.records.safe_files import refuse_link_folder, write_text_atomic
-from ganlab.training import run as runs
+from ganlab.records.safe_files import disk_full, is_disk_full, refuse_link_folder, write_text_atomic
 from ganlab.training.assembly import Training, assemble
-from ganlab.training.replay import holds_run, override_values
+from ganlab.training.replay import holds_run
 from ganlab.training.runtime import build_runtime, pick_device, unwrap
 from ganlab.training.schedule import schedule_keys
 from ganlab.trust.build import allowed_prefixes, check_targets, to_plain
-from ganlab.trust.checks import check_known_keys, check_top_level, check_values
-from ganlab.trust.paths import config_groups
+from ganlab.trust.checks import check_known_keys, check_loss_fits, check_top_level, check_values, flatten
+from ganlab.trust.stored import override_values
 
 log = logging.getLogger("ganlab")
 
@@ -51,11 +50,13 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     # --- check everything that can be checked before any work -----------------------------
     check_top_level(cfg)
     prefixes = allowed_prefixes(cfg.get("allowed_targets") or [])
-    _check_loss_fits(cfg, prefixes)
+    check_loss_fits(cfg, prefixes)
     check_known_keys(cfg, schedule_keys())
     check_values(cfg)  # sizes and rates by key name, where the user typed them
     check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
     config = to_plain(cfg)  # the resolved config as plain values: what is built, stored and compared
+    hparams = {**hparam_defaults(config), **(choices or {}), **override_values(overrides or [])}  # HParams shows
+    resume = _resume_setting(config)
     runtime = build_runtime(pick_device(str(config["device"])), **(config.get("runtime") or {}))
     # one process per run directory (under torchrun: the main one holds it for all)
     if runtime.is_main:
@@ -63,23 +64,23 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     lock = RunDirLock(run_dir, announce=False) if runtime.is_main else None
     try:
         with lock or contextlib.nullcontext():
-            training = assemble(config, run_dir, prefixes, runtime, overrides or [], choices or {},
-                                _resume_setting(config))
+            training = assemble(config, run_dir, prefixes, runtime, overrides or [], choices or {}, resume)
             _accept(lock, on_accept)
             if lock is not None:
                 write_run_id(run_dir, training.run.run_id)
-            _start(training, config, run_dir, overrides or [], choices or {}, started, on_begin)
+            _start(training, hparams, run_dir, bool(config.get("progress", True)), started, on_begin)
             return training
     except (OSError, RuntimeError, MemoryError) as exc:  # a full disk or memory (start-up included): exit 4
-        if _is_out_of_memory(exc):
-            raise RunFault(_out_of_memory(exc, config, run_dir)) from None
-        if not checkpoint.is_disk_full(exc):
-            raise
-        where = getattr(exc, "filename", None)
-        if not holds_run(run_dir):
-            raise RunFault(f"could not write {where or run_dir}: the disk is full. Nothing was trained yet (the run has "
-                           "no checkpoint); free some space and start it again.") from None
-        raise checkpoint.disk_full(Path(where or run_dir / "checkpoints")) from None
+        raise _machine_fault(exc, config, run_dir) from None
+
+
+def _machine_fault(exc: BaseException, config: dict[str, Any], run_dir: Path) -> BaseException:
+    """A full disk or memory as one paragraph (RunFault, exit 4); any other error as it is."""
+    if _is_out_of_memory(exc):
+        return RunFault(_out_of_memory(exc, config, run_dir))
+    if not is_disk_full(exc):
+        return exc
+    return disk_full(getattr(exc, "filename", None) or run_dir, trained=holds_run(run_dir))
 
 
 def _resume_setting(config: dict[str, Any]) -> Any:
@@ -126,18 +127,18 @@ def _accept(lock: RunDirLock | None, on_accept: Callable[[], None] | None) -> No
         log.info("removed %d temporary file(s) left by an interrupted write", len(removed))
 
 
-def _start(training: Training, config: dict[str, Any], run_dir: Path, overrides: list[str],
-           choices: dict[str, str], started: float, on_begin: Callable[[], None] | None) -> None:
+def _start(training: Training, hparams: dict[str, Any], run_dir: Path, progress: bool, started: float,
+           on_begin: Callable[[], None] | None) -> None:
     """The accepted run: its summary and logs, then training."""
     runtime, run, schedule = training.runtime, training.run, training.schedule
     if runtime.is_main:
         _write_summary({name: unwrap(net) for name, net in run.networks.items()}, run_dir)  # the run's first file
     start = training.step
-    logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=bool(config.get("progress", True)),
+    logger = RunLogger(run_dir, schedule.steps, start_step=start, progress=progress,
                        resumed=training.resumed) if runtime.is_main else NullLogger(run_dir)
     phases = [phase.name for phase in run.objective.phases]
     tags = training.evaluator.metric_tags
-    logger.describe({**hparam_defaults(config), **choices, **override_values(overrides)}, phases,
+    logger.describe(hparams, phases,
                     {tag: known_direction(tag.split("/", 1)[1]) for tag in tags})
     training.maintenance.logger = logger
     if on_begin is not None:
@@ -150,27 +151,6 @@ def _start(training: Training, config: dict[str, Any], run_dir: Path, overrides:
         logger.close()
 
 
-def _check_loss_fits(cfg: DictConfig, prefixes) -> None:
-    """A GAN objective needs an adversarial loss; a VAE's or classifier's loss, D steps or augmentation
-    would silently be ignored."""
-    reads_loss = runs.objective_class(cfg.model.objective.get("_target_"), prefixes).needs_adversarial_loss
-    if cfg.get("loss") and not reads_loss:
-        raise ConfigError("a loss was chosen, but this model trains its own objective and ignores it (VAEs and "
-                          "classifiers set theirs under model.objective); drop the loss= override.")
-    if not reads_loss:
-        for key in ("n_critic", "g_steps"):
-            if cfg.schedule.get(key, 1) != 1:
-                raise ConfigError(f"schedule.{key}={cfg.schedule[key]} counts a GAN's D or G updates, but this model "
-                                  "trains its own objective, which has one phase; drop the override.")
-        policy = list((cfg.get("augment") or {}).get("policy") or [])
-        if policy:
-            raise ConfigError(f"augment.policy={policy} augments a discriminator's inputs, but this model has no "
-                              "discriminator (it trains its own objective); drop augment= and augment.policy.")
-    if reads_loss and not cfg.get("loss"):
-        raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
-                          f"{', '.join(o for o in config_groups()['loss'] if o != 'none')} (e.g. loss=bce).")
-
-
 # Settings every run states in TensorBoard's HParams, typed or not: a run that kept the default shows
 # the value instead of a blank cell beside the runs that changed it.
 HPARAM_KEYS = ("seed", "optimizer.lr", "dataset.batch_size", "dataset.resolution", "schedule.steps",
@@ -178,8 +158,6 @@ HPARAM_KEYS = ("seed", "optimizer.lr", "dataset.batch_size", "dataset.resolution
 
 
 def hparam_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    from ganlab.trust.checks import flatten
-
     flat = flatten(config)
     return {key: flat[key] for key in HPARAM_KEYS if flat.get(key) is not None}
 

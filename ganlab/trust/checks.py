@@ -138,3 +138,28 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict) and node:
         return {k: v for key, child in node.items() for k, v in flatten(child, f"{prefix}{key}.").items()}
     return {prefix.rstrip("."): node}
+
+
+def check_loss_fits(cfg: DictConfig, prefixes: tuple[str, ...]) -> None:
+    """A GAN objective needs an adversarial loss; a VAE's or classifier's loss, D steps or augmentation
+    would silently be ignored."""
+    from ganlab.trust.build import resolve_target
+    from ganlab.trust.paths import config_groups
+
+    reads_loss = resolve_target(cfg.model.objective.get("_target_"), "model.objective._target_", prefixes)\
+        .needs_adversarial_loss
+    if cfg.get("loss") and not reads_loss:
+        raise ConfigError("a loss was chosen, but this model trains its own objective and ignores it (VAEs and "
+                          "classifiers set theirs under model.objective); drop the loss= override.")
+    if not reads_loss:
+        for key in ("n_critic", "g_steps"):
+            if cfg.schedule.get(key, 1) != 1:
+                raise ConfigError(f"schedule.{key}={cfg.schedule[key]} counts a GAN's D or G updates, but this model "
+                                  "trains its own objective, which has one phase; drop the override.")
+        policy = list((cfg.get("augment") or {}).get("policy") or [])
+        if policy:
+            raise ConfigError(f"augment.policy={policy} augments a discriminator's inputs, but this model has no "
+                              "discriminator (it trains its own objective); drop augment= and augment.policy.")
+    if reads_loss and not cfg.get("loss"):
+        raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
+                          f"{', '.join(o for o in config_groups()['loss'] if o != 'none')} (e.g. loss=bce).")

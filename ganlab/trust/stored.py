@@ -203,3 +203,13 @@ def override_key(override: str) -> str:
 def typed_settings(overrides: list[str]) -> dict[str, str]:
     """{key: value} of the key=value overrides typed (flags such as --cfg left out)."""
     return {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("-")}
+
+
+def setting_overrides(overrides: list[str]) -> list[str]:
+    """The key=value overrides that set up the run: not Hydra's own settings, not flags."""
+    return [o for o in overrides if "=" in o and not o.startswith("-") and not override_key(o).startswith("hydra")]
+
+
+def override_values(overrides: list[str]) -> dict[str, str]:
+    """The run's setting overrides as {key: value} (what HParams show)."""
+    return {override_key(o): o.split("=", 1)[1] for o in setting_overrides(overrides)}
