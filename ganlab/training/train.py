@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from omegaconf import DictConfig
 
-from ganlab.errors import ConfigError, RunFault
+from ganlab.errors import RunFault
 from ganlab.metrics.registry import known_direction
 from ganlab.models.blocks import count_parameters
 from ganlab.records import checkpoint
@@ -28,7 +28,8 @@ from ganlab.training.replay import holds_run
 from ganlab.training.runtime import build_runtime, pick_device, unwrap
 from ganlab.training.schedule import schedule_keys
 from ganlab.trust.build import allowed_prefixes, check_targets, to_plain
-from ganlab.trust.checks import check_known_keys, check_loss_fits, check_top_level, check_values, flatten
+from ganlab.trust.checks import (check_known_keys, check_loss_fits, check_top_level, check_values, hparam_defaults,
+                                 resume_setting)
 from ganlab.trust.stored import override_values
 
 log = logging.getLogger("ganlab")
@@ -56,7 +57,7 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
     config = to_plain(cfg)  # the resolved config as plain values: what is built, stored and compared
     hparams = {**hparam_defaults(config), **(choices or {}), **override_values(overrides or [])}  # HParams shows
-    resume = _resume_setting(config)
+    resume = resume_setting(config)
     runtime = build_runtime(pick_device(str(config["device"])), **(config.get("runtime") or {}))
     # one process per run directory (under torchrun: the main one holds it for all)
     if runtime.is_main:
@@ -81,17 +82,6 @@ def _machine_fault(exc: BaseException, config: dict[str, Any], run_dir: Path) ->
     if not is_disk_full(exc):
         return exc
     return disk_full(getattr(exc, "filename", None) or run_dir, trained=holds_run(run_dir))
-
-
-def _resume_setting(config: dict[str, Any]) -> Any:
-    """`resume` (false/true/auto/PATH), or `resume_from=PATH`, the warm start's own key."""
-    warm = config.get("resume_from")
-    if warm in (None, "", False):
-        return config["resume"]
-    if config["resume"] not in (False, "false", None, ""):
-        raise ConfigError(f"resume={config['resume']} and resume_from={warm} are both set; resume continues this "
-                          "folder's run, resume_from starts a new run from another checkpoint. Keep one.")
-    return str(warm)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -149,17 +139,6 @@ def _start(training: Training, hparams: dict[str, Any], run_dir: Path, progress:
         training.train(started=started)
     finally:
         logger.close()
-
-
-# Settings every run states in TensorBoard's HParams, typed or not: a run that kept the default shows
-# the value instead of a blank cell beside the runs that changed it.
-HPARAM_KEYS = ("seed", "optimizer.lr", "dataset.batch_size", "dataset.resolution", "schedule.steps",
-               "schedule.n_critic", "schedule.ema_decay", "augment.p")
-
-
-def hparam_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    flat = flatten(config)
-    return {key: flat[key] for key in HPARAM_KEYS if flat.get(key) is not None}
 
 
 def _write_summary(networks: dict[str, torch.nn.Module], run_dir: Path) -> None:

@@ -163,3 +163,25 @@ def check_loss_fits(cfg: DictConfig, prefixes: tuple[str, ...]) -> None:
     if reads_loss and not cfg.get("loss"):
         raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
                           f"{', '.join(o for o in config_groups()['loss'] if o != 'none')} (e.g. loss=bce).")
+
+
+def resume_setting(config: dict[str, Any]) -> Any:
+    """`resume` (false/true/auto/PATH), or `resume_from=PATH`, the warm start's own key."""
+    warm = config.get("resume_from")
+    if warm in (None, "", False):
+        return config["resume"]
+    if config["resume"] not in (False, "false", None, ""):
+        raise ConfigError(f"resume={config['resume']} and resume_from={warm} are both set; resume continues this "
+                          "folder's run, resume_from starts a new run from another checkpoint. Keep one.")
+    return str(warm)
+
+
+# Settings every run states in TensorBoard's HParams, typed or not: a run that kept the default shows
+# the value instead of a blank cell beside the runs that changed it.
+HPARAM_KEYS = ("seed", "optimizer.lr", "dataset.batch_size", "dataset.resolution", "schedule.steps",
+               "schedule.n_critic", "schedule.ema_decay", "augment.p")
+
+
+def hparam_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    flat = flatten(config)
+    return {key: flat[key] for key in HPARAM_KEYS if flat.get(key) is not None}
