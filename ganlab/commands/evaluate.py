@@ -27,6 +27,7 @@ from ganlab.metrics import available
 from ganlab.metrics import nvidia_inception
 from ganlab.metrics.inception import weights_at_hand
 from ganlab.training.assembly import evaluation_data, toy_mixture
+from ganlab.training.drawing import with_sampling
 from ganlab.training.measuring import REAL_LIMIT, Measurer, open_judge, real_key
 from ganlab.metrics.registry import check_names
 from ganlab.commands.options import RunOptions, option, read, takes
@@ -71,8 +72,8 @@ def main(args: list[str]) -> None:
 
 
 @takes(EvalOptions)
-def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, classifier, inception_weights, n, split,
-             real_n, dataset_root, out) -> dict[str, Any]:
+def evaluate(run, checkpoint, ema, seed, device, allowed_targets, sampler, steps, guidance, eta, metrics, classifier,
+             inception_weights, n, split, real_n, dataset_root, out) -> dict[str, Any]:
     """Measure `run` (the options: `EvalOptions`); writes eval.json and returns what it holds."""
     for key, value in (("n", n), ("real_n", real_n)):
         if value is not None and value < MIN_SAMPLES:
@@ -91,6 +92,7 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
     if opened.objective.sampler is None:
         raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate; "
                           "measure a GAN or VAE run.")
+    sampling = with_sampling(opened, sampler, steps, guidance, eta)  # eval.json records it beside the numbers
     # a stored data set never downloads nor writes a cache where the run says: only where you say
     dataset = stored_dataset(opened.config["dataset"], os.environ.get("GANLAB_DATA", "data"), verb="eval")
     mixture = toy_mixture(dataset, opened.facts, prefixes)
@@ -123,7 +125,8 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, metrics, class
     result = {"metrics": values, "checkpoint": str(opened.path), "step": opened.step,
               "protocol": {"generated_count": n, "seed": seed, "ema": bool(opened.ema) and ema != False,  # noqa: E712
                            "real_split": None if mixture else split,
-                           "feature_network": judge.identity if judge else None, **protocol}}
+                           "feature_network": judge.identity if judge else None,
+                           **({"sampling": sampling} if sampling else {}), **protocol}}
     write_text_atomic(path, json.dumps(merged_with_earlier(path, result), indent=2) + "\n")
     result["path"] = path
     return result

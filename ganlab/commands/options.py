@@ -71,6 +71,12 @@ class RunOptions:
     device: str = option("auto", "auto, cpu, cuda, cuda:N")
     allowed_targets: list = option([], "modules beyond ganlab's own that the run's stored config may build, as "
                                    "train's allowed_targets (never taken from the checkpoint)")
+    # diffusion and flow runs: how samples are drawn (default: the run's model.objective settings)
+    sampler: str | None = option(None, "diffusion: ddim or ddpm; flow: euler or heun (default: the run's)")
+    steps: int | None = option(None, "diffusion and flow: sampling steps, e.g. steps=25 (default: the run's)")
+    guidance: float | None = option(None, "class-conditional diffusion and flow: classifier-free guidance scale "
+                                          "(1: plain conditional; default: the run's)")
+    eta: float | None = option(None, "DDIM's noise (0: deterministic; default: the run's)")
 
 
 def parse(verb: str, args: list[str], options: list[Option], positional: str | None = None) -> dict[str, Any]:

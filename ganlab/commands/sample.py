@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ganlab.training import run as runs
 from ganlab.trust.build import allowed_prefixes
-from ganlab.training.drawing import Plan, draw, plan
+from ganlab.training.drawing import Plan, draw, plan, with_sampling
 from ganlab.errors import ConfigError
 from ganlab.commands.options import RunOptions, option, read, takes
 from ganlab.records.plots import labelled_grid, scatter_image, to_uint8, to_unit
@@ -61,8 +61,8 @@ def main(args: list[str]) -> None:
 
 
 @takes(SampleOptions)
-def sample(run, checkpoint, ema, seed, device, allowed_targets, n, out, format, labels, flip, interpolate,
-           batch_size) -> list[Path]:
+def sample(run, checkpoint, ema, seed, device, allowed_targets, sampler, steps, guidance, eta, n, out, format, labels,
+           flip, interpolate, batch_size) -> list[Path]:
     """Write samples of `run` as `format` (the options: `SampleOptions`); returns the files (or folder) written."""
     for key, value in (("n", n), ("batch_size", batch_size)):
         if value <= 0:
@@ -84,6 +84,7 @@ def sample(run, checkpoint, ema, seed, device, allowed_targets, n, out, format, 
     if opened.objective.sampler is None:
         raise ConfigError(f"run={run} trained a {type(opened.objective).__name__}, which does not generate "
                           "images; sample from a GAN or VAE run.")
+    with_sampling(opened, sampler, steps, guidance, eta)
     points = opened.facts.points
     if points and format != "grid":
         raise ConfigError(f"format={format}: this run draws 2-d points; use format=grid (a scatter plot and the "

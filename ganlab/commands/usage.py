@@ -101,6 +101,7 @@ def _applied_when(group: str) -> str:
     return {"model_dataset": "  (applied by itself for that model and dataset)",
             "model_loss": "  (applied by itself for that model and loss)",
             "model_optimizer": "  (applied by itself for that model and optimizer)",
+            "model_schedule": "  (applied by itself for that model and schedule)",
             "experiment": "  (none by default: one preset per report setup, several groups at once)",
             "generator_backbone": "  (model=cgan / acgan: default dcgan)",
             "discriminator_backbone": "  (model=cgan / acgan: default dcgan)"}.get(group, "")

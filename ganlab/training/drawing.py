@@ -26,6 +26,22 @@ class Plan:
     row_labels: list[str]
 
 
+def with_sampling(opened: runs.Run, sampler: str | None, steps: int | None, guidance: float | None,
+                  eta: float | None) -> dict | None:
+    """Draw with the sampling settings typed now (diffusion and flow runs); returns the protocol
+    that draws (sampler, steps, guidance, eta), None for a model that has none."""
+    typed = {k: v for k, v in (("sampler", sampler), ("steps", steps), ("guidance", guidance), ("eta", eta))
+             if v is not None}
+    objective = opened.objective
+    if not hasattr(objective, "with_sampling"):
+        if typed:
+            raise ConfigError(f"{', '.join(f'{k}={v}' for k, v in typed.items())}: sampling settings are for diffusion "
+                              f"and flow runs; this run trained a {type(objective).__name__}, which draws in one pass. "
+                              "Drop them.")
+        return None
+    return objective.with_sampling(**typed).describe()
+
+
 # --- what to draw -------------------------------------------------------------------------------
 def plan(opened: runs.Run, n: int, labels, flip, interpolate: int, rng: torch.Generator, grid: bool = True) -> Plan:
     """Grids share one z per column across class rows; files get independent codes."""
@@ -37,8 +53,11 @@ def plan(opened: runs.Run, n: int, labels, flip, interpolate: int, rng: torch.Ge
     if interpolate:
         pairs = max(1, n // interpolate)
         start, end = objective.latent(pairs, rng), objective.latent(pairs, rng)
-        weights = torch.linspace(0, 1, interpolate).view(1, interpolate, *[1] * (start.ndim - 1))
-        walks = torch.lerp(start[:, None], end[:, None], weights).flatten(0, 1)
+        if hasattr(objective, "interpolate"):  # start noises: spherical, and only for deterministic samplers
+            walks = objective.interpolate(start, end, torch.linspace(0, 1, interpolate))
+        else:
+            weights = torch.linspace(0, 1, interpolate).view(1, interpolate, *[1] * (start.ndim - 1))
+            walks = torch.lerp(start[:, None], end[:, None], weights).flatten(0, 1)
         rows = _class_labels(opened, pairs, labels, rng) if objective.conditional else None
         return Plan(walks, rows.repeat_interleave(interpolate) if rows is not None else None, interpolate,
                     [f"walk {i + 1}" for i in range(pairs)])

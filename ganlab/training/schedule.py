@@ -48,6 +48,8 @@ class Schedule:
     eval_every: int = 0  # evaluate on held-out data every N steps (and at the end); 0 = at the end only
     divergence_limit: float | None = 1.0e6  # a logged loss or statistic (D's logits) beyond this diverged
     collapse_patience: int | None = None  # stop (exit 3) after this many log steps in a row of a collapse
+    warmup_steps: int = 0  # learning rates rise linearly from 0 over the first N steps (DDPM: 5000)
+    grad_clip: float | None = None  # clip each update's gradient norm to this (DDPM: 1.0); null = off
 
     def __post_init__(self):
         if self.lr_decay not in ("none", "linear"):
@@ -55,6 +57,13 @@ class Schedule:
         if not 0 <= self.lr_decay_start < 1:
             raise ConfigError(f"schedule.lr_decay_start={self.lr_decay_start} must be in [0, 1); "
                               "it is the fraction of steps trained at the full rate.")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"schedule.warmup_steps={self.warmup_steps!r} must be a whole number >= 0 (0 = off).")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"schedule.grad_clip={self.grad_clip} must be positive (e.g. 1.0), or null for none.")
+        if not isinstance(self.adaptive, (dict, AdaptiveRule, type(None))):
+            raise ConfigError(f"schedule.adaptive={self.adaptive!r} is a group of settings, not a switch; turn the rule "
+                              "on with schedule.adaptive.phase=G (and schedule.adaptive.rival, margin, max_extra).")
         if isinstance(self.adaptive, dict):
             self.adaptive = AdaptiveRule(**self.adaptive) if self.adaptive.get("phase") is not None else None
 
@@ -73,10 +82,11 @@ class Schedule:
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of every base learning rate at `step` (0-based, before the step runs)."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         start = self.lr_decay_start * self.steps
         if self.lr_decay == "none" or step < start:
-            return 1.0
-        return max(0.0, 1.0 - (step - start) / max(1.0, self.steps - start))
+            return warm
+        return warm * max(0.0, 1.0 - (step - start) / max(1.0, self.steps - start))
 
 
 def schedule_from(settings: dict[str, Any], batches_per_epoch: int, batches_per_step: int) -> Schedule:

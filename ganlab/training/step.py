@@ -114,6 +114,10 @@ class Step:
             loss, stats = self.objective.loss(phase.name, batch)
         (self.scaler.scale(loss) if self.scaler else loss).backward()
         self.runtime.average_gradients(self.networks[phase.network])
+        if self.schedule.grad_clip:
+            if self.scaler:
+                self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.networks[phase.network].parameters(), self.schedule.grad_clip)
         if self.scaler:
             self.scaler.step(optimizer)
             self.scaler.update()
