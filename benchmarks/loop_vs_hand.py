@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 from torchvision.io import write_png
 
-from ganlab.commands.paths import compose  # noqa: E402  (the real config tree, as the CLI composes it)
+from ganlab.trust.paths import compose  # noqa: E402  (the real config tree, as the CLI composes it)
 
 from ganlab.training.runtime import pick_device  # noqa: E402
 from ganlab.data.digits import load_digits  # noqa: E402

@@ -92,7 +92,7 @@ def bench_tensor_sets(data_dir: Path | None, device: torch.device, batches: int)
 
 
 def bench_training(device: torch.device, steps: int) -> None:
-    from ganlab.commands.paths import compose  # the real config tree, composed as the CLI does
+    from ganlab.trust.paths import compose  # the real config tree, composed as the CLI does
     from ganlab.training.train import train
 
     cfg = compose([f"device={device}", "progress=false", f"schedule.steps={steps}", f"schedule.log_every={steps}",

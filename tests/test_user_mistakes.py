@@ -27,6 +27,8 @@ def images(tmp_path):
     (["model=vae_mlp", "+optimizer.per_network.discriminator.lr=4e-4"], "Its networks are: vae"),
     (["modle=sngan"], "modle is not a config group or key. Did you mean model="),
     (["schedule.step=100"], "schedule.step is not a ganlab setting. Did you mean schedule.steps?"),
+    (["dataset.resolution=16384"], "dataset.resolution=16384: 1,797 digits images of 1x16384x16384 need"),
+    (["schedule.adaptive=true"], "schedule.adaptive=True is a group of settings, not a switch"),
 ])
 def test_a_mistake_is_refused_the_first_time(tmp_path, args, words):
     sizes = [] if "model=vae_mlp" in args else CLI_TINY  # the VAE has no generator to shrink

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ganlab.data.folder import load_folder
-from ganlab.data.memory import InMemoryImages
+from ganlab.data.memory import InMemoryImages, resized
 from ganlab.data.download import fetch
 from ganlab.errors import ConfigError
 from ganlab.trust.registry import buildable
@@ -91,7 +90,6 @@ def load_cifar10(root: str = "data", split: str = "train", download: bool = Fals
                               "official source (dataset.download=true into an empty root).") from None
     tensor = torch.from_numpy(np.concatenate(images))
     if resolution != 32:
-        tensor = F.interpolate(tensor.float(), size=(resolution, resolution), mode="bilinear",
-                               antialias=True).round().clamp(0, 255).to(torch.uint8)
+        tensor = resized(tensor, resolution, "bilinear", "cifar10")
     return InMemoryImages(tensor, torch.tensor(labels), batch_size=batch_size, value_range=value_range,
                           class_names=CLASSES, name="cifar10")

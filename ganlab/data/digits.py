@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ganlab.data.memory import InMemoryImages
+from ganlab.data.memory import InMemoryImages, check_memory
 from ganlab.errors import ConfigError
 from ganlab.trust.registry import buildable
 
@@ -22,6 +22,7 @@ def load_digits(resolution: int = 32, batch_size: int = 64, value_range: str = "
                           "(32 suits the default DCGAN).")
     bunch = sklearn_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    check_memory(len(images), 1, resolution, "digits")
     # Bicubic upsampling keeps strokes smooth; antialias only matters when shrinking.
     images = F.interpolate(images, size=(resolution, resolution), mode="bicubic", align_corners=False)
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)

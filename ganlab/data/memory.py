@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ganlab.errors import ConfigError
 
@@ -44,6 +45,38 @@ class DataFacts:
     def points(self) -> bool:
         """Samples are points (the 2-d toys), not images: the one test of "is this a toy"."""
         return len(self.shape) == 1
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_memory(count: int, channels: int, resolution: int, name: str) -> None:
+    """Refuse, in one paragraph naming the memory it needs, a resolution whose images this machine
+    cannot resize and hold (instead of an allocator error minutes later)."""
+    needed = count * channels * resolution * resolution * 5  # the float32 pass and the uint8 result
+    free = available_memory()
+    if free is not None and needed > 0.8 * free:
+        raise ConfigError(f"dataset.resolution={resolution}: {count:,} {name} images of {channels}x{resolution}x"
+                          f"{resolution} need {needed / 2**30:.1f} GiB of memory to resize and hold, and "
+                          f"{free / 2**30:.1f} GiB are available. Lower dataset.resolution (the models are built for "
+                          "it), or train on fewer images with dataset.limit=N.")
+
+
+def resized(images: torch.Tensor, resolution: int, mode: str, name: str) -> torch.Tensor:
+    """uint8 `images` (N, C, H, W) resized to `resolution` px, once memory is known to hold them."""
+    check_memory(images.shape[0], images.shape[1], resolution, name)
+    smooth = {"antialias": True} if mode == "bilinear" else {}
+    return F.interpolate(images.float(), size=(resolution, resolution), mode=mode, align_corners=False,
+                         **smooth).round().clamp(0, 255).to(torch.uint8)
 
 
 def check_batch_size(batch_size: int, count: int, name: str) -> None:

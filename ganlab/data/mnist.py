@@ -11,12 +11,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torchvision import datasets
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from ganlab.data.download import fetch
-from ganlab.data.memory import InMemoryImages
+from ganlab.data.memory import InMemoryImages, resized
 from ganlab.errors import ConfigError
 from ganlab.trust.registry import buildable
 
@@ -59,8 +58,7 @@ def load_idx_images(dataset_class: type, config_name: str, root: str, split: str
         raise ConfigError(f"{raw}: {stems[0]} holds {images.shape[0]} images but {stems[1]} holds "
                           f"{labels.shape[0]} labels; one file is truncated or from another data set.")
     if images.shape[-1] != resolution:
-        images = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear",
-                               antialias=True, align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        images = resized(images, resolution, "bilinear", config_name)
     class_names = tuple(getattr(dataset_class, "classes", ())) or tuple(str(i) for i in range(10))
     return InMemoryImages(images.contiguous(), labels, batch_size=batch_size, value_range=value_range,
                           class_names=class_names, name=config_name)

@@ -25,7 +25,9 @@ log = logging.getLogger("ganlab")
 TENSORBOARD_SAMPLES = "images=100000"
 # What each kind of run's phases log beside their loss (a chart of its own in Custom Scalars).
 PHASE_TERMS = {"VAE": ("ELBO terms per image: reconstruction and KL (nats or squared error)",
-                       [r"^VAE/reconstruction$", r"^VAE/kl$"])}
+                       [r"^VAE/reconstruction$", r"^VAE/kl$"]),
+               "denoise": ("the loss per quarter of the noise level (t0-25: nearly clean ... t75-100: nearly noise)",
+                           [r"^loss/t\d+-\d+$"])}
 
 
 def custom_layout(phases: list[str], metrics: dict[str, bool | None]) -> dict[str, dict[str, list]]:
@@ -33,7 +35,8 @@ def custom_layout(phases: list[str], metrics: dict[str, bool | None]) -> dict[st
     classifier), so that runs of different kinds in one folder never share a chart and a VAE's
     loss (about 40) does not flatten GAN curves near 0; one chart per metric, with its direction."""
     gan = {"D", "G"} <= set(phases)
-    kind = "GAN" if gan else "classifier" if phases == ["C"] else "/".join(phases)
+    kind = "GAN" if gan else "classifier" if phases == ["C"] else "diffusion and flow" if phases == ["denoise"] \
+        else "/".join(phases)
     # one chart per quantity, the runs overlaid in it (one chart of every phase's loss held 16 curves for 8 runs)
     charts = {f"{kind}: loss/{phase}": ["Multiline", [rf"^loss/{re.escape(phase)}$"]] for phase in phases}
     if gan:
