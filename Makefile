@@ -32,6 +32,8 @@ bench: install
 	$(BIN)/python -m benchmarks.run $(ARGS)
 	$(BIN)/python -m benchmarks.loop_vs_hand --resolution 28
 	$(BIN)/python -m benchmarks.loop_vs_hand --resolution 32
+	$(BIN)/python -m benchmarks.diffusion_vs_hand --model ddpm
+	$(BIN)/python -m benchmarks.diffusion_vs_hand --model flow
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs --samples_per_plugin images=100000  # every sample grid (not a random 10; 0 serves none)
