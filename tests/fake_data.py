@@ -69,4 +69,5 @@ def make_all(root: Path) -> Path:
     make_mnist(root, "FashionMNIST")
     make_celeba(root)
     make_images(root / "anime", 24, size=(96, 96))
+    make_cifar_batches(root)
     return root
