@@ -75,12 +75,9 @@ class DenoisingObjective(Objective):
             raise ConfigError(f"{prefix}eta={sampling.eta} must be >= 0 (0: deterministic DDIM).")
         return sampling
 
-    def with_sampling(self, sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
-                      eta: float | None = None) -> Sampling:
-        """The run's sampling with what was typed now (`ganlab sample steps=25 sampler=ddim`) in place,
-        checked, and kept for the draws that follow."""
-        typed = {k: v for k, v in (("sampler", sampler), ("steps", steps), ("guidance", guidance), ("eta", eta))
-                 if v is not None}
+    def with_sampling(self, **typed) -> Sampling:
+        """The run's sampling with what was typed now (`ganlab sample steps=25 sampler=ddim`: sampler,
+        steps, guidance, eta) in place, checked, and kept for the draws that follow."""
         self.sampling = self.check_sampling(replace(self.sampling, **typed))
         return self.sampling
 
@@ -157,12 +154,11 @@ class DenoisingObjective(Objective):
 
     # --- grids -------------------------------------------------------------------------------------
     def fixed_inputs(self, count, device, example):
-        fixed = {"noise": self.latent(count, generator=torch.Generator().manual_seed(0)).to(device)}
-        labels = example.get("label")
-        if self.conditional and labels is not None:
-            classes = torch.arange(self.num_classes).repeat_interleave(max(1, count // self.num_classes))
-            fixed["labels"] = classes.to(device)
-            fixed["noise"] = self.latent(len(classes), generator=torch.Generator().manual_seed(0)).to(device)
+        fixed = {}
+        if self.conditional and example.get("label") is not None:  # one grid row per class
+            fixed["labels"] = torch.arange(self.num_classes).repeat_interleave(max(1, count // self.num_classes)).to(device)
+            count = len(fixed["labels"])
+        fixed["noise"] = self.latent(count, generator=torch.Generator().manual_seed(0)).to(device)
         return fixed
 
     @torch.no_grad()

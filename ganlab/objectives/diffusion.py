@@ -72,8 +72,6 @@ class DiffusionObjective(DenoisingObjective):
         self.timesteps, self.prediction, self.min_snr_gamma = timesteps, prediction, min_snr_gamma
         self.schedule, self.clip_denoised = schedule, clip_denoised
         self.abar = alpha_bars(schedule, timesteps)
-        if sampler == "ddpm":
-            eta = 1.0
         super().__init__(denoiser, resolution, channels, num_classes,
                          Sampling(sampler, sample_steps, guidance, eta), p_uncond)
 
@@ -82,10 +80,10 @@ class DiffusionObjective(DenoisingObjective):
             sampling = Sampling("ddpm", sampling.steps, sampling.guidance, 1.0)  # ancestral: eta 1 by definition
         return super().check_sampling(sampling, prefix)
 
-    def with_sampling(self, sampler=None, steps=None, guidance=None, eta=None):
-        if sampler == "ddim" and eta is None and self.sampling.sampler == "ddpm":
-            eta = 0.0  # a switch from ancestral to DDIM means deterministic unless eta is typed
-        return super().with_sampling(sampler, steps, guidance, eta)
+    def with_sampling(self, **typed):
+        if typed.get("sampler") == "ddim" and "eta" not in typed and self.sampling.sampler == "ddpm":
+            typed["eta"] = 0.0  # a switch from ancestral to DDIM means deterministic unless eta is typed
+        return super().with_sampling(**typed)
 
     # --- training -----------------------------------------------------------------------------
     def corrupt(self, images):
