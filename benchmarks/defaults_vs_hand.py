@@ -23,7 +23,8 @@ from benchmarks.common import ganlab, mnist_judge
 from ganlab.data.memory import pixels_to_float
 from ganlab.data.mnist import load_mnist
 from ganlab.records.logging import read_metrics
-from ganlab.training.measuring import REAL_LIMIT, cache_dir, open_judge, real_images
+from ganlab.metrics.measurer import REAL_LIMIT, cache_dir, real_images
+from ganlab.training.measuring import open_judge
 from ganlab.metrics.registry import Inputs, run_metrics
 from ganlab.records.plots import to_uint8
 

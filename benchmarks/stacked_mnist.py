@@ -38,7 +38,8 @@ def measured(run_dir: Path) -> list[dict]:
 def real_reference(root: Path, judge: Path) -> dict[str, float]:
     """Modes and KL of 26,000 real stacked images (from the MNIST test digits), as the same judge sees them:
     what a perfect generator would score (a uniform draw of 26,000 still has KL ~ 0.02)."""
-    from ganlab.data.stacked import load_stacked_mnist, mode_statistics
+    from ganlab.data.stacked import load_stacked_mnist
+    from ganlab.metrics.classifier import mode_statistics
     from ganlab.training.measuring import open_judge
 
     real = load_stacked_mnist(str(root), split="test", size=26000)

@@ -45,7 +45,7 @@ def _digits_facts():
 @pytest.fixture(scope="module")
 def real_digits():
     from ganlab.data.digits import load_digits
-    from ganlab.training.measuring import real_images
+    from ganlab.metrics.measurer import real_images
 
     return real_images(load_digits(resolution=16, batch_size=16, split="test", value_range="unit"), 400)
 

@@ -10,8 +10,8 @@ from torch import nn
 
 from conftest import compose_config
 from fake_data import make_mnist
-from ganlab.data.stacked import load_stacked_mnist, mode_of, mode_statistics
-from ganlab.metrics.classifier import Judge, stacked_modes
+from ganlab.data.stacked import load_stacked_mnist, mode_of
+from ganlab.metrics.classifier import Judge, mode_statistics, stacked_modes
 from ganlab.metrics.registry import Inputs
 from ganlab.records.logging import read_metrics
 from ganlab.training.train import train

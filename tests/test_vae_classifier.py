@@ -65,6 +65,19 @@ def test_vae_training_lowers_its_loss_and_evaluates(tmp_path):
         assert (tmp_path / "samples" / png).is_file(), png
 
 
+def test_a_vae_on_split_all_trains_on_the_train_split_and_its_checkpoint_says_so(tmp_path, caplog):
+    """digits' default is split=all; an evaluated model must not train on its test images, and the
+    stored config is what was trained (report and resume read it)."""
+    from ganlab.records.checkpoint import Saved, load
+
+    cfg = compose_config([*VAE_SMALL, "dataset.split=all", "schedule.steps=2"])
+    with caplog.at_level("INFO", logger="ganlab"):
+        training = train(cfg, tmp_path)
+    assert "training on split=train" in caplog.text
+    assert training.run.images == 1438  # digits' train split (every fifth image of 1,797 is test: 359)
+    assert Saved(load(tmp_path / "checkpoints" / "last.pt")).config["dataset"]["split"] == "train"
+
+
 def test_kl_warmup_ramps_beta(tmp_path):
     cfg = compose_config([*VAE_SMALL, "schedule.steps=4", "schedule.log_every=1", "model.objective.beta=0.5",
                           "model.objective.kl_warmup_steps=4"])

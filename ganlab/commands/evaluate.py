@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ganlab.training import run as runs
 from ganlab.records.checkpoint import checkpoint_path
 from ganlab.trust.build import allowed_prefixes
@@ -27,8 +29,9 @@ from ganlab.metrics import available
 from ganlab.metrics import nvidia_inception
 from ganlab.metrics.inception import weights_at_hand
 from ganlab.training.assembly import evaluation_data, toy_mixture
-from ganlab.training.drawing import with_sampling
-from ganlab.training.measuring import REAL_LIMIT, Measurer, open_judge, real_key
+from ganlab.training.drawing import generate, with_sampling
+from ganlab.metrics.measurer import REAL_LIMIT, Measurer, real_key
+from ganlab.training.measuring import open_judge
 from ganlab.metrics.registry import check_names
 from ganlab.commands.options import RunOptions, option, read, takes
 from ganlab.records.safe_files import check_writable, read_text, write_text_atomic
@@ -121,7 +124,7 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, sampler, steps
     measure = Measurer(names, n, device, None if mixture else evaluation_data(dataset, split, prefixes, dataset_root),
                        real_key=real_key(dataset, split, dataset_root, opened.facts.shape, real_n), judge=judge,
                        inception_weights=inception_weights, mixture=mixture, real_limit=real_n)
-    values, protocol = measure(opened, opened.sampling_networks(ema), seed)
+    values, protocol = measure(*generate(opened, opened.sampling_networks(ema), n, torch.Generator().manual_seed(seed)))
     result = {"metrics": values, "checkpoint": str(opened.path), "step": opened.step,
               "protocol": {"generated_count": n, "seed": seed, "ema": bool(opened.ema) and ema != False,  # noqa: E712
                            "real_split": None if mixture else split,

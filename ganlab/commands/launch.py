@@ -490,7 +490,7 @@ def _with_stored_settings(cfg, run_dir: Path, typed: list[str]):
 
     from ganlab.trust import stored
     from ganlab.trust.build import to_plain
-    from ganlab.training.replay import holds_run
+    from ganlab.records.checkpoint import holds_run
 
     resume = cfg.get("resume")
     if str(resume).lower() not in ("true", "auto") or (str(resume).lower() == "auto" and not holds_run(run_dir)):

@@ -14,7 +14,7 @@ from ganlab.trust.registry import buildable
 def load_digits(resolution: int = 32, batch_size: int = 64, value_range: str = "tanh",
                 split: str = "all") -> InMemoryImages:
     """The 8x8 scikit-learn digits (values 0..16), upsampled to `resolution` px, with labels 0..9.
-    `split`: all, or train / test (every fifth image is test: 1,437 / 360)."""
+    `split`: all, or train / test (every fifth image is test: 1,438 / 359)."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     if resolution < 8:

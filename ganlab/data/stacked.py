@@ -37,11 +37,3 @@ def load_stacked_mnist(root: str = "data", split: str = "train", download: bool 
 def mode_of(digits: torch.Tensor) -> torch.Tensor:
     """The mode (0..999) of (N, 3) channel digits."""
     return digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2]
-
-
-def mode_statistics(modes: torch.Tensor) -> dict[str, float]:
-    """Modes covered of 1,000, and KL(the samples' mode histogram || uniform) (PacGAN's Table 2)."""
-    histogram = torch.bincount(modes.long().flatten(), minlength=MODES).double() / modes.numel()
-    present = histogram[histogram > 0]
-    return {"stacked_modes": float((histogram > 0).sum()),
-            "stacked_kl": float((present * (present * MODES).log()).sum())}

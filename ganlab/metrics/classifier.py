@@ -11,7 +11,7 @@ from torch import nn
 
 from ganlab.metrics.registry import Inputs, register
 from ganlab.data.memory import pixels_to_float
-from ganlab.data.stacked import mode_of, mode_statistics
+from ganlab.data.stacked import MODES, mode_of
 from ganlab.errors import ConfigError
 from ganlab.records.plots import to_uint8
 from ganlab.metrics.stats import (cached, frechet_distance, knn_radii, mean_and_covariance, precision_recall,
@@ -99,6 +99,14 @@ def class_statistics(probs: torch.Tensor) -> tuple[dict[str, float], torch.Tenso
     return {"classes_covered": float((histogram > 0).sum()),
             "class_entropy": max(0.0, float(-(present * present.log()).sum() / math.log(k))),
             "classifier_score": float(score)}, histogram
+
+
+def mode_statistics(modes: torch.Tensor) -> dict[str, float]:
+    """Stacked MNIST: modes covered of 1,000, and KL(the samples' mode histogram || uniform) (PacGAN's Table 2)."""
+    histogram = torch.bincount(modes.long().flatten(), minlength=MODES).double() / modes.numel()
+    present = histogram[histogram > 0]
+    return {"stacked_modes": float((histogram > 0).sum()),
+            "stacked_kl": float((present * (present * MODES).log()).sum())}
 
 
 # registered first: with metrics.names=auto, the FD decides best.pt

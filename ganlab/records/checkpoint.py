@@ -204,6 +204,13 @@ def periodic(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_PERIODIC.match(p.name).group(1)))
 
 
+def holds_run(run_dir: Path | str) -> bool:
+    """Whether `run_dir` holds a run: a checkpoint. (A start that left logs but no checkpoint, one
+    stopped by a fault say, is not a run: starting again there begins with a clean log.)"""
+    folder = Path(run_dir) / "checkpoints"
+    return bool(periodic(folder)) or (folder / LAST).exists()
+
+
 def load_latest(folder: Path, key: str = "resume", run_id: str | None = None) -> tuple[dict[str, Any], Path] | None:
     """The newest intact checkpoint of a run: `last.pt`, else the newest verified `step_*.pt`
     (each refused one is named in the log). A snapshot whose stored step is not the one its name

@@ -26,13 +26,15 @@ from ganlab.records.rundir import refuse_links
 from ganlab.training import run as runs
 from ganlab.training.loop import train_steps
 from ganlab.training.maintenance import Maintenance, MaintenanceState
-from ganlab.training.measuring import Evaluator, open_judge, training_evaluator
+from ganlab.metrics.measurer import Evaluator
+from ganlab.training.measuring import open_judge, training_evaluator
 from ganlab.records.rundir import new_run_id, read_run_id
-from ganlab.training.replay import check_same_seed, restore, resume_state
+from ganlab.training.replay import restore, resume_state
 from ganlab.training.runtime import Runtime
 from ganlab.training.schedule import Schedule, schedule_from
 from ganlab.training.step import Step
 from ganlab.trust.build import build
+from ganlab.trust.checks import check_resumable
 
 log = logging.getLogger("ganlab")
 
@@ -101,12 +103,10 @@ def assemble(config: dict[str, Any], run_dir: Path, prefixes: tuple[str, ...], r
         refuse_links(run_dir)  # a shared run folder's planted links would redirect every write
     stored, resumed, run_id = _earlier_attempt(resume, run_dir, runtime)
     seed = int(config["seed"])
-    if stored:
-        check_same_seed(stored, seed)
     runtime.apply_global_settings(seed)
-    objective_class = runs.objective_class(config["model"]["objective"].get("_target_"), prefixes)
-    dataset, limit = split_limit(_training_split(config["dataset"], objective_class.wants_evaluation))
+    dataset, limit = split_limit(config["dataset"])
     data = limited(build(dataset, "dataset", prefixes), limit, seed)  # held-out data stays whole
+    changes = check_resumable(checkpoint.Saved(stored), config) if stored else {}
     value_range = getattr(data, "value_range", "tanh")
     objective = runs.build_objective(config["model"], data.facts, device, prefixes)
     _check_value_range(objective, value_range)
@@ -135,7 +135,7 @@ def assemble(config: dict[str, Any], run_dir: Path, prefixes: tuple[str, ...], r
     state = runs.TrainingState(run, optimizers, batches, device, parts={"step": step, "maintenance": kept})
     maintenance = Maintenance(state, kept, schedule, runtime, NullLogger(run_dir), evaluator, run_dir)
     if stored:
-        restore(state, stored, config, _count(data))
+        restore(state, stored, changes, _count(data))
     return Training(run, state, step, maintenance, evaluator, schedule, runtime, resumed)
 
 
@@ -213,16 +213,6 @@ def _build_optimizer(node: dict[str, Any], network: str, module: torch.nn.Module
 # how torch's optimizer messages name each setting
 _OPTIMIZER_WORDS = {"betas": "beta", "lr": "learning rate", "eps": "epsilon", "weight_decay": "weight_decay",
                     "momentum": "momentum", "alpha": "alpha", "dampening": "dampening"}
-
-
-def _training_split(node: dict[str, Any], evaluates: bool) -> dict[str, Any]:
-    """Held-out data must be held out: a model that is evaluated on the test split (VAEs,
-    classifiers) trains on split=train when the data set's default is split=all."""
-    if evaluates and node.get("split") == "all":
-        log.info("dataset.split=all would train on the test images too: training on split=train, evaluating "
-                 "on the held-out split=test")
-        return {**node, "split": "train"}
-    return node
 
 
 def _check_value_range(objective, given: str) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 from ganlab.records import checkpoint
 from ganlab.records.safe_files import disk_full, is_disk_full
 from ganlab.errors import TrainingDiverged
-from ganlab.training.measuring import Evaluator
+from ganlab.metrics.measurer import Evaluator
 from ganlab.training.run import TrainingState
 from ganlab.training.runtime import Runtime
 from ganlab.training.schedule import Schedule

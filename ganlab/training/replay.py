@@ -14,7 +14,6 @@ from typing import Any
 
 from ganlab.records import checkpoint
 from ganlab.records.rundir import read_run_id
-from ganlab.trust.checks import config_changes
 from ganlab.trust.stored import typed_settings
 from ganlab.errors import ConfigError
 
@@ -46,13 +45,6 @@ def folder_value(overrides: list[str], key: str) -> str | None:
     return str(OverridesParser.create().parse_override(found[-1]).value()) if found else None
 
 
-def holds_run(run_dir: Path) -> bool:
-    """Whether `run_dir` holds a run: a checkpoint. (A start that left logs but no checkpoint, one
-    stopped by a fault say, is not a run: starting again there begins with a clean log.)"""
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    return bool(checkpoint.periodic(ckpt_dir)) or (ckpt_dir / checkpoint.LAST).exists()
-
-
 def left_over(run_dir: Path) -> bool:
     """Whether a start that never reached a checkpoint left its logs in `run_dir`."""
     return (Path(run_dir) / "metrics.jsonl").exists() or (Path(run_dir) / "model_summary.txt").exists()
@@ -80,7 +72,7 @@ def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, boo
     value is the path of a checkpoint to start from.
     """
     ckpt_dir = run_dir / "checkpoints"
-    held = holds_run(run_dir)
+    held = checkpoint.holds_run(run_dir)
     if resume == "auto":  # a job that may be resubmitted (Slurm preemption): continue if it ran before
         resume = held
     if resume in (False, None, "false", ""):
@@ -107,19 +99,11 @@ def resume_state(resume: Any, run_dir: Path) -> tuple[dict[str, Any] | None, boo
     return None, True
 
 
-def check_same_seed(state: dict[str, Any], seed: int) -> None:
-    stored = checkpoint.Saved(state).seed
-    if stored is not None and int(seed) != int(stored):
-        raise ConfigError(f"resume: seed={seed} differs from the run's seed={stored}; a resumed run continues its "
-                          "own random stream. Start a new run for another seed.")
-
-
-def restore(training_state, state: dict[str, Any], config: dict[str, Any], images: int | None) -> None:
+def restore(training_state, state: dict[str, Any], changes: dict[str, tuple[Any, Any]], images: int | None) -> None:
     """Load the checkpoint into the freshly built `training_state` (a `run.TrainingState`); what the
-    user typed now wins, and each difference from the stored `config` is logged. `images`: how many
-    the data set holds now (another dataset.root may be other images)."""
+    user typed now wins, and each of the `changes` from the stored config (`check_resumable`) is
+    logged. `images`: how many the data set holds now (another dataset.root may be other images)."""
     saved = checkpoint.Saved(state)
-    changes = config_changes(saved.config, config)
     try:
         training_state.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:

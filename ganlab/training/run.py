@@ -21,12 +21,12 @@ import torch
 from torch import nn
 
 from ganlab.records import checkpoint
-from ganlab.trust.build import allowed_prefixes, build as build_object, resolve_target
+from ganlab.trust.build import allowed_prefixes, build as build_object
 from ganlab.data.memory import DataFacts
 from ganlab.errors import ConfigError
 from ganlab.objectives.base import Objective
 from ganlab.training.runtime import unwrap
-from ganlab.training.transfer import copy_layers
+from ganlab.records.transfer import copy_layers
 
 log = logging.getLogger("ganlab")
 
@@ -123,11 +123,6 @@ def build_objective(model: dict[str, Any], facts: DataFacts, device: torch.devic
 def ema_copies(objective: Objective) -> dict[str, nn.Module]:
     """Frozen copies of the networks whose moving average the objective keeps (the generator)."""
     return {name: copy.deepcopy(objective.networks[name]).requires_grad_(False) for name in objective.ema_networks}
-
-
-def objective_class(target: str | None, prefixes: tuple[str, ...]) -> type:
-    """The class `model.objective._target_` names, before anything is built (what kind of model this is)."""
-    return resolve_target(target, "model.objective._target_", prefixes)
 
 
 def _is_buildable(node: Any) -> bool:

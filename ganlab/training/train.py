@@ -16,20 +16,19 @@ from typing import Any, Callable
 import torch
 from omegaconf import DictConfig
 
-from ganlab.errors import RunFault
 from ganlab.metrics.registry import known_direction
 from ganlab.models.blocks import count_parameters
 from ganlab.records import checkpoint
 from ganlab.records.logging import NullLogger, RunLogger
 from ganlab.records.rundir import RunDirLock, write_run_id
-from ganlab.records.safe_files import disk_full, is_disk_full, refuse_link_folder, write_text_atomic
+from ganlab.records.faults import machine_faults
+from ganlab.records.safe_files import refuse_link_folder, write_text_atomic
 from ganlab.training.assembly import Training, assemble
-from ganlab.training.replay import holds_run
 from ganlab.training.runtime import build_runtime, pick_device, unwrap
 from ganlab.training.schedule import schedule_keys
 from ganlab.trust.build import allowed_prefixes, check_targets, to_plain
 from ganlab.trust.checks import (check_known_keys, check_loss_fits, check_top_level, check_values, hparam_defaults,
-                                 resume_setting)
+                                 held_out_split, resume_setting)
 from ganlab.trust.stored import override_values
 
 log = logging.getLogger("ganlab")
@@ -55,15 +54,17 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     check_known_keys(cfg, schedule_keys())
     check_values(cfg)  # sizes and rates by key name, where the user typed them
     check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
-    config = to_plain(cfg)  # the resolved config as plain values: what is built, stored and compared
+    config = held_out_split(to_plain(cfg), prefixes)  # the resolved config as plain values: what is built,
+    # stored and compared
     hparams = {**hparam_defaults(config), **(choices or {}), **override_values(overrides or [])}  # HParams shows
     resume = resume_setting(config)
-    runtime = build_runtime(pick_device(str(config["device"])), **(config.get("runtime") or {}))
-    # one process per run directory (under torchrun: the main one holds it for all)
-    if runtime.is_main:
-        refuse_link_folder(run_dir, "hydra.run.dir")  # before the lock creates anything through it
-    lock = RunDirLock(run_dir, announce=False) if runtime.is_main else None
-    try:
+    dataset = config.get("dataset") or {}
+    with machine_faults(run_dir, dataset.get("batch_size"), dataset.get("resolution")):  # start-up included: exit 4
+        runtime = build_runtime(pick_device(str(config["device"])), **(config.get("runtime") or {}))
+        # one process per run directory (under torchrun: the main one holds it for all)
+        if runtime.is_main:
+            refuse_link_folder(run_dir, "hydra.run.dir")  # before the lock creates anything through it
+        lock = RunDirLock(run_dir, announce=False) if runtime.is_main else None
         with lock or contextlib.nullcontext():
             training = assemble(config, run_dir, prefixes, runtime, overrides or [], choices or {}, resume)
             _accept(lock, on_accept)
@@ -71,37 +72,6 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
                 write_run_id(run_dir, training.run.run_id)
             _start(training, hparams, run_dir, bool(config.get("progress", True)), started, on_begin)
             return training
-    except (OSError, RuntimeError, MemoryError) as exc:  # a full disk or memory (start-up included): exit 4
-        raise _machine_fault(exc, config, run_dir) from None
-
-
-def _machine_fault(exc: BaseException, config: dict[str, Any], run_dir: Path) -> BaseException:
-    """A full disk or memory as one paragraph (RunFault, exit 4); any other error as it is."""
-    if _is_out_of_memory(exc):
-        return RunFault(_out_of_memory(exc, config, run_dir))
-    if not is_disk_full(exc):
-        return exc
-    return disk_full(getattr(exc, "filename", None) or run_dir, trained=holds_run(run_dir))
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or (
-        isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc)))
-
-
-def _out_of_memory(exc: BaseException, config: dict[str, Any], run_dir: Path) -> str:
-    """One paragraph: what ran out, the batch size and resolution that asked for it, and the fix."""
-    import re
-
-    asked = re.search(r"allocate (\d+) bytes", str(exc))
-    amount = f" ({int(asked.group(1)) / 2**30:.1f} GiB asked for at once)" if asked else ""
-    dataset = config.get("dataset") or {}
-    saved = checkpoint.load_latest(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
-    after = (f" The newest checkpoint (step {saved[0]['step']}) is kept; continue with resume=true and the smaller "
-             "setting." if saved else " Nothing was trained yet; start again with the smaller setting.")
-    return (f"out of {'GPU ' if 'CUDA' in str(exc) else ''}memory{amount} with dataset.batch_size="
-            f"{dataset.get('batch_size')} at dataset.resolution={dataset.get('resolution')}: lower "
-            "dataset.batch_size (or the resolution, or the networks' width)." + after)
 
 
 def _accept(lock: RunDirLock | None, on_accept: Callable[[], None] | None) -> None:

@@ -6,12 +6,16 @@ a bad value stops the run with the key, the value and the fix, not a traceback f
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ganlab.errors import ConfigError
+from ganlab.records.checkpoint import Saved
+
+log = logging.getLogger("ganlab")
 
 # key name -> (lowest allowed, whether the lowest is allowed, an example of a good value)
 # (A list's entries go by the list's name: model.generator.hidden[1] is a `hidden` size. The
@@ -126,6 +130,17 @@ def _refuse_unknown(prefix: str, keys, names: set[str]) -> None:
                               f"{', '.join(sorted(names))}. Remove it (or fix its spelling).")
 
 
+def check_resumable(saved: Saved, config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """A stored run (`saved`, a checkpoint's reader) may be continued with `config` when the seed is
+    the same (a resumed run continues its own random stream); returns each setting that differs from
+    the stored config, {key: (stored, now)}."""
+    seed = config.get("seed")
+    if saved.seed is not None and int(seed) != int(saved.seed):
+        raise ConfigError(f"resume: seed={seed} differs from the run's seed={saved.seed}; a resumed run continues its "
+                          "own random stream. Start a new run for another seed.")
+    return config_changes(saved.config, config)
+
+
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Flattened `key: (old, new)` for the values that differ between a run's stored config and now
     (`resume` itself excluded)."""
@@ -163,6 +178,19 @@ def check_loss_fits(cfg: DictConfig, prefixes: tuple[str, ...]) -> None:
     if reads_loss and not cfg.get("loss"):
         raise ConfigError("loss=none, but this model is a GAN and needs an adversarial loss; pick one of "
                           f"{', '.join(o for o in config_groups()['loss'] if o != 'none')} (e.g. loss=bce).")
+
+
+def held_out_split(config: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, Any]:
+    """Held-out data must be held out: a model evaluated on the test split (VAEs, classifiers) trains
+    on split=train where the data set's default is split=all; the config says so (what is stored)."""
+    from ganlab.trust.build import resolve_target
+
+    objective = resolve_target(config["model"]["objective"].get("_target_"), "model.objective._target_", prefixes)
+    if not (objective.wants_evaluation and config["dataset"].get("split") == "all"):
+        return config
+    log.info("dataset.split=all would train on the test images too: training on split=train, evaluating "
+             "on the held-out split=test")
+    return {**config, "dataset": {**config["dataset"], "split": "train"}}
 
 
 def resume_setting(config: dict[str, Any]) -> Any:

@@ -1,4 +1,5 @@
-"""Starting a network's layers from another run's weights (a classifier's layers into a VAE encoder)."""
+"""Starting a network's layers from a checkpoint's weights (a classifier run's layers into a VAE encoder):
+the reading side of stored weights, beside `checkpoint.py`."""
 
 from __future__ import annotations
 
