@@ -73,3 +73,23 @@ def test_ganlab_eval_writes_the_offline_protocol(tmp_path):
     assert saved["metrics"]["fid"] == pytest.approx(result["metrics"]["fid"]) and saved["metrics"]["fid"] > 0
     assert saved["protocol"]["feature_network"] == nvidia_inception.NAME
     assert saved["protocol"]["real_count"] == 10 and saved["protocol"]["generated_count"] == 10
+    assert saved["protocol"]["precision"] == ("bf16 autocast" if nvidia_inception.uses_bfloat16(torch.device("cpu"))
+                                              else "fp32")
+    with pytest.raises(ConfigError, match="inception_precision='fp16' is not one of auto, fp32, bf16"):
+        evaluate(str(tmp_path / "run"), metrics=["fid"], n=10, real_n=10, device="cpu", inception_precision="fp16")
+
+
+def test_bf16_and_channels_last_keep_the_features_and_have_their_own_cache(tmp_path):
+    """channels-last gives fp32's numbers; bf16 moves them by a few percent (benchmarks/inception_cpu.py:
+    FID within 0.2% on MNIST), so its real side is cached apart from fp32's."""
+    images = digits(4, 0)
+    exact = nvidia_inception.features(images, torch.device("cpu"), channels_last=False)
+    assert torch.allclose(nvidia_inception.features(images, torch.device("cpu")), exact, rtol=1e-4, atol=1e-4)
+    half = nvidia_inception.features(images, torch.device("cpu"), bfloat16=True)
+    assert 0 < float((half - exact).norm() / exact.norm()) < 0.1
+    for precision in ("fp32", "bf16"):
+        inputs = Inputs(images, None, lambda: (digits(4, 1), None), "squares", torch.device("cpu"), tmp_path,
+                        inception_precision=precision)
+        run_metrics(["fid"], inputs)
+        assert inputs.protocol["precision"] == {"fp32": "fp32", "bf16": "bf16 autocast"}[precision]
+        assert inputs.protocol["real_statistics"] == "computed"  # bf16 did not take fp32's cached real side

@@ -90,6 +90,8 @@ def test_hparams_of_a_mixed_folder_list_each_runs_varied_keys(server):
     assert {"loss", "model", "dataset"} <= columns  # a sweep's loss beside the VAE's and the cGAN's model
     values = {info["name"]: info.get("domainDiscrete") for info in experiment["hparamInfos"]}
     assert {"bce", "hinge"} <= set(values["loss"]) and {"dcgan", "vae_mlp", "cgan"} <= set(values["model"])
+    # the trial ID is the whole path (cut off in the table's first column); `run` is the folder's own name
+    assert {"0_loss=bce", "1_loss=hinge", "vae", "cgan"} == set(values["run"])
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
     assert {"loss/D", "loss/G", "loss/VAE"} <= metrics
 

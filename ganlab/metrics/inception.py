@@ -113,15 +113,18 @@ def _bundled(inputs: Inputs, wanted: list[str]) -> dict[str, float]:
                           "(ganlab[fid]) does not give; pass inception_weights=PATH (torch-fidelity's weights) for it, "
                           "or measure fid, kid and pr.")
     real, _ = inputs.real()
+    bf16 = nvidia_inception.uses_bfloat16(inputs.device, inputs.inception_precision)
+    precision = "bf16 autocast" if bf16 else "fp32"
 
     def compute():
-        found = nvidia_inception.features(real, inputs.device).float()
+        found = nvidia_inception.features(real, inputs.device, bfloat16=bf16).float()
         mu, sigma = mean_and_covariance(found)
         return {"features": found, "mu": mu, "sigma": sigma, "radii": knn_radii(found)}
 
     side, hit = cached(inputs.cache_dir, {"real": inputs.real_key, "feature_network": nvidia_inception.NAME,
-                                          "images_sha256": tensor_sha256(real)}, compute)
-    fake = nvidia_inception.features(inputs.generated, inputs.device).float()
+                                          "images_sha256": tensor_sha256(real),
+                                          **({"precision": precision} if bf16 else {})}, compute)  # fp32: as before
+    fake = nvidia_inception.features(inputs.generated, inputs.device, bfloat16=bf16).float()
     values: dict[str, float] = {}
     if "fid" in wanted:
         mu, sigma = mean_and_covariance(fake)
@@ -131,6 +134,7 @@ def _bundled(inputs: Inputs, wanted: list[str]) -> dict[str, float]:
     if "pr" in wanted:
         values.update(precision_recall(side["features"], fake, k=3, real_radii=side["radii"]))
     inputs.protocol.update({"feature_network": nvidia_inception.NAME, "resize": nvidia_inception.RESIZE,
+                            "precision": precision,
                             "real_count": len(real), "real_statistics": "cache" if hit else "computed"})
     return values
 

@@ -33,11 +33,11 @@ class Measurer:
 
     def __init__(self, names: list[str], n: int, device: torch.device, real_data: Callable[[], Any] | None,
                  real_key: str, judge: Judge | None = None, inception_weights: str | None = None, mixture=None,
-                 real_limit: int = REAL_LIMIT):
+                 real_limit: int = REAL_LIMIT, inception_precision: str = "auto"):
         check_names(names, "metrics")
         self.names, self.n, self.device, self.real_limit = names, n, device, real_limit
         self.real_data, self.real_key, self.judge = real_data, real_key, judge
-        self.inception_weights, self.mixture = inception_weights, mixture
+        self.inception_weights, self.mixture, self.inception_precision = inception_weights, mixture, inception_precision
         self._real: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -49,7 +49,8 @@ class Measurer:
     def __call__(self, generated: torch.Tensor, labels: torch.Tensor | None) -> tuple[dict[str, float], dict[str, Any]]:
         """(metric values, protocol) of the `n` samples `generated` (with the labels they were asked for)."""
         inputs = Inputs(generated, labels, self.real if self.real_data else None, self.real_key, self.device,
-                        cache_dir(), self.judge, self.inception_weights, self.mixture)
+                        cache_dir(), self.judge, self.inception_weights, self.mixture,
+                        inception_precision=self.inception_precision)
         values = run_metrics(self.names, inputs)
         protocol = {k: v for k, v in inputs.protocol.items() if not k.startswith("_") and k != "requested"}
         return values, protocol

@@ -31,6 +31,7 @@ class Inputs:
     inception_weights: str | None = None
     mixture: Any = None  # data.toys.GaussianMixture
     protocol: dict[str, Any] = field(default_factory=dict)  # filled by metrics: feature networks, real counts
+    inception_precision: str = "auto"  # the offline network's pass: auto, fp32 or bf16 (nvidia_inception)
 
 
 @dataclass(frozen=True)

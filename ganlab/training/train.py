@@ -56,7 +56,8 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
     config = held_out_split(to_plain(cfg), prefixes)  # the resolved config as plain values: what is built,
     # stored and compared
-    hparams = {**hparam_defaults(config), **(choices or {}), **override_values(overrides or [])}  # HParams shows
+    # HParams shows these; `run` (the folder's own name) is the short label its cut-off trial IDs are not
+    hparams = {"run": run_dir.name, **hparam_defaults(config), **(choices or {}), **override_values(overrides or [])}
     resume = resume_setting(config)
     dataset = config.get("dataset") or {}
     with machine_faults(run_dir, dataset.get("batch_size"), dataset.get("resolution")):  # start-up included: exit 4
