@@ -1,5 +1,6 @@
 """`ganlab report` on tiny real runs and a 2-job sweep; the TensorBoard layout, HParams and run names."""
 
+from pathlib import Path
 import csv
 
 import pytest
@@ -154,3 +155,25 @@ def test_a_report_of_mixed_runs_labels_them_by_choices_and_keeps_columns_that_ma
     header = list(rows[0])
     assert not any("_target_" in h for h in header) and not any(h.startswith("model.") for h in header)
     assert len(header) < 30, header
+
+
+def test_a_sweep_beside_a_default_run_is_labelled_by_each_differing_setting_once():
+    """What a newcomer compares first: `ganlab train -m loss=bce,hinge model=sngan schedule.steps=300
+    progress=false` beside the `make train` run (no overrides): each key once, its value taken from
+    the choices or the config where it was not typed, and nothing that does not change the result."""
+    from ganlab.commands.figures import fit
+    from ganlab.commands.report import run_labels
+
+    def info(name, overrides, model, loss, steps, progress):
+        return {"dir": Path(name), "overrides": overrides, "choices": {"model": model, "loss": loss, "dataset": "digits"},
+                "config": {"schedule": {"steps": steps}, "progress": progress, "seed": 0}}
+
+    swept = ["model=sngan", "schedule.steps=300", "progress=False"]
+    infos = [info("0_loss=bce", ["loss=bce", *swept], "sngan", "bce", 300, False),
+             info("1_loss=hinge", ["loss=hinge", *swept], "sngan", "hinge", 300, False),
+             info("14-22-28_dcgan_digits", [], "dcgan", "bce", 2000, True)]
+    assert run_labels(infos) == ["loss=bce model=sngan schedule.steps=300", "loss=hinge model=sngan schedule.steps=300",
+                                 "loss=bce model=dcgan schedule.steps=2000"]
+    # a label too long for a legend is cut between settings, never inside a value
+    assert fit("model=sngan loss=hinge schedule.steps=300", 40) == "model=sngan loss=hinge …"
+    assert fit("model=sngan loss=hinge", 40) == "model=sngan loss=hinge"

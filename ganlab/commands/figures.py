@@ -46,23 +46,36 @@ def curve_figure(infos: list[dict[str, Any]], labels: list[str], direction_words
     for axis, info, label in zip(axes, infos, labels):  # losses, one axis per run
         for name in sorted(k for k in {k for r in info["rows"] for k in r} if k.startswith("loss/")):
             _plot_with_band(axis, info, name, name.split("/", 1)[1])
-        _finish(axis, f"losses: {label}"[:80], "loss")
+        _finish(axis, fit(f"losses: {label}", 80), "loss")
     if margin:
         margin_axis = axes[len(infos)]
         for info, label in zip(infos, labels):
             steps, real = series(info["rows"], "D/real_logit")
             _, fake = series(info["rows"], "D/fake_logit")
             if steps:
-                _plot(margin_axis, steps, [r - f for r, f in zip(real, fake)], label=label[:40])
+                _plot(margin_axis, steps, [r - f for r, f in zip(real, fake)], label=fit(label, 48))
         _finish(margin_axis, "D's margin: mean real logit - mean fake logit", "logit")
     for axis, name in zip(axes[len(infos) + margin:], names):
         for info, label in zip(infos, labels):
-            _plot_with_band(axis, info, name, label[:60])
+            _plot_with_band(axis, info, name, fit(label, 60))
         _finish(axis, f"{name} ({direction_words(name)})", name.split("/", 1)[1])
     for axis in axes[panels:]:
         axis.axis("off")
     figure.tight_layout()
     return figure
+
+
+def fit(label: str, width: int) -> str:
+    """`label` in at most `width` characters, cut between whole settings and marked with an ellipsis
+    (a value cut in the middle would read as another value: steps=300 as steps=30)."""
+    if len(label) <= width:
+        return label
+    words, kept = label.split(" "), ""
+    for word in words:
+        if len(f"{kept} {word}".strip()) + 2 > width:
+            break
+        kept = f"{kept} {word}".strip()
+    return f"{kept} …" if kept else label[:width - 1] + "…"
 
 
 def _plot(axis, steps: list[int], values: list[float], label: str) -> None:
@@ -124,7 +137,7 @@ def samples_over_time(info: dict[str, Any], label: str, steps, epochs, folder: P
         axis.imshow(Image.open(grid))
         axis.set_title(title, fontsize=9)
         axis.axis("off")
-    figure.suptitle(label[:100], fontsize=9)
+    figure.suptitle(fit(label, 100), fontsize=9)
     figure.tight_layout()
     path = folder / f"samples_{info['dir'].name}.png"
     with atomic_output(path) as tmp:

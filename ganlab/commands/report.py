@@ -186,22 +186,37 @@ def _info(run_dir: Path) -> dict[str, Any]:
     return {"dir": run_dir, "rows": rows, "overrides": setting_overrides(overrides), **summary}
 
 
+# typed settings that change nothing a report compares (how the run printed, where it ran)
+UNCOMPARED = ("progress", "device", "resume", "resume_from", "name", "allowed_targets")
+
+
 def run_labels(infos: list[dict[str, Any]]) -> list[str]:
-    """Each run named by the choices and overrides that set it apart (`model=vae_mlp loss=hinge`,
-    never a `_target_` path); a single run by its folder's name."""
+    """Each run named by the settings that set it apart, as the user would type them (`loss=hinge
+    model=sngan`, never a `_target_` path), each key once; a single run by its folder's name."""
     if len(infos) == 1:
         return [infos[0]["dir"].name]
-    common = set.intersection(*(set(i["overrides"]) for i in infos))
-    labels = [" ".join(o for o in i["overrides"] if o not in common) for i in infos]  # what the user typed
-    if len(set(labels)) < len(labels) or not all(labels):  # then the groups they chose, as option names
-        labels = [" ".join([lab, *(f"{g}={(i.get('choices') or {}).get(g)}" for g in differing_choices(infos)
-                                   if (i.get("choices") or {}).get(g) not in (None, "None"))]).strip()
-                  for lab, i in zip(labels, infos)]
-    if len(set(labels)) < len(labels) or not all(labels):
-        differing = differing_keys(infos)
+    typed = [dict(o.split("=", 1) for o in i["overrides"]) for i in infos]  # what the user typed
+    keys: list[str] = []
+    for candidates in ([k for t in typed for k in t], differing_choices(infos)):  # typed first, then groups
+        keys += [k for k in dict.fromkeys(key.lstrip("+~") for key in candidates) if k not in keys and
+                 k not in UNCOMPARED and len({_setting(i, t, k) for i, t in zip(infos, typed)}) > 1]
+        labels = [" ".join(f"{k}={_setting(i, t, k)}" for k in keys) for i, t in zip(infos, typed)]
+        if len(set(labels)) == len(labels) and all(labels):
+            return labels
+    if len(set(labels)) < len(labels) or not all(labels):  # then the config values that differ
+        differing = [k for k in differing_keys(infos) if k not in keys]
         labels = [" ".join([lab, *(f"{k}={flatten(i['config']).get(k)}" for k in differing[:3])]).strip()
                   or i["dir"].name for lab, i in zip(labels, infos)]
     return labels if len(set(labels)) == len(labels) else [f"{i['dir'].name}: {l}" for i, l in zip(infos, labels)]
+
+
+def _setting(info: dict[str, Any], typed: dict[str, str], key: str) -> str:
+    """A run's value of `key`: as typed, else its config group's choice, else its config's value."""
+    for form in (key, f"+{key}", f"++{key}"):
+        if form in typed:
+            return typed[form]
+    choice = (info.get("choices") or {}).get(key)
+    return str(choice) if choice is not None else str(flatten(info["config"]).get(key))
 
 
 def differing_choices(infos: list[dict[str, Any]]) -> list[str]:
@@ -219,7 +234,7 @@ def differing_keys(infos: list[dict[str, Any]]) -> list[str]:
     explained = tuple(f"{g}." for g in differing_choices(infos) if "/" not in g)
     keys, columns = [], set()
     for key in sorted(set().union(*flat)):
-        if key in ("resume", "resume_from", "name") or key.endswith("_target_") or key.startswith(explained) or \
+        if key in UNCOMPARED or key.endswith("_target_") or key.startswith(explained) or \
                 key.startswith(("paths.", "dataset.root", "dataset.cache_dir", "metrics.classifier")):
             continue
         column = json.dumps([f.get(key) for f in flat], sort_keys=True)

@@ -27,7 +27,7 @@ from ganlab.training.assembly import Training, assemble
 from ganlab.training.runtime import build_runtime, pick_device, unwrap
 from ganlab.training.schedule import schedule_keys
 from ganlab.trust.build import allowed_prefixes, check_targets, to_plain
-from ganlab.trust.checks import (check_known_keys, check_loss_fits, check_top_level, check_values, hparam_defaults,
+from ganlab.trust.checks import (check_known_keys, check_loss_fits, check_top_level, check_values, hparam_values,
                                  held_out_split, resume_setting)
 from ganlab.trust.stored import override_values
 
@@ -57,7 +57,7 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     config = held_out_split(to_plain(cfg), prefixes)  # the resolved config as plain values: what is built,
     # stored and compared
     # HParams shows these; `run` (the folder's own name) is the short label its cut-off trial IDs are not
-    hparams = {"run": run_dir.name, **hparam_defaults(config), **(choices or {}), **override_values(overrides or [])}
+    hparams = {"run": run_dir.name, **hparam_values(config, choices or {}, override_values(overrides or []))}
     resume = resume_setting(config)
     dataset = config.get("dataset") or {}
     with machine_faults(run_dir, dataset.get("batch_size"), dataset.get("resolution")):  # start-up included: exit 4

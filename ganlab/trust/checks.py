@@ -210,6 +210,10 @@ HPARAM_KEYS = ("seed", "optimizer.lr", "dataset.batch_size", "dataset.resolution
                "schedule.n_critic", "schedule.ema_decay", "augment.p")
 
 
-def hparam_defaults(config: dict[str, Any]) -> dict[str, Any]:
+def hparam_values(config: dict[str, Any], choices: dict[str, str], typed: dict[str, str]) -> dict[str, Any]:
+    """What HParams shows of a run: the usual keys, the config groups' `choices` and what was `typed`,
+    each typed key with its resolved value (300, not the text '300': a number column sorts and filters
+    as one, beside runs that left the key at its default)."""
     flat = flatten(config)
-    return {key: flat[key] for key in HPARAM_KEYS if flat.get(key) is not None}
+    return {**{key: flat[key] for key in HPARAM_KEYS if flat.get(key) is not None}, **choices,
+            **{key: flat.get(key, text) for key, text in typed.items()}}
