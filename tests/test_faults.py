@@ -212,6 +212,18 @@ def test_without_a_progress_bar_each_log_step_prints_a_line(tmp_path, monkeypatc
     assert "step 2/4  D " in log and "step 4/4  D " in log and "images_per_s" in log
 
 
+def test_with_the_progress_bar_train_log_still_gets_each_log_step_and_the_console_only_the_bar(tmp_path, monkeypatch,
+                                                                                                capsys):
+    tiny = [arg for arg in CLI_TINY if arg != "progress=false"]
+    code, out, err = cli_in_process("train", *tiny, "progress=true", "schedule.steps=4", "schedule.log_every=2",
+                                    "hydra.run.dir=run", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0, err
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "step 2/4  D " in log and "step 4/4  D " in log  # the file is a record of the losses
+    assert "step 2/4  D " not in out and "step 2/4  D " not in err  # the console shows the bar, not lines as well
+    assert "4/4" in err  # the bar
+
+
 def test_sweep_failures_are_written_to_the_job_and_fail_the_sweep(tmp_path, monkeypatch, capsys):
     code, _, err = cli_in_process("train", "-m", *CLI_TINY, "schedule.steps=2", "dataset.batch_size=0,16",
                                   "hydra.sweep.dir=sweep", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)

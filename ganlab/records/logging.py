@@ -80,10 +80,12 @@ class RunLogger:
             return
         shown = {k.split("/")[-1] if k.startswith("loss/") or k.endswith("/kl") else k.replace("perf/", ""): f"{v:.3g}"
                  for k, v in values.items() if k.startswith("loss/") or k.endswith("/kl") or k == "perf/images_per_s"}
-        if self.progress:
+        line = "  ".join(f"{k} {v}" for k, v in shown.items())
+        if self.progress:  # the bar on the console; train.log still gets the line (hydra/job_logging)
             self.bar.set_postfix(shown, refresh=False)
+            logging.getLogger("ganlab.progress").info("step %d/%d  %s", step, self.total_steps, line)
         else:  # no bar (clusters, files): one line per log step instead
-            log.info("step %d/%d  %s", step, self.total_steps, "  ".join(f"{k} {v}" for k, v in shown.items()))
+            log.info("step %d/%d  %s", step, self.total_steps, line)
 
     def describe(self, values: dict[str, object], phases: list[str], metrics: dict[str, bool | None]) -> None:
         """The run's HParams entry (its config choices and overrides beside its losses and
