@@ -7,6 +7,7 @@ import pytest
 
 from conftest import CLI_TINY, cli_in_process, run_cli
 from test_shared_input import TINY_RUN, finished_run, refused  # noqa: F401
+from ganlab.records.logging import read_metrics
 
 
 def train(tmp_path, *args):
@@ -101,8 +102,19 @@ def test_a_sweep_ends_with_a_table_of_its_jobs_and_the_report_command(tmp_path):
     code, out, err = train(tmp_path, "-m", *TINY_RUN, "loss=bce,hinge", "hydra.sweep.dir=S")
     assert code == 0, err
     table = out[out.index(f"ganlab: sweep {tmp_path / 'S'}:"):]
-    assert "0_loss=bce: finished  D " in table and "1_loss=hinge: finished  D " in table
+    rows = sweep_table(table)
+    assert [(r["job"], r["status"], r["step"]) for r in rows] == [("0_loss=bce", "finished", "4"),
+                                                                   ("1_loss=hinge", "finished", "4")]
+    finals = [{k: v for k, v in read_metrics(tmp_path / "S" / r["job"])[-1].items() if k.startswith("loss/")}
+              for r in rows]
+    assert [float(r["loss/D"]) for r in rows] == pytest.approx([f["loss/D"] for f in finals], rel=1e-3)
     assert f"compare: ganlab report {tmp_path / 'S'}" in table
+
+
+def sweep_table(text: str) -> list[dict[str, str]]:
+    """The rows of the table a sweep ends with, by its header."""
+    lines = [line.split() for line in text.splitlines()[1:] if line.startswith("  ") and "compare:" not in line]
+    return [dict(zip(lines[0], row)) for row in lines[1:]]
 
 
 def test_betas_a_run_folder_that_cannot_exist_and_a_failed_sweep_job_are_one_paragraph(tmp_path):
@@ -113,7 +125,9 @@ def test_betas_a_run_folder_that_cannot_exist_and_a_failed_sweep_job_are_one_par
     code, out, err = train(tmp_path, "-m", *TINY_RUN, "dataset.batch_size=16,0", "hydra.sweep.dir=S")
     assert code == 2 and "HYDRA_FULL_ERROR" not in err and "Error executing job" not in err, err
     assert "1_dataset.batch_size=0: dataset.batch_size=0 must be positive" in err
-    assert "1_dataset.batch_size=0: failed" in out and "0_dataset.batch_size=16: finished" in out
+    rows = sweep_table(out[out.index("ganlab: sweep "):])
+    assert {r["job"]: r["status"] for r in rows} == {"0_dataset.batch_size=16": "finished",
+                                                     "1_dataset.batch_size=0": "failed"}
 
 
 def test_a_failed_download_is_one_paragraph_and_leaves_no_empty_folders(tmp_path, monkeypatch, capsys):

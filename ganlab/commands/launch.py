@@ -466,19 +466,29 @@ def _accepted(cfg, run_dir: Path, overrides: list[str], sweeping: bool) -> None:
 
 
 def _sweep_summary(sweep_dir: Path) -> None:
-    """A sweep's end: one line per job (status and final losses) and the report command."""
+    """A sweep's end: a table of its jobs (status, last step, final losses, latest metrics) and the
+    report command."""
     from ganlab.records import sweeps
     from ganlab.records.logging import read_metrics
 
     if not (sweep_dir / sweeps.NAME).is_file():
         return
-    lines = []
+    table = []
     for job in sweeps.read(sweep_dir)["jobs"]:
         rows = read_metrics(sweep_dir / job["dir"]) if (sweep_dir / job["dir"] / "metrics.jsonl").is_file() else []
-        last = {k.split("/", 1)[1]: v for k, v in (rows[-1] if rows else {}).items() if k.startswith("loss/")}
-        losses = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())
-        lines.append(f"  {job['dir']}: {job['status']}" + (f"  {losses}" if losses else ""))
+        latest = {k: v for row in rows for k, v in row.items() if k.startswith(("metrics/", "eval/"))}
+        losses = {k: v for k, v in (rows[-1] if rows else {}).items() if k.startswith("loss/")}
+        table.append({"job": job["dir"], "status": job["status"], "step": rows[-1]["step"] if rows else "-",
+                      **losses, **latest})
+    columns = list(dict.fromkeys(k for row in table for k in row))
+    cells = [[_cell(row.get(c, "-")) for c in columns] for row in table]
+    widths = [max(len(c), *(len(r[n]) for r in cells)) for n, c in enumerate(columns)]
+    lines = ["  " + "  ".join(text.ljust(w) for text, w in zip(row, widths)).rstrip() for row in [columns, *cells]]
     print(f"ganlab: sweep {sweep_dir}:\n" + "\n".join(lines) + f"\n  compare: ganlab report {sweep_dir}")
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _with_stored_settings(cfg, run_dir: Path, typed: list[str]):
