@@ -257,6 +257,13 @@ def test_interpolate_needs_a_deterministic_sampler(tmp_path):
     assert ok.returncode == 0, ok.stderr
     gan = run_cli("sample", f"run={run_dir}", "steps=3", cwd=tmp_path)
     assert gan.returncode == 0
+    # ancestral sampling is eta 1 by definition: a typed eta would be replaced silently
+    noisy = run_cli("sample", f"run={run_dir}", "sampler=ddpm", "eta=0.5", cwd=tmp_path)
+    assert noisy.returncode == 2 and "eta=0.5 has no effect with sampler=ddpm" in noisy.stderr
+    assert "sampler=ddim eta=0.5" in noisy.stderr
+    with pytest.raises(ConfigError, match="model.objective.eta=0.5 has no effect with model.objective.sampler=ddpm"):
+        train(tiny("ddpm", "schedule.steps=2", "model.objective.sampler=ddpm", "model.objective.eta=0.5"),
+              tmp_path / "other")
 
 
 @pytest.mark.parametrize("overrides, words", [

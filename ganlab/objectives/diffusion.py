@@ -76,11 +76,15 @@ class DiffusionObjective(DenoisingObjective):
                          Sampling(sampler, sample_steps, guidance, eta), p_uncond)
 
     def check_sampling(self, sampling, prefix=""):
+        if sampling.sampler == "ddpm" and sampling.eta not in (0.0, 1.0):  # 0: DDIM's default, left as it was
+            raise _ancestral_eta(sampling.eta, prefix)
         if sampling.sampler == "ddpm" and sampling.eta != 1.0:
             sampling = Sampling("ddpm", sampling.steps, sampling.guidance, 1.0)  # ancestral: eta 1 by definition
         return super().check_sampling(sampling, prefix)
 
     def with_sampling(self, **typed):
+        if typed.get("sampler", self.sampling.sampler) == "ddpm" and typed.get("eta") not in (None, 1.0):
+            raise _ancestral_eta(typed["eta"], "")  # a typed eta would be silently replaced by 1
         if typed.get("sampler") == "ddim" and "eta" not in typed and self.sampling.sampler == "ddpm":
             typed["eta"] = 0.0  # a switch from ancestral to DDIM means deterministic unless eta is typed
         return super().with_sampling(**typed)
@@ -134,3 +138,9 @@ class DiffusionObjective(DenoisingObjective):
             if eta > 0 and i + 1 < len(steps):
                 x = x + sigma * noise()
         return x
+
+
+def _ancestral_eta(eta, prefix: str) -> ConfigError:
+    return ConfigError(f"{prefix}eta={eta} has no effect with {prefix}sampler=ddpm: ancestral sampling adds the full "
+                       f"noise (eta 1) by definition. For DDIM with some noise type {prefix}sampler=ddim "
+                       f"{prefix}eta={eta}; for ancestral sampling drop eta.")
