@@ -63,6 +63,18 @@ def test_epochs_and_steps_together_say_which_wins(tmp_path):
     assert "schedule.epochs=1 sets the run's length" in log and "(schedule.steps=5 is not used)" in log
 
 
+def test_zero_intervals_mean_at_the_end_only_for_grids_and_evaluation_alike(tmp_path):
+    """sample_every=0 was refused while eval_every=0 (at the end only) was accepted: both mean the same now."""
+    from ganlab.training.train import train as train_config
+    from conftest import compose_config
+
+    vae = ["model=vae_mlp", "dataset.resolution=8", "model.vae.hidden=[16]", "dataset.split=train",
+           "schedule.steps=6", "schedule.log_every=2", "schedule.sample_every=0", "schedule.eval_every=0"]
+    train_config(compose_config(vae), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "samples").glob("step_*.png")) == ["step_000006.png"]
+    assert [r["step"] for r in read_metrics(tmp_path) if "eval/mse" in r] == [6]
+
+
 def test_interpolate_needs_whole_walks_and_report_says_when_a_step_is_past_the_run(tmp_path, finished_run, caplog):
     result = run_cli("sample", f"run={finished_run}", "device=cpu", "interpolate=8", "n=5", cwd=tmp_path)
     refused(result.returncode, result.stderr, "interpolate=8 draws walks of 8 images", "set n=8")

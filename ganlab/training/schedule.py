@@ -34,7 +34,7 @@ class Schedule:
 
     steps: int
     log_every: int = 50
-    sample_every: int = 500
+    sample_every: int = 500  # and at the end; 0 = the final grid only
     ckpt_every: int = 500
     snapshot_every: int = 0  # periodic checkpoints/step_XXXXXX.pt beside last.pt; 0 = none
     keep_last: int = 3  # how many periodic checkpoints to keep

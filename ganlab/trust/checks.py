@@ -22,8 +22,8 @@ log = logging.getLogger("ganlab")
 # networks' constructors trust these checks and do not repeat them.)
 POSITIVE = {"crop": 140, "collapse_patience": 10, "batch_size": 64, "lr": 2e-4, "steps": 2000, "epochs": 10, "resolution": 32, "latent_dim": 100,
             "width": 64, "hidden": 256, "widths": 64, "outputs": 1, "pack": 1, "latent_size": 4,
-            "n_critic": 1, "g_steps": 1, "log_every": 25, "sample_every": 250, "ckpt_every": 250, "sample_count": 64}
-NON_NEGATIVE = {"snapshot_every": 1000, "keep_last": 3, "weight_decay": 0.0, "num_workers": 2, "workers": 2,
+            "n_critic": 1, "g_steps": 1, "log_every": 25, "ckpt_every": 250, "sample_count": 64}
+NON_NEGATIVE = {"sample_every": 250, "snapshot_every": 1000, "keep_last": 3, "weight_decay": 0.0, "num_workers": 2, "workers": 2,
                 "memory_limit_gb": 4, "eval_every": 500}
 FRACTIONS = {"ema_decay": 0.999, "dropout": 0.3}  # in [0, 1)
 INTEGERS = {"crop", "collapse_patience", "workers", "eval_every", "batch_size", "steps", "resolution", "latent_dim", "width", "hidden", "widths", "outputs", "pack",
