@@ -79,6 +79,7 @@ def test_ganlab_eval_writes_the_offline_protocol(tmp_path):
         evaluate(str(tmp_path / "run"), metrics=["fid"], n=10, real_n=10, device="cpu", inception_precision="fp16")
 
 
+@pytest.mark.slow
 def test_bf16_and_channels_last_keep_the_features_and_have_their_own_cache(tmp_path):
     """channels-last gives fp32's numbers; bf16 moves them by a few percent (benchmarks/inception_cpu.py:
     FID within 0.2% on MNIST), so its real side is cached apart from fp32's."""
