@@ -203,10 +203,9 @@ def run_labels(infos: list[dict[str, Any]]) -> list[str]:
         labels = [" ".join(f"{k}={_setting(i, t, k)}" for k in keys) for i, t in zip(infos, typed)]
         if len(set(labels)) == len(labels) and all(labels):
             return labels
-    if len(set(labels)) < len(labels) or not all(labels):  # then the config values that differ
-        differing = [k for k in differing_keys(infos) if k not in keys]
-        labels = [" ".join([lab, *(f"{k}={flatten(i['config']).get(k)}" for k in differing[:3])]).strip()
-                  or i["dir"].name for lab, i in zip(labels, infos)]
+    differing = [k for k in differing_keys(infos) if k not in keys]  # then the config values that differ
+    labels = [" ".join([lab, *(f"{k}={flatten(i['config']).get(k)}" for k in differing[:3])]).strip()
+              or i["dir"].name for lab, i in zip(labels, infos)]
     return labels if len(set(labels)) == len(labels) else [f"{i['dir'].name}: {l}" for i, l in zip(infos, labels)]
 
 

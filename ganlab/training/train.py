@@ -54,9 +54,9 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     check_known_keys(cfg, schedule_keys())
     check_values(cfg)  # sizes and rates by key name, where the user typed them
     check_targets(cfg, prefixes)  # on the resolved config: exactly what will be built
-    config = held_out_split(to_plain(cfg), prefixes)  # the resolved config as plain values: what is built,
-    # stored and compared
-    # HParams shows these; `run` (the folder's own name) is the short label its cut-off trial IDs are not
+    # the resolved config as plain values, held-out data held out: what is built, stored and compared
+    config = held_out_split(to_plain(cfg), prefixes)
+    # what HParams shows; `run`, the folder's own name, is the short label its cut-off trial IDs are not
     hparams = {"run": run_dir.name, **hparam_values(config, choices or {}, override_values(overrides or []))}
     resume = resume_setting(config)
     dataset = config.get("dataset") or {}
