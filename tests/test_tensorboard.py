@@ -92,6 +92,9 @@ def test_hparams_of_a_mixed_folder_list_each_runs_varied_keys(server):
     assert {"bce", "hinge"} <= set(values["loss"]) and {"dcgan", "vae_mlp", "cgan"} <= set(values["model"])
     # the trial ID is the whole path (cut off in the table's first column); `run` is the folder's own name
     assert {"0_loss=bce", "1_loss=hinge", "vae", "cgan"} == set(values["run"])
+    from ganlab.training.train import run_label
+    assert run_label(Path("outputs/2026-12-05/14-35-45_dcgan_digits")) == "dcgan_digits 14-35-45"
+    assert run_label(Path("multirun/2026-12-05/14-37-30/0_loss=bce")) == "0_loss=bce"
     # a typed number is a number column (sorted, filtered by range), as the keys left at their defaults
     types = {info["name"]: info.get("type") for info in experiment["hparamInfos"]}
     assert types["schedule.steps"] == types["dataset.batch_size"] == "DATA_TYPE_FLOAT64", types

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -57,7 +58,7 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
     # the resolved config as plain values, held-out data held out: what is built, stored and compared
     config = held_out_split(to_plain(cfg), prefixes)
     # what HParams shows; `run`, the folder's own name, is the short label its cut-off trial IDs are not
-    hparams = {"run": run_dir.name, **hparam_values(config, choices or {}, override_values(overrides or []))}
+    hparams = {"run": run_label(run_dir), **hparam_values(config, choices or {}, override_values(overrides or []))}
     resume = resume_setting(config)
     dataset = config.get("dataset") or {}
     with machine_faults(run_dir, dataset.get("batch_size"), dataset.get("resolution")):  # start-up included: exit 4
@@ -73,6 +74,13 @@ def train(cfg: DictConfig, run_dir: Path | str, overrides: list[str] | None = No
                 write_run_id(run_dir, training.run.run_id)
             _start(training, hparams, run_dir, bool(config.get("progress", True)), started, on_begin)
             return training
+
+
+def run_label(run_dir: Path) -> str:
+    """A run's folder name with its name first (`dcgan_digits 14-35-45` for `14-35-45_dcgan_digits`):
+    a table column that cuts it still shows what the run is."""
+    timed = re.fullmatch(r"(\d\d-\d\d-\d\d)_(.+)", run_dir.name)
+    return f"{timed.group(2)} {timed.group(1)}" if timed else run_dir.name
 
 
 def _accept(lock: RunDirLock | None, on_accept: Callable[[], None] | None) -> None:
