@@ -28,6 +28,7 @@ def images(tmp_path):
     (["model=vae_mlp", "+optimizer.per_network.discriminator.lr=4e-4"], "Its networks are: vae"),
     (["modle=sngan"], "modle is not a config group or key. Did you mean model="),
     (["schedule.step=100"], "schedule.step is not a ganlab setting. Did you mean schedule.steps?"),
+    (["loss=hingee"], "loss=hingee is not an option of loss. Did you mean loss=hinge?"),
     (["dataset.resolution=16384"], "dataset.resolution=16384: 1,797 digits images of 1x16384x16384 need"),
     (["schedule.adaptive=true"], "schedule.adaptive=True is a group of settings, not a switch"),
 ])

@@ -300,11 +300,17 @@ def resume_sweep(sweep_dir: Path, typed: list[str], session: Session | None = No
 
 def _did_you_mean(text: str) -> str:
     """For Hydra's 'Could not override X' (a key or group that does not exist): the nearest group or
-    key, first, instead of Hydra's `+X` advice that only leads to a second refusal."""
+    key, first, instead of Hydra's `+X` advice that only leads to a second refusal; for 'Could not
+    find group/option', the nearest option."""
     import difflib
 
     from ganlab.trust.paths import config_groups
 
+    missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)  # an option the group does not have
+    if missing:
+        group, option = missing.groups()
+        near = difflib.get_close_matches(option, config_groups().get(group) or [], n=1, cutoff=0.6)
+        return f"{group}={option} is not an option of {group}. Did you mean {group}={near[0]}? " if near else ""
     found = re.search(r"Could not override '([^']+)'", text)
     if not found:
         return ""
