@@ -158,11 +158,9 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 def check_loss_fits(cfg: DictConfig, prefixes: tuple[str, ...]) -> None:
     """A GAN objective needs an adversarial loss; a VAE's or classifier's loss, D steps or augmentation
     would silently be ignored."""
-    from ganlab.trust.build import resolve_target
     from ganlab.trust.paths import config_groups
 
-    reads_loss = resolve_target(cfg.model.objective.get("_target_"), "model.objective._target_", prefixes)\
-        .needs_adversarial_loss
+    reads_loss = _objective_class(cfg, prefixes).needs_adversarial_loss
     if cfg.get("loss") and not reads_loss:
         raise ConfigError("a loss was chosen, but this model trains its own objective and ignores it (VAEs and "
                           "classifiers set theirs under model.objective); drop the loss= override.")
@@ -183,14 +181,18 @@ def check_loss_fits(cfg: DictConfig, prefixes: tuple[str, ...]) -> None:
 def held_out_split(config: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, Any]:
     """Held-out data must be held out: a model evaluated on the test split (VAEs, classifiers) trains
     on split=train where the data set's default is split=all; the config says so (what is stored)."""
-    from ganlab.trust.build import resolve_target
-
-    objective = resolve_target(config["model"]["objective"].get("_target_"), "model.objective._target_", prefixes)
-    if not (objective.wants_evaluation and config["dataset"].get("split") == "all"):
+    if not (_objective_class(config, prefixes).wants_evaluation and config["dataset"].get("split") == "all"):
         return config
     log.info("dataset.split=all would train on the test images too: training on split=train, evaluating "
              "on the held-out split=test")
     return {**config, "dataset": {**config["dataset"], "split": "train"}}
+
+
+def _objective_class(config: dict[str, Any] | DictConfig, prefixes: tuple[str, ...]) -> type:
+    """The class `model.objective._target_` names (what kind of model this is), before anything is built."""
+    from ganlab.trust.build import resolve_target
+
+    return resolve_target(config["model"]["objective"].get("_target_"), "model.objective._target_", prefixes)
 
 
 def resume_setting(config: dict[str, Any]) -> Any:
