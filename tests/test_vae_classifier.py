@@ -160,6 +160,17 @@ def test_classifier_metrics_judge_generated_digits(tmp_path):
     assert judge_real["classifier_score"] > row["diagnostics/classifier_score"]
 
 
+def test_a_classifier_evaluates_on_the_held_out_split(tmp_path, caplog):
+    """split=train holds the test split out for evaluation: digits' 359 test images, not the 1,438
+    it trains on (the trust check once refused the test split's build, and eval fell back silently)."""
+    with caplog.at_level("WARNING", logger="ganlab"):
+        loop = train(compose_config(["model=classifier_mlp", "dataset.resolution=8", "model.classifier.hidden=[8]",
+                                     "schedule.steps=2", "dataset.split=train"]), tmp_path)
+    held_out = torch.cat([b["image"] for b in loop.evaluator.held_out_batches()])
+    assert len(held_out) == 359 and loop.run.images == 1438
+    assert "no test split" not in caplog.text
+
+
 def test_classifier_metrics_refuse_a_gan_checkpoint(tmp_path):
     train(compose_config(["schedule.steps=1"]), tmp_path / "gan")
     with pytest.raises(ConfigError, match="is not a classifier run's checkpoint"):

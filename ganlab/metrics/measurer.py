@@ -70,9 +70,11 @@ def real_images(data, limit: int) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def real_key(dataset: dict[str, Any], split: str, root: str | None, shape, limit: int) -> str:
-    """What names a real side in the caches: the data set, where it lies, split, shape, pixel range, count."""
+    """What names a real side in the caches: the data set, where it lies, split, shape, pixel range, count.
+    `read` 2: before it, a training run measured its training images under its test split's key
+    (the test split's build was refused and fell back), so those entries are not reused."""
     return json.dumps({"dataset": dataset.get("_target_"), "root": str(root or dataset.get("root")), "split": split,
-                       "shape": list(shape), "value_range": dataset.get("value_range"), "limit": limit},
+                       "shape": list(shape), "value_range": dataset.get("value_range"), "limit": limit, "read": 2},
                       sort_keys=True)
 
 

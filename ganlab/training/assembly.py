@@ -232,7 +232,7 @@ def _held_out(node: dict[str, Any], data, prefixes):
             log.info("evaluation uses the training data: dataset %s has no test split", node["_target_"])
         return data
     try:
-        return build({**node, "split": "test"}, "dataset (test split)", prefixes)
+        return build({**node, "split": "test"}, "dataset", prefixes)  # the dataset node, its split changed
     except ConfigError as exc:
         log.warning("no test split (%s); evaluation uses the training data", str(exc).split(";")[0])
         return data
