@@ -18,15 +18,15 @@ __version__ = "0.1.0"
 # name is the same module object as the new one, imported on first use.
 _LAYERS = {
     "commands": ("cli", "launch", "options", "usage", "sample", "evaluate", "report", "search", "figures", "seeds"),
-    "training": ("train", "run", "loop", "step", "maintenance", "schedule", "runtime", "replay", "drawing"),
+    "training": ("train", "run", "loop", "step", "maintenance", "schedule", "runtime", "replay", "drawing", "transfer"),
     "objectives": ("losses", "penalties", "augment"),
     "trust": ("vetting", "build", "registry", "bounds", "checks", "stored", "paths"),
-    "records": ("checkpoint", "rundir", "cache", "logging", "plots", "safe_files", "sweeps", "transfer", "faults"),
+    "records": ("checkpoint", "rundir", "cache", "logging", "plots", "safe_files", "sweeps", "faults"),
 }
 MOVED = {f"ganlab.{module}": f"ganlab.{layer}.{module}" for layer, modules in _LAYERS.items() for module in modules}
 MOVED.update({"ganlab.metrics.measuring": "ganlab.training.measuring",  # it wires a run's measuring
               "ganlab.models.sync_batchnorm": "ganlab.training.sync_batchnorm",  # how a run executes
-              "ganlab.training.transfer": "ganlab.records.transfer"})  # a checkpoint's layers into a network
+              "ganlab.records.transfer": "ganlab.training.transfer"})  # there one release; copying layers builds a run
 
 
 class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -37,6 +37,16 @@ def test_old_module_names_are_the_same_modules():
     assert ganlab.records.checkpoint.__spec__.name == "ganlab.records.checkpoint"  # the module keeps its own spec
 
 
+def test_every_moved_name_is_the_module_it_names():
+    import importlib
+
+    from ganlab import MOVED
+
+    for old, new in MOVED.items():  # a stale entry (its module moved again) fails here, not in a user's config
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    assert MOVED["ganlab.records.transfer"] == MOVED["ganlab.transfer"] == "ganlab.training.transfer"
+
+
 def test_a_target_builds_under_its_old_and_its_new_name():
     old, new = lookup("ganlab.losses.HingeLoss"), lookup("ganlab.objectives.losses.HingeLoss")
     assert old is not None and old == new and old[0] == "loss"

@@ -85,6 +85,16 @@ def test_identical_real_sets_give_fd_near_zero_and_fd_grows_with_blur_and_noise(
     assert same < slightly < strongly < fd(noise)
 
 
+def test_a_classifier_run_folder_is_a_judge_like_its_last_checkpoint(judge):
+    """metrics.classifier=<run folder> (not only its checkpoints/last.pt) opens the same network; its
+    identity hashes the checkpoint (hashing the folder once raised IsADirectoryError)."""
+    path, by_file = judge
+    by_folder = open_judge(str(path.parent.parent), _digits_facts(), torch.device("cpu"), allowed_prefixes(), "classifier")
+    assert by_folder.identity.split("sha256:")[1] == by_file.identity.split("sha256:")[1]
+    for mine, theirs in zip(by_folder.network.state_dict().values(), by_file.network.state_dict().values()):
+        assert torch.equal(mine, theirs)
+
+
 def test_one_image_covers_one_class_and_real_images_cover_all(judge, real_digits, tmp_path):
     _, jd = judge
     images, labels = real_digits

@@ -3,7 +3,7 @@
 Both encode to (mu, logvar), sample z = mu + sigma * eps (the reparameterisation, so gradients
 flow through mu and sigma) and decode to pixels in [0, 1] (sigmoid). The encoder's hidden stack
 is called `hidden` in both the MLP VAE and the MLP classifier, so a classifier's trained layers
-can start the encoder (`model.encoder_init`, applied by ganlab/run.py through ganlab/transfer.py).
+can start the encoder (`model.encoder_init`, applied by training/run.py through training/transfer.py).
 """
 
 from __future__ import annotations

@@ -134,6 +134,11 @@ class Saved:
         return self.state.get("images")
 
     @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """Each network's weights (state dict) by name."""
+        return self.state.get("networks") or {}
+
+    @property
     def seed(self) -> Any:
         return self.config.get("seed")
 
@@ -286,6 +291,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def network_weights(path: str | Path, key: str) -> dict[str, dict[str, Any]]:
+    """Each network's weights (state dict) by name, from the checkpoint at `path` (`key` names the setting)."""
+    return Saved(load(path, key)).networks
+
+
+def read_run(run: str | Path, which: str = "last", key: str = "run") -> tuple[Path, dict[str, Any]]:
+    """The checkpoint `which` of `run` (a run directory or a checkpoint file) and its verified state."""
+    path = checkpoint_path(run, which, key)
+    return path, load(path, key)
 
 
 def checkpoint_path(run: str | Path, which: str = "last", key: str = "run") -> Path:

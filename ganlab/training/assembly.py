@@ -27,7 +27,7 @@ from ganlab.training import run as runs
 from ganlab.training.loop import train_steps
 from ganlab.training.maintenance import Maintenance, MaintenanceState
 from ganlab.metrics.measurer import Evaluator
-from ganlab.training.measuring import open_judge, training_evaluator
+from ganlab.training.measuring import judge_from, training_evaluator
 from ganlab.records.rundir import new_run_id, read_run_id
 from ganlab.training.replay import restore, resume_state
 from ganlab.training.runtime import Runtime
@@ -107,8 +107,13 @@ def assemble(config: dict[str, Any], run_dir: Path, prefixes: tuple[str, ...], r
     dataset, limit = split_limit(config["dataset"])
     data = limited(build(dataset, "dataset", prefixes), limit, seed)  # held-out data stays whole
     changes = check_resumable(checkpoint.Saved(stored), config) if stored else {}
+    # the other files the run starts from, read before anything is built from them
+    encoder_init, metrics = config["model"].get("encoder_init"), config.get("metrics") or {}
+    encoder_weights = checkpoint.network_weights(str(encoder_init), "model.encoder_init") if encoder_init else None
+    judge_file = checkpoint.read_run(str(metrics["classifier"]), key="metrics.classifier") \
+        if metrics.get("classifier") else None
     value_range = getattr(data, "value_range", "tanh")
-    objective = runs.build_objective(config["model"], data.facts, device, prefixes)
+    objective = runs.build_objective(config["model"], data.facts, device, prefixes, encoder_weights)
     _check_value_range(objective, value_range)
     schedule = _schedule(config["schedule"], data, objective, stored if resumed else None, run_dir)
     ema = runs.ema_copies(objective) if schedule.uses_ema else {}  # of the plain networks, before compile or DDP
@@ -125,9 +130,8 @@ def assemble(config: dict[str, Any], run_dir: Path, prefixes: tuple[str, ...], r
     run = runs.Run(config, data.facts, value_range, objective, ema=ema, fixed=fixed, overrides=list(overrides),
                    steps_per_epoch=data.batches_per_epoch / objective.batches_per_step(), images=_count(data),
                    run_id=run_id, choices=dict(choices))
-    metrics = config.get("metrics") or {}
-    judge = open_judge(str(metrics["classifier"]), data.facts, device, prefixes, "metrics.classifier") \
-        if metrics.get("classifier") else None
+    judge = judge_from(str(metrics["classifier"]), judge_file, data.facts, device, prefixes, "metrics.classifier") \
+        if judge_file else None
     evaluator = training_evaluator(  # the real side is loaded on the first measurement
         metrics, run, data, held_out, lambda: held_out or _held_out(dataset, data, prefixes), device, dataset, judge)
     step = Step(objective, optimizers, batches, schedule, runtime, data.batch_size, ema)

@@ -13,6 +13,7 @@ import torch
 from ganlab.metrics.classifier import Judge
 from ganlab.metrics.measurer import REAL_LIMIT, Evaluator, Measurer, real_key
 from ganlab.metrics.registry import training_plan
+from ganlab.records import checkpoint
 from ganlab.records.cache import file_sha256
 from ganlab.training import run as runs
 from ganlab.training.drawing import generate
@@ -21,8 +22,16 @@ log = logging.getLogger("ganlab")
 
 
 def open_judge(path: str, facts, device: torch.device, prefixes, key: str) -> Judge:
-    network, value_range, per_channel = runs.open_classifier(path, key, facts, device, prefixes)
-    return Judge(network, value_range, f"{Path(path).name} sha256:{file_sha256(path)[:16]}", per_channel)
+    """The classifier run at `path` (`key`=`path` as typed) as the judge of samples of data shaped as `facts`."""
+    return judge_from(path, checkpoint.read_run(path, key=key), facts, device, prefixes, key)
+
+
+def judge_from(path: str, read: tuple[Path, dict[str, Any]], facts, device: torch.device, prefixes, key: str) -> Judge:
+    """The judge of `read`, the checkpoint file and verified state `path` named, already read."""
+    file, state = read
+    network, value_range, per_channel = runs.classifier_of(runs.from_checkpoint(file, state, device, prefixes),
+                                                           path, key, facts)
+    return Judge(network, value_range, f"{Path(path).name} sha256:{file_sha256(file)[:16]}", per_channel)
 
 
 def drawer(run: runs.Run):

@@ -26,7 +26,7 @@ from ganlab.data.memory import DataFacts
 from ganlab.errors import ConfigError
 from ganlab.objectives.base import Objective
 from ganlab.training.runtime import unwrap
-from ganlab.records.transfer import copy_layers
+from ganlab.training.transfer import copy_layers
 
 log = logging.getLogger("ganlab")
 
@@ -102,21 +102,23 @@ def build(config: dict[str, Any], facts: DataFacts, value_range: str, device: to
     """Build every network of `config["model"]` (the run's resolved config, as plain values) for the
     data `facts`, then the objective that trains them (`start_encoder`: apply `model.encoder_init`,
     which a reopened run does not need)."""
-    objective = build_objective(config["model"], facts, device, prefixes, start_encoder)
+    model = config["model"]
+    start = model.get("encoder_init") if start_encoder else None
+    objective = build_objective(model, facts, device, prefixes,
+                                checkpoint.network_weights(str(start), "model.encoder_init") if start else None)
     return Run(config, facts, value_range, objective, ema_copies(objective) if ema else {},
                overrides=list(overrides or []))
 
 
 def build_objective(model: dict[str, Any], facts: DataFacts, device: torch.device, prefixes: tuple[str, ...],
-                    start_encoder: bool = True) -> Objective:
+                    encoder_weights: dict[str, dict[str, torch.Tensor]] | None = None) -> Objective:
     """Every network of `model` (the config's `model` node) for the data `facts`, on `device`, and
-    the objective that trains them."""
+    the objective that trains them; `encoder_weights` (read from `model.encoder_init`) start the encoder."""
     facts_kw = asdict(facts)
     networks = {name: build_object(node, f"model.{name}", prefixes, **facts_kw).to(device)
                 for name, node in model.items() if name != "objective" and _is_buildable(node)}
-    encoder_init = model.get("encoder_init")
-    if encoder_init and start_encoder:
-        _start_encoder(networks, str(encoder_init))
+    if encoder_weights is not None:
+        _start_encoder(networks, str(model["encoder_init"]), encoder_weights)
     return build_object(model["objective"], "model.objective", prefixes, **networks, **facts_kw)
 
 
@@ -129,31 +131,30 @@ def _is_buildable(node: Any) -> bool:
     return isinstance(node, Mapping) and "_target_" in node
 
 
-def _start_encoder(networks: dict[str, nn.Module], path: str) -> None:
+def _start_encoder(networks: dict[str, nn.Module], path: str, weights: dict[str, dict[str, torch.Tensor]]) -> None:
     """`model.encoder_init=PATH`: a classifier run's `hidden` layers start the VAE encoder's."""
     targets = [net for net in networks.values() if hasattr(net, "encoder_body")]
     if not targets:
         raise ConfigError("model.encoder_init is set, but this model has no encoder to start; it is for "
                           "model=vae_mlp / vae_conv.")
-    weights = network_weights(path, "model.encoder_init")
     for net in targets:
         copy_layers(net.encoder_body(), weights, path, source_prefix="hidden.", key="model.encoder_init")
 
 
 # --- reading runs back ------------------------------------------------------------------------
-def network_weights(path: str | Path, key: str) -> dict[str, dict[str, torch.Tensor]]:
-    """Each network's state dict from a checkpoint, verified."""
-    return checkpoint.load(path, key)["networks"]
-
-
 def open(run: str | Path, which: str = "last", device: torch.device | str = "cpu",
          prefixes: tuple[str, ...] | None = None, key: str = "run") -> Run:
     """Open a finished (or running) run: its networks, EMA copies and fixed inputs on `device`,
     rebuilt from the checkpoint's own config and data facts. The stored config is shared input: it
     is checked against `prefixes`, the allow-list of the user running this command (by default
     ganlab's own), never against the `allowed_targets` stored in it (anyone can re-sign a file)."""
-    path = checkpoint.checkpoint_path(run, which, key)
-    state = checkpoint.load(path, key)
+    path, state = checkpoint.read_run(run, which, key)
+    return from_checkpoint(path, state, device, prefixes)
+
+
+def from_checkpoint(path: Path, state: dict[str, Any], device: torch.device | str = "cpu",
+                    prefixes: tuple[str, ...] | None = None) -> Run:
+    """The run a checkpoint's verified `state` (read from `path`) holds, built as `open` does."""
     device = torch.device(device)
     prefixes = prefixes or allowed_prefixes()
     facts = _facts(state["facts"], path)
@@ -186,11 +187,10 @@ def _facts(stored: dict[str, Any], path: Path | str = "the checkpoint") -> DataF
     return DataFacts(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
 
 
-def open_classifier(path: str | Path, key: str, facts: DataFacts, device: torch.device,
-                    prefixes: tuple[str, ...]) -> tuple[nn.Module, str, bool]:
-    """A classifier run's network (to judge samples of data shaped as `facts`), the value range it
-    was trained on, and whether it judges each channel alone (a 1-channel classifier of 3-channel data)."""
-    judge = open(path, device=device, prefixes=prefixes, key=key)
+def classifier_of(judge: Run, path: str | Path, key: str, facts: DataFacts) -> tuple[nn.Module, str, bool]:
+    """The network of `judge`, a classifier run (`key`=`path` as typed), to judge samples of data
+    shaped as `facts`, the value range it was trained on, and whether it judges each channel alone
+    (a 1-channel classifier of 3-channel data)."""
     if "classifier" not in judge.networks:
         raise ConfigError(f"{key}={path} is not a classifier run's checkpoint (its networks are "
                           f"{sorted(judge.networks)}); train one, e.g. experiment=fashion_classifier_mlp.")

@@ -1,5 +1,5 @@
-"""Starting a network's layers from a checkpoint's weights (a classifier run's layers into a VAE encoder):
-the reading side of stored weights, beside `checkpoint.py`."""
+"""Starting a network's layers from weights a checkpoint held (a classifier run's layers into a VAE
+encoder): part of building a run, after the assembly has read the file (`records/checkpoint.py`)."""
 
 from __future__ import annotations
 
