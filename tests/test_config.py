@@ -61,6 +61,14 @@ def test_every_group_option_composes(group, option):
     check_targets(job, allowed_prefixes())  # raises for a target nothing may build
 
 
+@pytest.mark.parametrize("experiment", config_groups()["experiment"])
+def test_debug_tiny_is_eight_steps_after_any_preset(experiment):
+    """`experiment=X debug=tiny` is the few-second check it says it is: a preset's epochs (which set the
+    length when given) do not turn it back into the full run (anime_collapse: 40,000 steps)."""
+    cfg = compose_config([f"experiment={experiment}", "debug=tiny"], shrink=False)
+    assert (cfg.schedule.steps, cfg.schedule.epochs, cfg.dataset.batch_size) == (8, None, 16)
+
+
 def test_overrides_reach_the_config():
     cfg = compose_config(["optimizer.lr=1e-4", "schedule.n_critic=5", "loss=hinge"])
     assert cfg.optimizer.lr == pytest.approx(1e-4)
