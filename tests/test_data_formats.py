@@ -35,6 +35,15 @@ def test_cifar10_class_folders(tmp_path):
     assert data.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
 
 
+def test_cifar10_class_folders_under_a_data_folder(tmp_path):
+    """root=$GANLAB_DATA holding cifar10/<split>/<class>/ (as ../shared/data does) finds them."""
+    for name in ("cat", "dog"):
+        make_images(tmp_path / "cifar10" / "test" / name, 3, size=(32, 32))
+    assert load_cifar10(root=str(tmp_path), split="test", batch_size=2).images.shape == (6, 3, 32, 32)
+    with pytest.raises(ConfigError, match="cifar10/train"):  # the train split is not there: both places named
+        load_cifar10(root=str(tmp_path), split="train", batch_size=2)
+
+
 def test_fashion_mnist_idx(tmp_path):
     images, labels = digit_like(30)
     write_idx_split(tmp_path / "FashionMNIST" / "raw", "test", images, labels, gz=False)

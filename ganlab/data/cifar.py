@@ -2,7 +2,8 @@
 unpickler that admits only arrays, bytes, strings, numbers and containers) or class folders of images.
 
     <root>/cifar-10-batches-py/{data_batch_1..5, test_batch}   as downloaded by torchvision
-    <root>/<split>/<class>/*.jpg|png                           e.g. ../shared/data/cifar10/test/...
+    <root>/<split>/<class>/*.jpg|png                           root=../shared/data/cifar10
+    <root>/cifar10/<split>/<class>/*.jpg|png                   root=../shared/data, as $GANLAB_DATA may be
 """
 
 from __future__ import annotations
@@ -65,14 +66,18 @@ def load_cifar10(root: str = "data", split: str = "train", download: bool = Fals
         raise ConfigError(f"dataset.split={split!r} is not known for cifar10; use train or test.")
     root_path = Path(root).expanduser()
     pickled = root_path / "cifar-10-batches-py"
-    if (root_path / split).is_dir() and not all((pickled / b).is_file() for b in BATCHES[split]):
-        return load_folder(str(root_path / split), resolution, batch_size, "folders", workers=workers,
+    # class folders in <root>/<split>, or in <root>/cifar10/<split> (a data folder holding several sets)
+    folders = [root_path / split, root_path / "cifar10" / split]
+    found = next((folder for folder in folders if folder.is_dir()), None)
+    if found is not None and not all((pickled / b).is_file() for b in BATCHES[split]):
+        return load_folder(str(found), resolution, batch_size, "folders", workers=workers,
                            value_range=value_range, name="cifar10")
     if not all((pickled / b).is_file() for b in BATCHES[split]):
         if not download:
             raise ConfigError(f"cifar10 ({split} split) was not found: looked for {', '.join(BATCHES[split])} in "
-                              f"{pickled.resolve()} and for class folders in {(root_path / split).resolve()}. Point "
-                              "dataset.root there, or set dataset.download=true.")
+                              f"{pickled.resolve()} and for class folders in "
+                              f"{' and '.join(str(folder.resolve()) for folder in folders)}. Point dataset.root there, "
+                              "or set dataset.download=true.")
         from torchvision import datasets
 
         fetch("cifar10", root_path, str(pickled),
