@@ -26,6 +26,15 @@ def jobs(sweep):
     return sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
 
 
+def test_a_differing_choice_explains_its_whole_group():
+    """A GAN's `loss=bce` beside a diffusion run's `loss=none` (an empty `loss` node) is one `loss` column."""
+    from ganlab.commands.report import differing_keys
+
+    gan = {"config": {"loss": {"adversarial": {"_target_": "x.Bce"}}, "seed": 0, "lr": 1}, "choices": {"loss": "bce"}}
+    diffusion = {"config": {"loss": {}, "seed": 0, "lr": 2}, "choices": {"loss": "none"}}
+    assert differing_keys([gan, diffusion]) == ["lr"]
+
+
 def test_a_sweep_report_has_a_table_of_the_differing_keys_and_real_values(sweep):
     written = report([str(sweep)])
     assert {p.name for p in written} == {"learning_curves.png", "runs.md", "runs.csv"}
