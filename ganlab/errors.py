@@ -11,6 +11,11 @@ class ConfigError(Exception):
     """Bad input found before (or instead of) training. The CLI prints it without a traceback."""
 
 
+class DataNotFound(ConfigError):
+    """A data set's files, or one split of them, are not where the config points. Training's held-out
+    split may fall back to the training data on this error alone (any other is a real error)."""
+
+
 class TrainingDiverged(Exception):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 

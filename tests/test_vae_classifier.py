@@ -171,6 +171,21 @@ def test_a_classifier_evaluates_on_the_held_out_split(tmp_path, caplog):
     assert "no test split" not in caplog.text
 
 
+def test_a_missing_test_split_falls_back_with_a_warning_and_a_broken_one_is_an_error(tmp_path, caplog):
+    """MNIST with only its training files: evaluation warns and uses the training data. A test split
+    that is there but cannot be read is not "missing": it is one paragraph, not a silent fallback."""
+    root = make_mnist(tmp_path / "data", n=64)
+    small = [*CLASSIFIER_SMALL, "dataset=mnist", f"dataset.root={root}", "schedule.steps=2"]
+    with caplog.at_level("WARNING", logger="ganlab"):
+        loop = train(compose_config(small), tmp_path / "fallback")
+    assert "no test split (mnist (test split) was not found" in caplog.text
+    assert len(torch.cat([b["image"] for b in loop.evaluator.held_out_batches()])) == 64  # the training images
+    (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(b"not an idx file")
+    (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"not an idx file")
+    with pytest.raises(ConfigError, match="t10k"):
+        train(compose_config(small), tmp_path / "broken")
+
+
 def test_classifier_metrics_refuse_a_gan_checkpoint(tmp_path):
     train(compose_config(["schedule.steps=1"]), tmp_path / "gan")
     with pytest.raises(ConfigError, match="is not a classifier run's checkpoint"):

@@ -16,7 +16,7 @@ import torch
 
 from ganlab.data.folder import ImageFiles, image_set
 from ganlab.data.memory import with_attributes
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, DataNotFound
 from ganlab.trust.registry import buildable
 
 SPLITS = {"train": "0", "valid": "1", "test": "2", "all": None}
@@ -38,7 +38,7 @@ def load_celeba(root: str = "data", split: str = "train", attributes: list[str] 
             datasets.CelebA(str(Path(root).expanduser()), split="all", download=True)
         else:
             missing = ", ".join(str(p) for p in needed if not p.exists())
-            raise ConfigError(f"celeba was not found: missing {missing}. Put CelebA there (img_align_celeba/ and "
+            raise DataNotFound(f"celeba was not found: missing {missing}. Put CelebA there (img_align_celeba/ and "
                               "the list_*.txt files), point dataset.root at the folder holding celeba/, or set "
                               "dataset.download=true (Google Drive; often over quota).")
     names, table = _read_attributes(needed[1])
@@ -49,7 +49,7 @@ def load_celeba(root: str = "data", split: str = "train", attributes: list[str] 
     partition = dict(line.split() for line in needed[2].read_text().splitlines() if line.strip())
     files = sorted(f for f in table if SPLITS[split] is None or partition.get(f) == SPLITS[split])
     if not files:
-        raise ConfigError(f"celeba has no images in split {split!r} per {needed[2]}.")
+        raise DataNotFound(f"celeba has no images in split {split!r} per {needed[2]}.")
     columns = [names.index(a) for a in chosen]
     targets = torch.tensor([[table[f][c] for c in columns] for f in files], dtype=torch.float32)
     images = ImageFiles([needed[0] / f for f in files], resolution, crop, 3, targets)

@@ -18,7 +18,7 @@ import torch
 from ganlab.data.folder import load_folder
 from ganlab.data.memory import InMemoryImages, resized
 from ganlab.data.download import fetch
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, DataNotFound
 from ganlab.trust.registry import buildable
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -74,7 +74,7 @@ def load_cifar10(root: str = "data", split: str = "train", download: bool = Fals
                            value_range=value_range, name="cifar10")
     if not all((pickled / b).is_file() for b in BATCHES[split]):
         if not download:
-            raise ConfigError(f"cifar10 ({split} split) was not found: looked for {', '.join(BATCHES[split])} in "
+            raise DataNotFound(f"cifar10 ({split} split) was not found: looked for {', '.join(BATCHES[split])} in "
                               f"{pickled.resolve()} and for class folders in "
                               f"{' and '.join(str(folder.resolve()) for folder in folders)}. Point dataset.root there, "
                               "or set dataset.download=true.")

@@ -24,7 +24,7 @@ from torchvision.transforms import functional as TF
 
 from ganlab.records.cache import load_verified, save_verified
 from ganlab.data.memory import DataFacts, InMemoryImages, check_batch_size, epoch_order, pixels_to_float
-from ganlab.errors import ConfigError, RunFault
+from ganlab.errors import ConfigError, RunFault, DataNotFound
 from ganlab.trust.registry import buildable
 
 log = logging.getLogger("ganlab")
@@ -164,7 +164,7 @@ def split_files(paths: list[Path], root: Path, split: str, test_fraction: float)
         return int.from_bytes(digest[:4], "big") / 2 ** 32 < test_fraction
     chosen = [p for p in paths if is_test(p) == (split == "test")]
     if not chosen:
-        raise ConfigError(f"dataset.split={split} of {root} is empty; lower or raise dataset.test_fraction.")
+        raise DataNotFound(f"dataset.split={split} of {root} is empty; lower or raise dataset.test_fraction.")
     return chosen
 
 

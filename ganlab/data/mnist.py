@@ -16,7 +16,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from ganlab.data.download import fetch
 from ganlab.data.memory import InMemoryImages, resized
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, DataNotFound
 from ganlab.trust.registry import buildable
 
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
@@ -46,7 +46,7 @@ def load_idx_images(dataset_class: type, config_name: str, root: str, split: str
     stems = [f"{SPLIT_PREFIX[split]}-images-idx3-ubyte", f"{SPLIT_PREFIX[split]}-labels-idx1-ubyte"]
     if not all(_find_idx(raw, s) for s in stems):
         if not download:
-            raise ConfigError(
+            raise DataNotFound(
                 f"{config_name} ({split} split) was not found: looked for {', '.join(s + '[.gz]' for s in stems)} "
                 f"in {raw.resolve()}. Put the files there, point dataset.root at the folder that holds "
                 f"{dataset_class.__name__}/raw, or set dataset.download=true to fetch them.")

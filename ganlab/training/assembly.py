@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from ganlab.data.memory import limited, split_limit
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, DataNotFound
 from ganlab.records import checkpoint
 from ganlab.records.logging import NullLogger, read_metrics
 from ganlab.records.rundir import refuse_links
@@ -237,7 +237,7 @@ def _held_out(node: dict[str, Any], data, prefixes):
         return data
     try:
         return build({**node, "split": "test"}, "dataset", prefixes)  # the dataset node, its split changed
-    except ConfigError as exc:
+    except DataNotFound as exc:  # only a missing split falls back: any other refusal is an error, not a warning
         log.warning("no test split (%s); evaluation uses the training data", str(exc).split(";")[0])
         return data
 
