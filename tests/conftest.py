@@ -146,3 +146,9 @@ def cli_in_process(*args: str, cwd: Path, monkeypatch=None, capsys=None) -> tupl
 
 CLI_TINY = ["device=cpu", "progress=false", "dataset.resolution=16", "dataset.batch_size=16",
             "model.generator.width=8", "model.discriminator.width=8"]
+
+
+def sweep_table(text: str) -> list[dict[str, str]]:
+    """The rows of the table a sweep ends with, by its header."""
+    lines = [line.split() for line in text.splitlines()[1:] if line.startswith("  ") and "compare:" not in line]
+    return [dict(zip(lines[0], row)) for row in lines[1:]]

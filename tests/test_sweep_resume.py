@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CLI_TINY, run_cli
+from conftest import CLI_TINY, run_cli, sweep_table
 from ganlab.records import checkpoint
 
 SWEEP = [*CLI_TINY, "debug=tiny", "schedule.steps=120", "schedule.ckpt_every=10", "schedule.log_every=10",
@@ -56,6 +56,8 @@ def test_a_sweep_killed_in_its_third_job_resumes_to_the_uninterrupted_sweeps_num
     names = sorted(p.name for p in (tmp_path / "whole").iterdir() if p.is_dir())
     assert len(names) == 4 and names == sorted(p.name for p in (tmp_path / "killed").iterdir() if p.is_dir())
     assert f"{names[0]}: finished at step 120, skipped" in resumed.stdout
+    table = resumed.stdout[resumed.stdout.rindex("ganlab: sweep killed:"):]  # the table a sweep ends with
+    assert [(r["job"], r["status"], r["step"]) for r in sweep_table(table)] == [(n, "finished", "120") for n in names]
     for name in names:
         assert rows(tmp_path / "killed" / name) == rows(tmp_path / "whole" / name), name
         mine, theirs = weights(tmp_path / "killed" / name), weights(tmp_path / "whole" / name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CLI_TINY, cli_in_process, run_cli
+from conftest import CLI_TINY, cli_in_process, run_cli, sweep_table
 from test_shared_input import TINY_RUN, finished_run, refused  # noqa: F401
 from ganlab.records.logging import read_metrics
 
@@ -122,12 +122,6 @@ def test_a_sweep_ends_with_a_table_of_its_jobs_and_the_report_command(tmp_path):
               for r in rows]
     assert [float(r["loss/D"]) for r in rows] == pytest.approx([f["loss/D"] for f in finals], rel=1e-3)
     assert f"compare: ganlab report {tmp_path / 'S'}" in table
-
-
-def sweep_table(text: str) -> list[dict[str, str]]:
-    """The rows of the table a sweep ends with, by its header."""
-    lines = [line.split() for line in text.splitlines()[1:] if line.startswith("  ") and "compare:" not in line]
-    return [dict(zip(lines[0], row)) for row in lines[1:]]
 
 
 def test_betas_a_run_folder_that_cannot_exist_and_a_failed_sweep_job_are_one_paragraph(tmp_path):

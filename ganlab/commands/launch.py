@@ -256,7 +256,7 @@ def _resumes_sweep(overrides: list[str], session: Session | None) -> bool:
 def resume_sweep(sweep_dir: Path, typed: list[str], session: Session | None = None) -> None:
     """Walk the sweep's record: skip finished jobs, continue killed ones, start the ones that never
     started (their planned config written as their stored settings), each as `ganlab train
-    resume=true hydra.run.dir=JOB`; then one line per job and exit 2 if any failed."""
+    resume=true hydra.run.dir=JOB`; then one line per job, the sweep's table, and exit 2 if any failed."""
     from hydra.core.global_hydra import GlobalHydra
 
     from ganlab.records import sweeps
@@ -294,6 +294,7 @@ def resume_sweep(sweep_dir: Path, typed: list[str], session: Session | None = No
         (failed if code else done).append(f"{job['dir']}: " + ("finished" if not code else f"failed (exit {code})"))
         sweeps.mark(job_dir, "finished" if not code else "failed", None if not code else f"exit {code}")
     print(f"ganlab: sweep {sweep_dir} resumed:\n" + "\n".join(f"  {line}" for line in done + failed))
+    _sweep_summary(sweep_dir)  # the table a sweep ends with, as it stands now
     if failed:
         sys.exit(EXIT_CONFIG)
 
