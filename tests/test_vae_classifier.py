@@ -186,6 +186,24 @@ def test_a_missing_test_split_falls_back_with_a_warning_and_a_broken_one_is_an_e
         train(compose_config(small), tmp_path / "broken")
 
 
+def test_a_test_split_smaller_than_a_batch_is_still_the_test_split(tmp_path, caplog):
+    """Evaluation reads the held-out split whole, never in training batches: 40 images with 10% held
+    out give a test split of a few images, below batch 16, and it is used as it is."""
+    from fake_data import make_images
+    from ganlab.data.folder import load_folder
+
+    make_images(tmp_path / "faces", 40, size=(12, 12))
+    test = load_folder(str(tmp_path / "faces"), resolution=8, batch_size=1, split="test", value_range="unit")
+    assert 0 < len(test) < 16
+    with caplog.at_level("WARNING", logger="ganlab"):
+        loop = train(compose_config([*VAE_SMALL, "dataset=folder", f"dataset.root={tmp_path / 'faces'}",
+                                     "dataset.batch_size=16", "model.objective.tsne_points=0", "schedule.steps=2"]),
+                     tmp_path / "run")
+    held_out = torch.cat([b["image"] for b in loop.evaluator.held_out_batches()])
+    assert torch.equal(held_out, torch.cat([b["image"] for b in test.ordered_batches(torch.device("cpu"))]))
+    assert "no test split" not in caplog.text
+
+
 def test_classifier_metrics_refuse_a_gan_checkpoint(tmp_path):
     train(compose_config(["schedule.steps=1"]), tmp_path / "gan")
     with pytest.raises(ConfigError, match="is not a classifier run's checkpoint"):

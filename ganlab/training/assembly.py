@@ -236,10 +236,16 @@ def _held_out(node: dict[str, Any], data, prefixes):
             log.info("evaluation uses the training data: dataset %s has no test split", node["_target_"])
         return data
     try:
-        return build({**node, "split": "test"}, "dataset", prefixes)  # the dataset node, its split changed
+        return build(_read_whole(node, "test"), "dataset", prefixes)  # the dataset node, its split changed
     except DataNotFound as exc:  # only a missing split falls back: any other refusal is an error, not a warning
         log.warning("no test split (%s); evaluation uses the training data", str(exc).split(";")[0])
         return data
+
+
+def _read_whole(node: dict[str, Any], split: str) -> dict[str, Any]:
+    """The dataset node on `split`, as evaluation reads it: whole and in order, never in training
+    batches, so the batch size is 1 (a test split smaller than a training batch is still one)."""
+    return {**node, "split": split, "batch_size": 1}
 
 
 def _count(data) -> int | None:
@@ -253,7 +259,7 @@ def _count(data) -> int | None:
 def evaluation_data(dataset: dict[str, Any], split: str, prefixes, root: str | None = None) -> Callable[[], Any]:
     """A builder of the run's data set on `split`, loaded on first use (what eval compares with)."""
     node, _ = split_limit(dataset)  # the held-out split is compared whole, whatever dataset.limit trained on
-    node = {**node, "split": split} if "split" in node else node
+    node = _read_whole(node, split) if "split" in node else node
     if root:
         node["root"] = root
 
