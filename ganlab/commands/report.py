@@ -227,8 +227,9 @@ def differing_choices(infos: list[dict[str, Any]]) -> list[str]:
 def differing_keys(infos: list[dict[str, Any]]) -> list[str]:
     """Config keys whose values differ between the runs and that a reader compares: not `_target_`
     paths (a differing choice names them), not a group whose choice differs nor the keys under it
-    (the choice explains them all: `loss` of a diffusion run is {} beside a GAN's `loss=bce`), not where the run or its data lives; of keys whose columns are the
-    same (loss.adversarial._target_ and model.objective.loss._target_), the first only."""
+    (the choice explains them all: a diffusion run's `loss` is {} beside a GAN's `loss=bce`), not
+    where the run or its data lives; of keys whose columns are the same
+    (loss.adversarial._target_ and model.objective.loss._target_), the first only."""
     flat = [flatten(i["config"]) for i in infos]
     explained = tuple(f"{g}." for g in differing_choices(infos) if "/" not in g)
     keys, columns = [], set()

@@ -39,8 +39,8 @@ def load_celeba(root: str = "data", split: str = "train", attributes: list[str] 
         else:
             missing = ", ".join(str(p) for p in needed if not p.exists())
             raise DataNotFound(f"celeba was not found: missing {missing}. Put CelebA there (img_align_celeba/ and "
-                              "the list_*.txt files), point dataset.root at the folder holding celeba/, or set "
-                              "dataset.download=true (Google Drive; often over quota).")
+                               "the list_*.txt files), point dataset.root at the folder holding celeba/, or set "
+                               "dataset.download=true (Google Drive; often over quota).")
     names, table = _read_attributes(needed[1])
     chosen = list(attributes) if attributes else names
     unknown = [a for a in chosen if a not in names]

@@ -75,9 +75,9 @@ def load_cifar10(root: str = "data", split: str = "train", download: bool = Fals
     if not all((pickled / b).is_file() for b in BATCHES[split]):
         if not download:
             raise DataNotFound(f"cifar10 ({split} split) was not found: looked for {', '.join(BATCHES[split])} in "
-                              f"{pickled.resolve()} and for class folders in "
-                              f"{' and '.join(str(folder.resolve()) for folder in folders)}. Point dataset.root there, "
-                              "or set dataset.download=true.")
+                               f"{pickled.resolve()} and for class folders in "
+                               f"{' and '.join(str(folder.resolve()) for folder in folders)}. Point dataset.root "
+                               "there, or set dataset.download=true.")
         from torchvision import datasets
 
         fetch("cifar10", root_path, str(pickled),

@@ -24,7 +24,7 @@ from torchvision.transforms import functional as TF
 
 from ganlab.records.cache import load_verified, save_verified
 from ganlab.data.memory import DataFacts, InMemoryImages, check_batch_size, epoch_order, pixels_to_float
-from ganlab.errors import ConfigError, RunFault, DataNotFound
+from ganlab.errors import ConfigError, DataNotFound, RunFault
 from ganlab.trust.registry import buildable
 
 log = logging.getLogger("ganlab")
