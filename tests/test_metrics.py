@@ -95,6 +95,15 @@ def test_a_classifier_run_folder_is_a_judge_like_its_last_checkpoint(judge):
         assert torch.equal(mine, theirs)
 
 
+def test_a_metric_name_that_is_a_value_or_a_near_miss_is_named():
+    from ganlab.metrics.registry import check_names
+
+    with pytest.raises(ConfigError, match="class_kl is a value the metric classifier logs: name that metric"):
+        check_names(["class_kl"], "metrics.names")
+    with pytest.raises(ConfigError, match="classifer_fd: did you mean classifier_fd"):
+        check_names(["fid", "classifer_fd"], "metrics.names")
+
+
 def test_one_image_covers_one_class_and_real_images_cover_all(judge, real_digits, tmp_path):
     _, jd = judge
     images, labels = real_digits

@@ -117,9 +117,21 @@ def available(has_classifier: bool, has_inception: bool, is_toy: bool, per_chann
 
 
 def check_names(names: list[str], key: str) -> None:
+    """Every name is a metric; a value one returns (class_kl) or a near miss (classifer_fd) is named."""
+    import difflib
+
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise ConfigError(f"{key}: {unknown} are not metrics; the metrics are {', '.join(METRICS)}.")
+        hints = []
+        for name in unknown:
+            measured_by = [m.name for m in METRICS.values() if name in m.higher_is_better and m.name != name]
+            near = difflib.get_close_matches(str(name), list(METRICS), n=1)
+            if measured_by:
+                hints.append(f"{name} is a value the metric {' / '.join(measured_by)} logs: name that metric")
+            elif near:
+                hints.append(f"{name}: did you mean {near[0]}?")
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        raise ConfigError(f"{key}: {unknown} are not metrics{hint}; the metrics are {', '.join(METRICS)}.")
 
 
 def run_metrics(names: list[str], inputs: Inputs) -> dict[str, float]:
