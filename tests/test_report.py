@@ -183,6 +183,11 @@ def test_a_sweep_beside_a_default_run_is_labelled_by_each_differing_setting_once
              info("14-22-28_dcgan_digits", [], "dcgan", "bce", 2000, True)]
     assert run_labels(infos) == ["loss=bce model=sngan schedule.steps=300", "loss=hinge model=sngan schedule.steps=300",
                                  "loss=bce model=dcgan schedule.steps=2000"]
+    # a setting one run left unset (no experiment preset) is not written as `experiment=None`
+    preset = info("gan", ["experiment=mnist_dcgan", "debug=tiny"], "dcgan", "bce", 8, False)
+    preset["choices"].update(experiment="mnist_dcgan", debug="tiny")
+    plain = info("classifier", ["model=classifier_mlp"], "classifier_mlp", None, 200, False)
+    assert run_labels([plain, preset]) == ["model=classifier_mlp", "model=dcgan experiment=mnist_dcgan debug=tiny"]
     # a label too long for a legend is cut between settings, never inside a value
     assert fit("model=sngan loss=hinge schedule.steps=300", 40) == "model=sngan loss=hinge …"
     assert fit("model=sngan loss=hinge", 40) == "model=sngan loss=hinge"

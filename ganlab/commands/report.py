@@ -200,7 +200,8 @@ def run_labels(infos: list[dict[str, Any]]) -> list[str]:
     for candidates in ([k for t in typed for k in t], differing_choices(infos)):  # typed first, then groups
         keys += [k for k in dict.fromkeys(key.lstrip("+~") for key in candidates) if k not in keys and
                  k not in UNCOMPARED and len({_setting(i, t, k) for i, t in zip(infos, typed)}) > 1]
-        labels = [" ".join(f"{k}={_setting(i, t, k)}" for k in keys) for i, t in zip(infos, typed)]
+        labels = [" ".join(f"{k}={v}" for k in keys if (v := _setting(i, t, k)) != "None")  # unset: said by the others
+                  for i, t in zip(infos, typed)]
         if len(set(labels)) == len(labels) and all(labels):
             return labels
     differing = [k for k in differing_keys(infos) if k not in keys]  # then the config values that differ
