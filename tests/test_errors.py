@@ -65,7 +65,7 @@ BAD_INPUT = [
     (["+foo.bar=1"], "foo is not a ganlab setting: nothing reads it"),
     (["+schedule.stepz=5"], "schedule.stepz is not a ganlab setting: nothing reads it. Did you mean schedule.steps?"),
     (["+model.generator.widht=8"], "model.generator.widht is not a setting of ganlab.models.dcgan.DCGANGenerator"),
-    (["model=vae_mlp", "model.encoder_init=missing.pt"], "model.encoder_init: checkpoint missing.pt does not exist"),
+    (["model=vae_mlp", "model.encoder_init=missing.pt"], "model.encoder_init=missing.pt is neither a run directory nor"),
     (["metrics.classifier=missing.pt"], "metrics.classifier=missing.pt is neither a run directory nor a checkpoint"),
     (["optimizer.betas=[1.5,0.9]"], "optimizer.betas=[1.5, 0.9] is not valid for torch.optim.Adam"),
     (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.momentum=-1 is not valid for torch.optim.SGD"),

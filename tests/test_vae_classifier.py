@@ -109,6 +109,8 @@ def test_encoder_transfer_copies_the_classifier_layer_and_nothing_else(tmp_path)
     untouched = {k: v for k, v in started.state_dict().items() if not k.startswith("hidden.")}
     for name, tensor in untouched.items():
         assert torch.equal(tensor, fresh.state_dict()[name]), name
+    by_folder = start_encoder(tmp_path / "classifier", hidden=[32])  # the run's folder means its last.pt
+    assert torch.equal(by_folder.hidden[1].weight, trained["hidden.1.weight"])
 
 
 def test_encoder_transfer_mismatch_names_the_layers(tmp_path):
