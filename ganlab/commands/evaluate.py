@@ -22,7 +22,6 @@ from typing import Any
 import torch
 
 from ganlab.training import run as runs
-from ganlab.records.checkpoint import checkpoint_path
 from ganlab.trust.build import allowed_prefixes
 from ganlab.errors import ConfigError
 from ganlab.metrics import available
@@ -89,8 +88,6 @@ def evaluate(run, checkpoint, ema, seed, device, allowed_targets, sampler, steps
     if isinstance(metrics, list) and not metrics:
         raise ConfigError("metrics=[] names no metric; list some, e.g. metrics=[classifier_fd,classifier], or leave "
                           "metrics out (auto: what can be computed here).")
-    if classifier and Path(classifier).expanduser().is_dir():
-        classifier = str(checkpoint_path(classifier, "last", "classifier"))  # a classifier run's folder
     device = pick_device(device)
     nvidia_inception.uses_bfloat16(device, inception_precision)  # a misspelt precision: refused before any work
     prefixes = allowed_prefixes(allowed_targets or [])  # the user's list, never the checkpoint's

@@ -31,7 +31,7 @@ def judge_from(path: str, read: tuple[Path, dict[str, Any]], facts, device: torc
     file, state = read
     network, value_range, per_channel = runs.classifier_of(runs.from_checkpoint(file, state, device, prefixes),
                                                            path, key, facts)
-    return Judge(network, value_range, f"{Path(path).name} sha256:{file_sha256(file)[:16]}", per_channel)
+    return Judge(network, value_range, f"{Path(file).name} sha256:{file_sha256(file)[:16]}", per_channel)
 
 
 def drawer(run: runs.Run):
