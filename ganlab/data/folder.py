@@ -120,8 +120,9 @@ def cached_decode(files: ImageFiles, cache: bool, cache_dir: str, workers: int |
 
 def list_images(root: Path, key: str = "dataset.root") -> list[Path]:
     if not root.is_dir():
-        raise ConfigError(f"{key}={root} is not a folder (looked at {root.resolve()}); point {key} at the folder "
-                          "that holds the images.")
+        raise DataNotFound(f"{key}={root} is not a folder (looked at {root.resolve()}); point {key} at the folder "
+                           "that holds the images, or set GANLAB_DATA to the folder holding your data sets (the "
+                           "presets' roots start there, e.g. $GANLAB_DATA/anime).")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
     if not files:
         raise ConfigError(f"{key}={root} holds no images ({', '.join(EXTENSIONS)}), in it or in its subfolders; "
