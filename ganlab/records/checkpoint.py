@@ -293,10 +293,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def network_weights(run: str | Path, key: str) -> dict[str, dict[str, Any]]:
+def network_weights(run: str | Path | None, key: str) -> dict[str, dict[str, Any]] | None:
     """Each network's weights (state dict) by name, from `run` (a checkpoint, or a run folder: its
-    last.pt); `key` names the setting."""
-    return Saved(read_run(run, "last", key)[1]).networks
+    last.pt; None when the setting `key` is unset)."""
+    return Saved(read_run(str(run), "last", key)[1]).networks if run else None
 
 
 def read_run(run: str | Path, which: str = "last", key: str = "run") -> tuple[Path, dict[str, Any]]:

@@ -108,8 +108,8 @@ def assemble(config: dict[str, Any], run_dir: Path, prefixes: tuple[str, ...], r
     data = limited(build(dataset, "dataset", prefixes), limit, seed)  # held-out data stays whole
     changes = check_resumable(checkpoint.Saved(stored), config) if stored else {}
     # the other files the run starts from, read before anything is built from them
-    encoder_init, metrics = config["model"].get("encoder_init"), config.get("metrics") or {}
-    encoder_weights = checkpoint.network_weights(str(encoder_init), "model.encoder_init") if encoder_init else None
+    metrics = config.get("metrics") or {}
+    encoder_weights = checkpoint.network_weights(config["model"].get("encoder_init"), "model.encoder_init")
     judge_file = checkpoint.read_run(str(metrics["classifier"]), key="metrics.classifier") \
         if metrics.get("classifier") else None
     value_range = getattr(data, "value_range", "tanh")

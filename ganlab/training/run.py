@@ -103,9 +103,8 @@ def build(config: dict[str, Any], facts: DataFacts, value_range: str, device: to
     data `facts`, then the objective that trains them (`start_encoder`: apply `model.encoder_init`,
     which a reopened run does not need)."""
     model = config["model"]
-    start = model.get("encoder_init") if start_encoder else None
-    objective = build_objective(model, facts, device, prefixes,
-                                checkpoint.network_weights(str(start), "model.encoder_init") if start else None)
+    weights = checkpoint.network_weights(model.get("encoder_init"), "model.encoder_init") if start_encoder else None
+    objective = build_objective(model, facts, device, prefixes, weights)
     return Run(config, facts, value_range, objective, ema_copies(objective) if ema else {},
                overrides=list(overrides or []))
 
