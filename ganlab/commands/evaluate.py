@@ -42,7 +42,8 @@ MIN_SAMPLES = 10  # generated or real: fewer cannot be measured (k-NN radii need
 @dataclass
 class EvalOptions(RunOptions):
     metrics: list | str = option("auto", "a list such as [fid,kid,classifier_fd]; auto: what can be computed here")
-    classifier: str | None = option(None, "a classifier run's checkpoint: the feature network of the classifier metrics")
+    classifier: str | None = option(None, "a classifier run (its folder or a checkpoint): the feature network of "
+                                          "the classifier metrics")
     inception_weights: str | None = option(None, "a local copy of torch-fidelity's InceptionV3 weights (offline "
                                            "machines)")
     n: int | None = option(None, "generated samples; default 10,000, or 1,000 where the Inception network runs on a "

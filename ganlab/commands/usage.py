@@ -49,7 +49,7 @@ Keys worth knowing (the full composed config: ganlab train --cfg job [overrides]
   optimizer.lr, optimizer.betas, +optimizer.per_network.discriminator.lr=4e-4
   schedule.steps (or schedule.epochs), n_critic, g_steps, ema_decay, log_every, sample_every,
   ckpt_every, snapshot_every, keep_last, eval_every
-  metrics.classifier=PATH         a classifier run's checkpoint: diagnostics and metrics during training
+  metrics.classifier=PATH         a classifier run (its folder or a checkpoint): diagnostics and metrics during training
   metrics.names, metrics.best     what eval_every measures, and what keeps checkpoints/best.pt
                                   (and what a sweep with hydra/sweeper=optuna optimises)
   debug=tiny                      a few CPU seconds: does this config train at all?
